@@ -1,0 +1,549 @@
+"""Configuration: one TOML file -> frozen dataclasses, validated once at start-up.
+
+Every key and its default is documented in `config/mailbot.toml`. Nothing here reads the
+environment except `password_env`, and only when a password is actually needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_CONFIG = Path("config/mailbot.toml")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Severity:
+    name: str  # canonical, e.g. "SEV1"
+    description: str
+    stale_after_minutes: int
+    rank: int  # 1 is the most severe
+
+
+@dataclass(frozen=True)
+class ListConfig:
+    address: str = "incidents@example.com"
+    bot_address: str = "mailbot@example.com"
+    name: str = "Incidents"
+    incident_prefix: str = "INC"
+    list_id: str = ""  # the List-Id the list server adds, if known
+
+
+@dataclass(frozen=True)
+class SmtpIngressConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8025
+    protocol: str = "smtp"  # smtp | lmtp
+    max_message_size: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImapIngressConfig:
+    host: str
+    port: int = 993
+    tls: str = "implicit"  # implicit | starttls | none
+    username: str = ""
+    password_file: str = ""
+    password_env: str = ""
+    folder: str = "INBOX"
+    processed_action: str = "flag"  # flag | move
+    processed_flag: str = "$MailbotProcessed"
+    move_to: str = "Processed"
+    poll_interval: int = 60
+    idle_timeout: int = 25 * 60
+    start_at: str = "new"  # new | all | an ISO date (YYYY-MM-DD)
+    batch_size: int = 200
+    connect_timeout: int = 30
+
+    def password(self) -> str:
+        """Read the password from its file or environment variable."""
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"[ingress.imap] password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"[ingress.imap] password_env: ${self.password_env} is not set"
+                )
+            return value
+        return ""
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    smtp_host: str = ""
+    smtp_port: int = 25
+    tls: str = "none"  # none | starttls | implicit
+    username: str = ""
+    password_file: str = ""
+    password_env: str = ""
+    timeout: int = 30
+    retry_initial_seconds: int = 30
+    retry_max_seconds: int = 3600
+
+    def password(self) -> str:
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"[outbound] password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"[outbound] password_env: ${self.password_env} is not set")
+            return value
+        return ""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    dir: Path = Path("var")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.dir / "spool"
+
+    @property
+    def db_dir(self) -> Path:
+        return self.dir / "db"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.dir / "archive"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.dir / "outbox"
+
+    @property
+    def sent_maildir(self) -> Path:
+        return self.dir / "outbox-sent"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    allowed_senders: tuple[str, ...] = ("example.com",)
+    allow_subdomains: bool = False
+    require_dkim: bool = False
+    trusted_authserv_ids: tuple[str, ...] = ()
+    max_mail_per_address_per_hour: int = 20
+    max_list_mail_per_hour: int = 200
+    accept_direct_to_bot: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    timezone: str = "UTC"
+    digest_time: dt.time = dt.time(9, 0)
+    digest_when_empty: bool = True
+    reminders_cc_list: bool = False
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class PostmortemConfig:
+    reminder_days: int = 2
+    action_item_horizon_days: int = 7
+    leadership: tuple[str, ...] = ()
+    leadership_severities: tuple[str, ...] = ("SEV1", "SEV2")
+    review_after_days: int = 3
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    dir: Path | None = None  # set: `serve` republishes after each change
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    list: ListConfig
+    smtp: SmtpIngressConfig
+    imap: ImapIngressConfig | None
+    outbound: OutboundConfig
+    storage: StorageConfig
+    policy: PolicyConfig
+    severities: tuple[Severity, ...]
+    phases: tuple[str, ...]
+    schedule: ScheduleConfig
+    postmortem: PostmortemConfig
+    publish: PublishConfig
+    services_file: Path
+    log_level: str = "INFO"
+    templates_dir: Path = field(default=Path(__file__).resolve().parent.parent / "templates")
+
+    def severity(self, name: str) -> Severity | None:
+        for sev in self.severities:
+            if sev.name == name:
+                return sev
+        return None
+
+    @property
+    def resolved_phase(self) -> str:
+        return "resolved"
+
+
+DEFAULT_SEVERITIES = (
+    Severity("SEV1", "Critical: the future of the company is at stake; customers broadly "
+             "cannot use the product, data loss, or a security breach.", 30, 1),
+    Severity("SEV2", "Major: a core feature is down or badly degraded for many customers.", 60, 2),
+    Severity("SEV3", "Minor: a partial or customer-invisible degradation; a workaround exists.",
+             240, 3),
+    Severity("SEV4", "Low: a temporary internal outage with no customer impact.", 1440, 4),
+)
+DEFAULT_PHASES = ("investigating", "identified", "mitigating", "monitoring", "resolved")
+
+_KNOWN: dict[str, set[str]] = {
+    "": {"list", "ingress", "outbound", "storage", "policy", "severity", "phases",
+         "schedule", "postmortem", "publish", "services", "logging", "templates"},
+    "list": {"address", "bot_address", "name", "incident_prefix", "list_id"},
+    "ingress": {"smtp", "imap"},
+    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
+    "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
+                     "folder", "processed_action", "processed_flag", "move_to",
+                     "poll_interval", "idle_timeout", "start_at", "batch_size",
+                     "connect_timeout"},
+    "outbound": {"smtp_host", "smtp_port", "tls", "username", "password_file", "password_env",
+                 "timeout", "retry_initial_seconds", "retry_max_seconds"},
+    "storage": {"dir"},
+    "policy": {"allowed_senders", "allow_subdomains", "require_dkim", "trusted_authserv_ids",
+               "max_mail_per_address_per_hour", "max_list_mail_per_hour",
+               "accept_direct_to_bot"},
+    "severity": {"name", "description", "stale_after_minutes"},
+    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list"},
+    "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
+                   "leadership_severities", "review_after_days"},
+    "publish": {"dir"},
+    "services": {"file"},
+    "logging": {"level"},
+    "templates": {"dir"},
+}
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false",
+               list: "a list", dt.time: "a time"}
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+$")
+
+
+def _check_keys(section: str, table: dict[str, Any]) -> None:
+    known = _KNOWN[section]
+    for key in table:
+        if key not in known:
+            where = f"[{section}]" if section else "top level"
+            raise ConfigError(
+                f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})"
+            )
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"[{section}] {key} must be a whole number, not {value!r}")
+    if not isinstance(value, kind):
+        names = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in names)
+        raise ConfigError(f"[{section}] {key} must be {wanted}, not {value!r}")
+    return value
+
+
+def _address(section: str, key: str, value: str) -> str:
+    if not _ADDRESS.match(value) or any(c in value for c in "\r\n"):
+        raise ConfigError(f"[{section}] {key}: {value!r} is not an email address")
+    return value.lower()
+
+
+def _port(section: str, key: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"[{section}] {key}: {value} is not a port number")
+    return value
+
+
+def _choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"[{section}] {key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the configuration file; raise ConfigError with one clear line."""
+    if path is None:
+        path = os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return _build(path, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _build(path: Path, raw: dict[str, Any]) -> Config:
+    _check_keys("", raw)
+
+    t = raw.get("list", {})
+    _check_keys("list", t)
+    prefix = _get(t, "list", "incident_prefix", str, "INC")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,15}", prefix):
+        raise ConfigError(f"[list] incident_prefix: {prefix!r} must be letters and digits")
+    lst = ListConfig(
+        address=_address("list", "address", _get(t, "list", "address", str, ListConfig.address)),
+        bot_address=_address(
+            "list", "bot_address", _get(t, "list", "bot_address", str, ListConfig.bot_address)
+        ),
+        name=_get(t, "list", "name", str, ListConfig.name),
+        incident_prefix=prefix.upper(),
+        list_id=_get(t, "list", "list_id", str, ""),
+    )
+    if lst.address == lst.bot_address:
+        raise ConfigError("[list] address and bot_address must differ")
+
+    ingress = raw.get("ingress", {})
+    _check_keys("ingress", ingress)
+    t = ingress.get("smtp", {})
+    _check_keys("ingress.smtp", t)
+    smtp = SmtpIngressConfig(
+        enabled=_get(t, "ingress.smtp", "enabled", bool, True),
+        host=_get(t, "ingress.smtp", "host", str, "127.0.0.1"),
+        port=_port("ingress.smtp", "port", _get(t, "ingress.smtp", "port", int, 8025)),
+        protocol=_choice("ingress.smtp", "protocol",
+                         _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
+        max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024),
+    )
+    if smtp.max_message_size < 1024:
+        raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
+
+    imap = None
+    if "imap" in ingress:
+        t = ingress["imap"]
+        _check_keys("ingress.imap", t)
+        s = "ingress.imap"
+        if "host" not in t:
+            raise ConfigError("[ingress.imap] host is required")
+        start_at = _get(t, s, "start_at", str, "new")
+        if start_at not in ("new", "all"):
+            try:
+                dt.date.fromisoformat(start_at)
+            except ValueError:
+                raise ConfigError(
+                    f"[ingress.imap] start_at: {start_at!r} is not new, all or a YYYY-MM-DD date"
+                ) from None
+        imap = ImapIngressConfig(
+            host=_get(t, s, "host", str, ""),
+            port=_port(s, "port", _get(t, s, "port", int, 993)),
+            tls=_choice(s, "tls", _get(t, s, "tls", str, "implicit"),
+                        ("implicit", "starttls", "none")),
+            username=_get(t, s, "username", str, ""),
+            password_file=_get(t, s, "password_file", str, ""),
+            password_env=_get(t, s, "password_env", str, ""),
+            folder=_get(t, s, "folder", str, "INBOX"),
+            processed_action=_choice(s, "processed_action",
+                                     _get(t, s, "processed_action", str, "flag"),
+                                     ("flag", "move")),
+            processed_flag=_get(t, s, "processed_flag", str, "$MailbotProcessed"),
+            move_to=_get(t, s, "move_to", str, "Processed"),
+            poll_interval=_get(t, s, "poll_interval", int, 60),
+            idle_timeout=_get(t, s, "idle_timeout", int, 25 * 60),
+            start_at=start_at,
+            batch_size=_get(t, s, "batch_size", int, 200),
+            connect_timeout=_get(t, s, "connect_timeout", int, 30),
+        )
+        if imap.tls == "none" and not _is_loopback(imap.host):
+            raise ConfigError(
+                "[ingress.imap] tls = \"none\" is only allowed for a loopback host "
+                "(the password would cross the network in clear)"
+            )
+        if imap.idle_timeout > 29 * 60:
+            raise ConfigError("[ingress.imap] idle_timeout must be under 29 minutes (RFC 2177)")
+
+    t = raw.get("outbound", {})
+    _check_keys("outbound", t)
+    outbound = OutboundConfig(
+        smtp_host=_get(t, "outbound", "smtp_host", str, ""),
+        smtp_port=_port("outbound", "smtp_port", _get(t, "outbound", "smtp_port", int, 25)),
+        tls=_choice("outbound", "tls", _get(t, "outbound", "tls", str, "none"),
+                    ("none", "starttls", "implicit")),
+        username=_get(t, "outbound", "username", str, ""),
+        password_file=_get(t, "outbound", "password_file", str, ""),
+        password_env=_get(t, "outbound", "password_env", str, ""),
+        timeout=_get(t, "outbound", "timeout", int, 30),
+        retry_initial_seconds=_get(t, "outbound", "retry_initial_seconds", int, 30),
+        retry_max_seconds=_get(t, "outbound", "retry_max_seconds", int, 3600),
+    )
+
+    t = raw.get("storage", {})
+    _check_keys("storage", t)
+    storage = StorageConfig(dir=Path(_get(t, "storage", "dir", str, "var")))
+
+    t = raw.get("policy", {})
+    _check_keys("policy", t)
+    allowed = _get(t, "policy", "allowed_senders", list, ["example.com"])
+    for entry in allowed:
+        if not isinstance(entry, str) or not (
+            _ADDRESS.match(entry) or _DOMAIN.match(entry.lstrip("@"))
+        ):
+            raise ConfigError(
+                f"[policy] allowed_senders: {entry!r} is neither an address nor a domain"
+            )
+    policy = PolicyConfig(
+        allowed_senders=tuple(e.lower().lstrip("@") for e in allowed),
+        allow_subdomains=_get(t, "policy", "allow_subdomains", bool, False),
+        require_dkim=_get(t, "policy", "require_dkim", bool, False),
+        trusted_authserv_ids=tuple(
+            x.lower() for x in _get(t, "policy", "trusted_authserv_ids", list, [])
+        ),
+        max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int, 20),
+        max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200),
+        accept_direct_to_bot=_get(t, "policy", "accept_direct_to_bot", bool, True),
+    )
+    if policy.require_dkim and not policy.trusted_authserv_ids:
+        raise ConfigError(
+            "[policy] require_dkim needs trusted_authserv_ids (whose Authentication-Results "
+            "headers to believe)"
+        )
+
+    severities = DEFAULT_SEVERITIES
+    if "severity" in raw:
+        items = raw["severity"]
+        if not isinstance(items, list) or not items:
+            raise ConfigError("[[severity]] must be a non-empty array of tables")
+        built = []
+        for rank, item in enumerate(items, start=1):
+            _check_keys("severity", item)
+            name = _get(item, "severity", "name", str, "")
+            if not re.fullmatch(r"[A-Za-z]+[0-9]+", name):
+                raise ConfigError(
+                    f"[[severity]] name {name!r} must be letters then a number, like SEV1"
+                )
+            built.append(Severity(
+                name=name.upper(),
+                description=_get(item, "severity", "description", str, ""),
+                stale_after_minutes=_get(item, "severity", "stale_after_minutes", int, 60),
+                rank=rank,
+            ))
+        if len({s.name for s in built}) != len(built):
+            raise ConfigError("[[severity]] names must be unique")
+        severities = tuple(built)
+
+    phases = DEFAULT_PHASES
+    if "phases" in raw:
+        got = raw["phases"]
+        if not isinstance(got, list) or not all(isinstance(p, str) and p for p in got):
+            raise ConfigError("phases must be a list of names")
+        phases = tuple(p.lower() for p in got)
+        if "resolved" not in phases:
+            raise ConfigError("phases must include \"resolved\"")
+
+    t = raw.get("schedule", {})
+    _check_keys("schedule", t)
+    tzname = _get(t, "schedule", "timezone", str, "UTC")
+    try:
+        ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[schedule] timezone: {tzname!r} is not an IANA time zone") from None
+    digest_time = _get(t, "schedule", "digest_time", (str, dt.time), "09:00")
+    if isinstance(digest_time, str):
+        try:
+            digest_time = dt.time.fromisoformat(digest_time)
+        except ValueError:
+            raise ConfigError(
+                f"[schedule] digest_time: {digest_time!r} is not a time like 09:00"
+            ) from None
+    schedule = ScheduleConfig(
+        timezone=tzname,
+        digest_time=digest_time,
+        digest_when_empty=_get(t, "schedule", "digest_when_empty", bool, True),
+        reminders_cc_list=_get(t, "schedule", "reminders_cc_list", bool, False),
+    )
+
+    t = raw.get("postmortem", {})
+    _check_keys("postmortem", t)
+    postmortem = PostmortemConfig(
+        reminder_days=_get(t, "postmortem", "reminder_days", int, 2),
+        action_item_horizon_days=_get(t, "postmortem", "action_item_horizon_days", int, 7),
+        leadership=tuple(
+            _address("postmortem", "leadership", a)
+            for a in _get(t, "postmortem", "leadership", list, [])
+        ),
+        leadership_severities=tuple(
+            s.upper() for s in _get(t, "postmortem", "leadership_severities", list,
+                                    ["SEV1", "SEV2"])
+        ),
+        review_after_days=_get(t, "postmortem", "review_after_days", int, 3),
+    )
+
+    t = raw.get("publish", {})
+    _check_keys("publish", t)
+    pub_dir = _get(t, "publish", "dir", str, "")
+    publish = PublishConfig(dir=Path(pub_dir) if pub_dir else None)
+
+    t = raw.get("services", {})
+    _check_keys("services", t)
+    services_file = Path(_get(t, "services", "file", str, "services.toml"))
+    if not services_file.is_absolute():
+        services_file = path.parent / services_file
+
+    t = raw.get("logging", {})
+    _check_keys("logging", t)
+    level = _choice("logging", "level", _get(t, "logging", "level", str, "INFO").upper(),
+                    ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    t = raw.get("templates", {})
+    _check_keys("templates", t)
+    templates_dir = Path(__file__).resolve().parent.parent / "templates"
+    if "dir" in t:
+        templates_dir = Path(_get(t, "templates", "dir", str, ""))
+        if not templates_dir.is_absolute():
+            templates_dir = path.parent / templates_dir
+
+    return Config(
+        path=path,
+        list=lst,
+        smtp=smtp,
+        imap=imap,
+        outbound=outbound,
+        storage=storage,
+        policy=policy,
+        severities=severities,
+        phases=phases,
+        schedule=schedule,
+        postmortem=postmortem,
+        publish=publish,
+        services_file=services_file,
+        log_level=level,
+        templates_dir=templates_dir,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

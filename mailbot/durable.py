@@ -1,0 +1,75 @@
+"""Crash-safe file writes: the one place that knows how to make bytes survive kill -9.
+
+A write goes to a temporary file in the same directory, is fsync'd, renamed over the
+target, and the directory is fsync'd so the new name itself is durable (POSIX rename is
+atomic, but the directory entry lives in the page cache until the directory is synced).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+_counter_lock = threading.Lock()
+_counter = 0
+
+
+def unique_suffix() -> str:
+    """A name fragment unique within this host: time, pid and a process counter."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        n = _counter
+    return f"{os.getpid()}.{n}"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory entries of `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new content."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.{unique_suffix()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def move_durably(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` (same filesystem) and sync both directories."""
+    os.replace(src, dst)
+    fsync_dir(Path(dst).parent)
+    if Path(src).parent != Path(dst).parent:
+        fsync_dir(Path(src).parent)
+
+
+def remove_durably(path: Path) -> None:
+    """Unlink `path` (if present) and sync its directory."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(Path(path).parent)

@@ -1,0 +1,370 @@
+"""The types handed from stage to stage.
+
+ingress -> SpooledMail -> parsing -> ParsedMail -> rules -> Decision -> incidents/store
+(Incident, TimelineEntry) -> compose -> OutgoingMail -> outbox.
+
+No stage passes raw dicts, TinyDB documents or mail-parser objects to the next one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field, fields as dc_fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+# ---------------------------------------------------------------- ingress -> spool
+
+
+@dataclass(frozen=True)
+class SpooledMail:
+    """A message as accepted: its bytes, durably in the spool."""
+
+    name: str  # spool file name; sorts in arrival order
+    path: Path
+    raw: bytes
+    received_at: dt.datetime
+    source: str  # smtp | lmtp | imap | pipe
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    text: str | None = None  # decoded for text/* attachments only
+
+
+@dataclass(frozen=True)
+class SubjectTags:
+    """What the subject line says, after Re:/Fwd: prefixes and encoded words."""
+
+    declare: bool = False
+    incident_id: int | None = None
+    severity: str | None = None  # canonical configured name, e.g. "SEV1"
+    phase: str | None = None  # canonical configured phase
+    postmortem: bool = False
+    status: bool = False
+    title: str = ""  # the subject without prefixes and tags
+    unknown: tuple[str, ...] = ()  # bracketed words that were not tags
+
+
+@dataclass(frozen=True)
+class InvalidField:
+    """A field that was present but whose value is not acceptable."""
+
+    field: str  # canonical field name, e.g. "severity"
+    value: str  # what the person wrote
+    valid: tuple[str, ...] = ()  # what would have been accepted, when it is a closed set
+
+
+@dataclass(frozen=True)
+class FieldLine:
+    """One `Key: value` line as read, for `mailbot check`."""
+
+    key: str  # as written
+    field: str  # canonical field name ("roles" for per-role shorthand)
+    value: str
+    where: str  # "new" | "quoted" | "signature"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The incident fields read from the new text. None means "not stated"."""
+
+    severity: str | None = None
+    phase: str | None = None
+    commander: str | None = None
+    roles: Mapping[str, str] = field(default_factory=dict)  # role (lower case) -> person
+    channel: str | None = None
+    summary: str | None = None
+    impact: str | None = None
+    customer_impact: bool | None = None
+    services: tuple[str, ...] | None = None
+    postmortem_owner: str | None = None
+    invalid: tuple[InvalidField, ...] = ()
+    lines: tuple[FieldLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """Everything the rules need to know about one message."""
+
+    key: str  # dedupe key: the Message-ID, or "sha256:<hex>" for mail without one
+    message_id: str  # without angle brackets; "" when absent
+    from_address: str  # lower-cased addr-spec of From:, "" when unusable
+    from_name: str
+    envelope_sender: str | None  # SMTP MAIL FROM via Return-Path; "" is the null sender
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str  # decoded, unfolded, one line
+    date: dt.datetime | None  # the message's own Date:, aware
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, decoded value), in order
+    content_type: str  # top-level media type, lower case
+    tags: SubjectTags
+    fields: Fields
+    new_text: str  # the new text, quotes and signature removed
+    narrative: str  # new text without the field lines: "what changed"
+    quoted_text: str = ""
+    signature: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    defects: tuple[str, ...] = ()
+    size: int = 0
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name`, or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this one replies to, nearest first."""
+        seen: list[str] = []
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            if mid and mid not in seen:
+                seen.append(mid)
+        return tuple(seen)
+
+
+# ---------------------------------------------------------------- incidents
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    kind: str  # declared | updated | rejected | resolved | reopened | postmortem-* | reminder
+    at: dt.datetime  # when mailbot received it
+    author: str
+    message_id: str = ""
+    message_date: dt.datetime | None = None
+    changes: tuple[Change, ...] = ()
+    note: str = ""  # the narrative: what changed, in the author's words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "author": self.author,
+            "message_id": self.message_id,
+            "message_date": self.message_date.isoformat() if self.message_date else None,
+            "changes": [[c.field, c.old, c.new] for c in self.changes],
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TimelineEntry":
+        return cls(
+            kind=d["kind"],
+            at=dt.datetime.fromisoformat(d["at"]),
+            author=d["author"],
+            message_id=d.get("message_id", ""),
+            message_date=(dt.datetime.fromisoformat(d["message_date"])
+                          if d.get("message_date") else None),
+            changes=tuple(Change(f, o, n) for f, o, n in d.get("changes", [])),
+            note=d.get("note", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    text: str
+    owner: str | None
+    due: dt.date | None
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    accepted_at: dt.datetime
+    author: str
+    message_id: str
+    text: str
+    sections: Mapping[str, str]
+    action_items: tuple[ActionItem, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted_at": self.accepted_at.isoformat(),
+            "author": self.author,
+            "message_id": self.message_id,
+            "text": self.text,
+            "sections": dict(self.sections),
+            "action_items": [
+                [a.text, a.owner, a.due.isoformat() if a.due else None] for a in self.action_items
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Postmortem":
+        return cls(
+            accepted_at=dt.datetime.fromisoformat(d["accepted_at"]),
+            author=d["author"],
+            message_id=d["message_id"],
+            text=d["text"],
+            sections=dict(d["sections"]),
+            action_items=tuple(
+                ActionItem(t, o, dt.date.fromisoformat(due) if due else None)
+                for t, o, due in d.get("action_items", [])
+            ),
+        )
+
+
+# The fields a follow-up may change, in the order they are shown to people.
+STATE_FIELDS = (
+    "severity", "phase", "commander", "roles", "channel", "summary", "impact",
+    "customer_impact", "services", "postmortem_owner",
+)
+
+_DATETIME_FIELDS = ("declared_at", "updated_at", "resolved_at", "closed_at",
+                    "last_reminder_at", "postmortem_reminded_at")
+
+
+@dataclass
+class Incident:
+    """One incident's record: its current state and its timeline."""
+
+    id: int
+    title: str
+    status: str = "open"  # open | resolved | closed
+    severity: str | None = None
+    phase: str | None = None
+    commander: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    summary: str | None = None
+    impact: str | None = None
+    customer_impact: bool | None = None
+    services: tuple[str, ...] = ()
+    postmortem_owner: str | None = None
+    declared_by: str = ""
+    declared_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None  # last accepted declaration or follow-up
+    resolved_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    last_reminder_at: dt.datetime | None = None
+    postmortem_reminded_at: dt.datetime | None = None
+    postmortem_reminders: int = 0
+    root_message_id: str = ""
+    rejected_count: int = 0
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    postmortem: Postmortem | None = None
+
+    def ref(self, prefix: str = "INC") -> str:
+        return f"{prefix}-{self.id}"
+
+    @property
+    def needs_liaison(self) -> bool:
+        """Customer-affecting and nobody named as liaison."""
+        return bool(self.customer_impact) and not any(
+            role.startswith("liaison") or role == "customer-liaison" for role in self.roles
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in dc_fields(self):
+            value = getattr(self, f.name)
+            if f.name in _DATETIME_FIELDS:
+                value = value.isoformat() if value else None
+            elif f.name == "timeline":
+                value = [e.to_dict() for e in value]
+            elif f.name == "postmortem":
+                value = value.to_dict() if value else None
+            elif f.name == "services":
+                value = list(value)
+            elif f.name == "roles":
+                value = dict(value)
+            d[f.name] = value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Incident":
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in dc_fields(cls)}
+        for key, value in d.items():
+            if key not in names:
+                continue
+            if key in _DATETIME_FIELDS:
+                value = dt.datetime.fromisoformat(value) if value else None
+            elif key == "timeline":
+                value = [TimelineEntry.from_dict(e) for e in value]
+            elif key == "postmortem":
+                value = Postmortem.from_dict(value) if value else None
+            elif key == "services":
+                value = tuple(value)
+            elif key == "roles":
+                value = dict(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def public_dict(self, prefix: str = "INC") -> dict[str, Any]:
+        """The `--json` shape promised by PRODUCT.md (and a few extras)."""
+        d = self.to_dict()
+        d["ref"] = self.ref(prefix)
+        return d
+
+
+# ---------------------------------------------------------------- rules -> pipeline
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules concluded about one message. Pure data; the pipeline acts on it."""
+
+    action: str
+    # declare | update | reject | status | postmortem-accept | postmortem-reject |
+    # archive (chatter) | ignore (loops, bounces, strangers, duplicates)
+    reason: str = ""  # one line for the log and `mailbot check`
+    incident_id: int | None = None
+    missing: tuple[str, ...] = ()  # required items not stated
+    invalid: tuple[InvalidField, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- compose -> outbox
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A fully rendered message and its envelope; the outbox knows nothing else."""
+
+    name: str  # unique, deterministic queue name (derived from what caused it)
+    mail_from: str
+    recipients: tuple[str, ...]
+    message: bytes
+    message_id: str = ""
+    kind: str = ""  # the template it came from, for logs
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["message"] = self.message.decode("utf-8", "surrogateescape")
+        d["recipients"] = list(self.recipients)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "OutgoingMail":
+        return cls(
+            name=d["name"],
+            mail_from=d["mail_from"],
+            recipients=tuple(d["recipients"]),
+            message=d["message"].encode("utf-8", "surrogateescape"),
+            message_id=d.get("message_id", ""),
+            kind=d.get("kind", ""),
+        )

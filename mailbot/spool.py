@@ -1,0 +1,106 @@
+"""The durable spool between ingress and processing.
+
+Takes raw bytes from any ingress and hands SpooledMail to the worker, in arrival order.
+A Maildir-like layout under `<storage>/spool/`:
+
+    tmp/     being written (never read by the worker)
+    new/     accepted: fsync'd, renamed in, directory fsync'd -> only now may ingress say 250
+    failed/  processing raised: the message plus `<name>.error` with the traceback
+
+A message leaves `new/` only after its effects are committed (the pipeline calls `done`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from mailbot.durable import fsync_dir, move_durably, remove_durably, unique_suffix, write_atomic
+from mailbot.models import SpooledMail
+
+log = logging.getLogger(__name__)
+
+_SOURCES = ("smtp", "lmtp", "imap", "pipe", "retry")
+
+
+class Spool:
+    """put / pending / done / fail, with a wake-up event for the worker."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.new = self.root / "new"
+        self.failed = self.root / "failed"
+        for d in (self.tmp, self.new, self.failed):
+            d.mkdir(parents=True, exist_ok=True)
+        self.arrived = threading.Event()
+        self._clean_tmp()
+
+    def _clean_tmp(self) -> None:
+        # tmp/ holds only writes that never completed: nobody was told 250 for them.
+        for leftover in self.tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def put(self, raw: bytes, source: str) -> str:
+        """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
+        if source not in _SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        # time_ns first so names sort by arrival; the suffix makes them unique.
+        name = f"{time.time_ns():020d}.{unique_suffix()}.{source}"
+        tmp_path = self.tmp / name
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp_path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.rename(tmp_path, self.new / name)
+        fsync_dir(self.new)
+        self.arrived.set()
+        return name
+
+    def pending(self) -> list[str]:
+        """Names waiting in new/, oldest first."""
+        return sorted(p.name for p in self.new.iterdir() if not p.name.startswith("."))
+
+    def read(self, name: str) -> SpooledMail:
+        path = self.new / name
+        raw = path.read_bytes()
+        stamp, _, rest = name.partition(".")
+        received = dt.datetime.fromtimestamp(int(stamp) / 1e9, dt.timezone.utc)
+        source = rest.rsplit(".", 1)[-1]
+        return SpooledMail(name=name, path=path, raw=raw, received_at=received, source=source)
+
+    def done(self, name: str) -> None:
+        """The message's effects are committed: forget it."""
+        remove_durably(self.new / name)
+
+    def fail(self, name: str, error: str) -> None:
+        """Park a message whose processing raised, with the error beside it."""
+        write_atomic(self.failed / f"{name}.error", error.encode("utf-8", "replace"))
+        move_durably(self.new / name, self.failed / name)
+
+    def failed_names(self) -> list[str]:
+        return sorted(p.name for p in self.failed.iterdir()
+                      if not p.name.endswith(".error") and not p.name.startswith("."))
+
+    def failure_reason(self, name: str) -> str:
+        try:
+            return (self.failed / f"{name}.error").read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def retry(self, name: str) -> None:
+        """Put a failed message back in line (keeps its original arrival name)."""
+        move_durably(self.failed / name, self.new / name)
+        remove_durably(self.failed / f"{name}.error")
+        self.arrived.set()
