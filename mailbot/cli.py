@@ -1,0 +1,330 @@
+"""The command line: each command returns an exit status; errors are one line, never a
+traceback (unless --debug)."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from mailbot.config import Config, ConfigError, load_config
+
+
+class Exit(enum.IntEnum):
+    """sysexits.h codes, which MTAs understand for pipe transports."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    DATAERR = 65
+    NOINPUT = 66
+    SOFTWARE = 70
+    CANTCREAT = 73
+    TEMPFAIL = 75
+    CONFIG = 78
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: Exit = Exit.ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _setup_logging(level: str, verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _runtime(config: Config):  # type: ignore[no-untyped-def]
+    from mailbot.runtime import build_runtime
+
+    try:
+        return build_runtime(config)
+    except OSError as exc:
+        raise CommandError(f"cannot open storage {config.storage.dir}: {exc.strerror or exc}",
+                           Exit.CANTCREAT) from None
+
+
+def _parse_ref(ref: str, prefix: str) -> int:
+    text = ref.strip().upper()
+    if text.startswith(prefix + "-"):
+        text = text[len(prefix) + 1:]
+    if not text.isdigit():
+        raise CommandError(f"{ref!r} is not an incident reference like {prefix}-42", Exit.USAGE)
+    return int(text)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.daemon import Daemon, StartupError
+
+    _setup_logging(config.log_level, args.verbose)
+    rt = _runtime(config)
+    _attach_scheduler(rt)
+    try:
+        Daemon(rt).run_forever()
+    except StartupError as exc:
+        raise CommandError(str(exc), Exit.TEMPFAIL if "running" in str(exc) else Exit.ERROR)
+    return Exit.OK
+
+
+def _attach_scheduler(rt: Any) -> None:
+    try:
+        from mailbot.scheduler import build_scheduler
+    except ImportError:
+        return
+    rt.extras["scheduler"] = build_scheduler(rt)
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ingress.pipe import InputError, read_inputs, spool_inputs
+
+    _setup_logging(config.log_level, args.verbose)
+    try:
+        messages = read_inputs(args.files)
+    except InputError as exc:
+        raise CommandError(str(exc), Exit.NOINPUT) from None
+    rt = _runtime(config)
+    try:
+        names = spool_inputs(rt.spool, messages)
+    except OSError as exc:
+        # EX_TEMPFAIL: the MTA keeps the message and tries again later.
+        raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
+    if not rt.lock.acquire():
+        logging.getLogger("mailbot.ingest").info(
+            "spooled %d message(s); the running daemon (pid %s) will process them",
+            len(names), rt.lock.holder() or "?")
+        return Exit.OK
+    try:
+        rt.pipeline.recover()
+        rt.pipeline.process_pending()
+        rt.outbox.deliver_due()
+    except OSError as exc:
+        # Spooled durably already: the next run or the daemon will finish the work.
+        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+    finally:
+        rt.lock.release()
+    return Exit.OK
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.check import explain
+
+    try:
+        raw = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise CommandError(f"{args.file}: {exc.strerror}", Exit.NOINPUT) from None
+    rt = _runtime(config)
+    print(explain(rt, raw, show_mail=args.show_mail), end="")
+    return Exit.OK
+
+
+def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
+    rt = _runtime(config)
+    items = list(rt.store.all_incidents()) if args.all else rt.store.live_incidents()
+    prefix = config.list.incident_prefix
+    if args.json:
+        json.dump([i.public_dict(prefix) for i in items], sys.stdout, indent=2, default=str)
+        print()
+        return Exit.OK
+    if not items:
+        print("no incidents" if args.all else "no open incidents (--all lists closed ones)")
+        return Exit.OK
+    print(f"{'ID':<10} {'STATUS':<9} {'SEV':<5} {'PHASE':<14} {'COMMANDER':<28} TITLE")
+    for i in items:
+        flag = " [no liaison]" if i.needs_liaison and i.status != "closed" else ""
+        print(f"{i.ref(prefix):<10} {i.status:<9} {i.severity or '-':<5} {i.phase or '-':<14} "
+              f"{(i.commander or '-')[:28]:<28} {i.title}{flag}")
+    return Exit.OK
+
+
+def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    prefix = config.list.incident_prefix
+    incident_id = _parse_ref(args.ref, prefix)
+    rt = _runtime(config)
+    incident = rt.store.get(incident_id)
+    if incident is None:
+        raise CommandError(f"no incident {prefix}-{incident_id}", Exit.DATAERR)
+    if args.json:
+        json.dump(incident.public_dict(prefix), sys.stdout, indent=2, default=str)
+        print()
+        return Exit.OK
+    env = rt.composer.env
+    print(env.get_template("cli/show.txt").render(
+        incident=incident, ref=incident.ref(prefix), tz=config.schedule.tz), end="")
+    return Exit.OK
+
+
+def cmd_failed(args: argparse.Namespace, config: Config) -> int:
+    rt = _runtime(config)
+    names = rt.spool.failed_names()
+    if not names:
+        print("no failed messages")
+    for name in names:
+        reason = rt.spool.failure_reason(name).strip().splitlines()
+        print(f"{name}  {reason[-1] if reason else ''}")
+    return Exit.OK
+
+
+def cmd_retry(args: argparse.Namespace, config: Config) -> int:
+    rt = _runtime(config)
+    names = rt.spool.failed_names() if args.all else args.names
+    if not names:
+        raise CommandError("name failed messages (see `mailbot failed`) or use --all", Exit.USAGE)
+    for name in names:
+        if name not in rt.spool.failed_names():
+            raise CommandError(f"{name}: not in failed/", Exit.NOINPUT)
+        rt.spool.retry(name)
+        print(f"{name}: back in the spool")
+    if rt.lock.acquire():
+        try:
+            _setup_logging(config.log_level, args.verbose)
+            rt.pipeline.process_pending()
+            rt.outbox.deliver_due()
+        finally:
+            rt.lock.release()
+    return Exit.OK
+
+
+def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
+    rt = _runtime(config)
+    if args.action == "resend":
+        if not args.names:
+            raise CommandError("name the parked mail(s) to re-send", Exit.USAGE)
+        for name in args.names:
+            if name not in rt.outbox.parked_names():
+                raise CommandError(f"{name}: not parked", Exit.NOINPUT)
+            rt.outbox.resend(name)
+            print(f"{name}: queued again")
+        return Exit.OK
+    queued, parked = rt.outbox.queued(), rt.outbox.parked_names()
+    print(f"{len(queued)} queued, {len(parked)} parked")
+    for name in queued:
+        print(f"queued  {name}")
+    for name in parked:
+        print(f"parked  {name}  {rt.outbox.parked_reason(name)}")
+    return Exit.OK
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.runtime import experts_lookup
+
+    experts_lookup(config)  # validates services.toml; raises ConfigError
+    if config.imap is not None and (config.imap.password_file or config.imap.password_env):
+        config.imap.password()
+    if config.outbound.password_file or config.outbound.password_env:
+        config.outbound.password()
+    missing = [t for t in ("mail/ack.txt", "mail/rejection.txt", "mail/status.txt")
+               if not (config.templates_dir / t).exists()]
+    if missing:
+        raise CommandError(f"templates missing in {config.templates_dir}: {', '.join(missing)}",
+                           Exit.CONFIG)
+    print(f"{config.path}: OK")
+    return Exit.OK
+
+
+def cmd_digest(args: argparse.Namespace, config: Config) -> int:
+    try:
+        from mailbot.digest import run_digest_command
+    except ImportError:
+        raise CommandError("the digest is not available in this build", Exit.SOFTWARE)
+    return run_digest_command(_runtime(config), send=args.send)
+
+
+def cmd_publish(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.publish import publish_site
+    from mailbot.services import load_services
+
+    rt = _runtime(config)
+    out = Path(args.out) if args.out else config.publish.dir
+    if out is None:
+        raise CommandError("say where: --out DIR (or set [publish] dir)", Exit.USAGE)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{out}: {exc.strerror}", Exit.CANTCREAT) from None
+    paths = publish_site(out, rt.store.all_incidents(), load_services(config.services_file),
+                         config, rt.clock.now())
+    print(f"wrote {len(paths)} page(s) to {out}; open {out / 'index.html'}")
+    return Exit.OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: $MAILBOT_CONFIG, else "
+                             "config/mailbot.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    parser = argparse.ArgumentParser(prog="mailbot", parents=[common],
+                                     description="An incident mailing-list daemon.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("serve", cmd_serve, "run the daemon: ingress, outbox and scheduler")
+    p = add("ingest", cmd_ingest, "process messages given as files, or - for stdin")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p = add("check", cmd_check, "dry run: how a message is read and what mailbot would do")
+    p.add_argument("file", metavar="FILE.eml")
+    p.add_argument("--show-mail", action="store_true", help="print the mail it would send")
+    p = add("incidents", cmd_incidents, "list open incidents (--all: with closed ones)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true")
+    p = add("show", cmd_show, "one incident with its timeline")
+    p.add_argument("ref", metavar="INC-n")
+    p.add_argument("--json", action="store_true")
+    p = add("digest", cmd_digest, "print the daily digest, or --send it now")
+    p.add_argument("--send", action="store_true")
+    p = add("publish", cmd_publish, "write the static HTML site")
+    p.add_argument("--out", metavar="DIR")
+    add("check-config", cmd_check_config, "validate the configuration")
+    add("failed", cmd_failed, "list messages whose processing failed")
+    p = add("retry", cmd_retry, "put failed messages back in the spool and process them")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true")
+    p = add("outbox", cmd_outbox, "list queued and parked mail, or re-send parked mail")
+    p.add_argument("action", nargs="?", choices=["list", "resend"], default="list")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return Exit.USAGE
+    try:
+        config = load_config(args.config)
+        return int(args.func(args, config))
+    except ConfigError as exc:
+        print(f"mailbot: config: {exc}", file=sys.stderr)
+        return Exit.CONFIG
+    except CommandError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return Exit.ERROR
+    except Exception as exc:  # noqa: BLE001 - one line for people, traceback with --debug
+        if args.debug:
+            raise
+        print(f"mailbot: internal error: {type(exc).__name__}: {exc} (run with --debug for "
+              "the traceback)", file=sys.stderr)
+        return Exit.SOFTWARE

@@ -1,0 +1,167 @@
+"""Compose: render a Jinja2 template into an OutgoingMail.
+
+Takes a template name, its variables, recipients and threading; hands a complete
+RFC 5322 message (bytes) with its envelope to the outbox. All wording lives in
+`templates/mail/NAME.txt` (blocks `subject` and `body`) and, where it helps,
+`templates/mail/NAME.html` (an HTML alternative).
+
+Mail content only ever reaches a template as a variable, never as template source, and
+every header value passes through `clean_header` so CR/LF from a subject or a name can
+never start a new header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+
+_POLICY = SMTP.clone(max_line_length=200)
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+from mailbot.models import OutgoingMail
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+
+
+def clean_header(value: str, limit: int = 400) -> str:
+    """One line, no control characters, bounded length: safe in any header."""
+    value = _CONTROL.sub(" ", value or "")
+    value = re.sub(r"\s+", " ", value).strip()
+    if len(value) > limit:
+        value = value[: limit - 1].rstrip() + "…"
+    return value
+
+
+def make_environment(templates_dir: Path) -> jinja2.Environment:
+    """The one Jinja2 environment for mail and pages (autoescape for .html only)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=jinja2.select_autoescape(["html", "htm", "xml"],
+                                            default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["when"] = _format_when
+    env.filters["ago"] = _format_ago
+    return env
+
+
+def _format_when(value: dt.datetime | None, tz: Any = None) -> str:
+    if value is None:
+        return "-"
+    if tz is not None:
+        value = value.astimezone(tz)
+    return value.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _format_ago(delta: dt.timedelta | None) -> str:
+    if delta is None:
+        return "-"
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24}h"
+
+
+class Composer:
+    """Builds OutgoingMail from templates with the headers every mailbot mail carries."""
+
+    def __init__(self, env: jinja2.Environment, bot_address: str, bot_name: str,
+                 common: dict[str, Any] | None = None) -> None:
+        self.env = env
+        self.bot_address = bot_address
+        self.bot_name = bot_name
+        self.domain = bot_address.rsplit("@", 1)[-1]
+        self.common = dict(common or {})
+
+    def message_id_for(self, name: str) -> str:
+        """A deterministic Message-ID, so a re-run after a crash makes the same mail."""
+        return f"mailbot.{name}@{self.domain}"
+
+    def compose(
+        self,
+        template: str,
+        *,
+        name: str,
+        to: Iterable[str],
+        cc: Iterable[str] = (),
+        now: dt.datetime,
+        in_reply_to: str = "",
+        references: Iterable[str] = (),
+        auto_submitted: str = "auto-replied",
+        attachments: Iterable[tuple[str, str, bytes]] = (),
+        **variables: Any,
+    ) -> OutgoingMail:
+        """Render `templates/mail/<template>.txt` (and .html if present) into a mail."""
+        context = {**self.common, **variables, "now": now}
+        text_tmpl = self.env.get_template(f"mail/{template}.txt")
+        ctx = text_tmpl.new_context(context)
+        subject = clean_header("".join(text_tmpl.blocks["subject"](ctx)))
+        body = "".join(text_tmpl.blocks["body"](ctx))
+        html = None
+        html_path = f"mail/{template}.html"
+        if html_path in self.env.list_templates(extensions=["html"]):
+            html = self.env.get_template(html_path).render(context)
+
+        to = [a for a in (clean_header(x) for x in to) if a]
+        cc = [a for a in (clean_header(x) for x in cc) if a and a not in to]
+        message_id = self.message_id_for(name)
+        msg = EmailMessage(policy=_POLICY)
+        msg["From"] = Address(clean_header(self.bot_name), addr_spec=self.bot_address)
+        msg["To"] = ", ".join(to)
+        if cc:
+            msg["Cc"] = ", ".join(cc)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = f"<{message_id}>"
+        refs = [clean_header(r) for r in references if r]
+        if in_reply_to:
+            msg["In-Reply-To"] = f"<{clean_header(in_reply_to)}>"
+            if in_reply_to not in refs:
+                refs.append(in_reply_to)
+        if refs:
+            # RFC 5322 3.6.4: keep the thread root and the most recent ids.
+            kept = refs if len(refs) <= 20 else [refs[0], *refs[-19:]]
+            msg["References"] = " ".join(f"<{r}>" for r in kept)
+        # RFC 3834: marks us as automatic so well-behaved responders leave us alone;
+        # X-Loop and Outlook's suppression header cover the rest.
+        msg["Auto-Submitted"] = auto_submitted
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Loop"] = self.bot_address
+        msg["X-Mailbot-Kind"] = template
+        # Plain ASCII stays readable on the wire; anything else is quoted-printable.
+        ascii_ok = body.isascii() and all(len(line) < 990 for line in body.splitlines())
+        msg.set_content(body, charset="utf-8", cte="7bit" if ascii_ok else "quoted-printable")
+        if html is not None:
+            msg.add_alternative(html, subtype="html", charset="utf-8")
+        for filename, ctype, data in attachments:
+            maintype, _, subtype = ctype.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype,
+                               filename=clean_header(filename))
+        return OutgoingMail(
+            name=name,
+            mail_from=self.bot_address,
+            recipients=tuple(dict.fromkeys([*to, *cc])),
+            message=msg.as_bytes(),
+            message_id=message_id,
+            kind=template,
+        )
+
+
+def mail_name(cause: str, kind: str, index: int = 0) -> str:
+    """A stable outbox/Message-ID name for the `index`-th `kind` mail caused by `cause`."""
+    digest = hashlib.sha1(cause.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return f"{digest}.{kind}.{index}"

@@ -1,0 +1,151 @@
+"""`mailbot serve`: runs the ingress, the spool worker, the outbox and the scheduler.
+
+Threads: aiosmtpd's controller (SMTP/LMTP), optionally IMAP, the spool worker, the outbox
+sender and the scheduler. SIGTERM/SIGINT stop intake first, let the worker finish the
+message in hand, then stop the rest. Talks to systemd (READY, WATCHDOG, STOPPING) when
+started with NOTIFY_SOCKET.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Callable
+
+from mailbot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one line for the operator."""
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd about our state (no-op outside a Type=notify unit)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("sd_notify %s failed: %s", state.split("=")[0], exc)
+
+
+def _watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return None
+    return int(usec) / 1e6 / 2
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.controller = None
+        self.worker_healthy = threading.Event()
+
+    # the worker: one message at a time, oldest first
+    def _work(self) -> None:
+        spool, pipeline = self.rt.spool, self.rt.pipeline
+        while not self.stop.is_set():
+            spool.arrived.clear()
+            try:
+                pipeline.process_pending(self.stop)
+            except OSError as exc:
+                log.error("worker: cannot process now (%s); retrying in 5s", exc)
+                self.stop.wait(5)
+                continue
+            self.worker_healthy.set()
+            # Also rescan each second: `mailbot ingest` may spool from another process.
+            spool.arrived.wait(1.0)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def start(self) -> None:
+        rt = self.rt
+        if not rt.lock.acquire():
+            raise StartupError(
+                f"another mailbot is running on {rt.config.storage.dir} "
+                f"(pid {rt.lock.holder() or '?'})")
+        rt.pipeline.recover()
+        if rt.config.smtp.enabled:
+            from mailbot.ingress.smtp import IngressController
+
+            controller = IngressController(rt.spool, rt.config.smtp)
+            try:
+                controller.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {rt.config.smtp.host}:{rt.config.smtp.port}: "
+                    f"{exc.strerror or exc}") from None
+            except RuntimeError as exc:
+                cause = exc.__cause__ or exc.__context__ or exc
+                raise StartupError(
+                    f"cannot listen on {rt.config.smtp.host}:{rt.config.smtp.port}: "
+                    f"{getattr(cause, 'strerror', None) or cause}") from None
+            self.controller = controller
+            log.info("listening for %s on %s:%d", rt.config.smtp.protocol.upper(),
+                     rt.config.smtp.host, rt.config.smtp.port)
+        self._start_thread("worker", self._work)
+        self._start_thread("outbox", lambda: rt.outbox.run(self.stop))
+        scheduler = rt.extras.get("scheduler")
+        if scheduler is not None:
+            self._start_thread("scheduler", lambda: scheduler.run(self.stop))
+        if rt.config.imap is not None:
+            from mailbot.ingress.imap import ImapIngress
+
+            imap = ImapIngress(rt.config.imap, rt.spool,
+                               state_path=rt.config.storage.db_dir / "imap-state.json",
+                               stop=self.stop)
+            self._start_thread("imap", imap.run)
+            log.info("watching IMAP %s@%s:%d/%s", rt.config.imap.username,
+                     rt.config.imap.host, rt.config.imap.port, rt.config.imap.folder)
+
+    def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        log.info("stopping: no new mail accepted; finishing the message in hand")
+        if self.controller is not None:
+            self.controller.stop()
+        self.stop.set()
+        self.rt.spool.arrived.set()
+        self.rt.outbox.wake.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.rt.lock.release()
+        log.info("stopped")
+
+    def run_forever(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        sd_notify("READY=1")
+        watchdog = _watchdog_interval()
+        try:
+            while not self.stop.wait(min(watchdog or 5.0, 5.0)):
+                # Only pet the watchdog while every thread is alive.
+                if all(t.is_alive() for t in self.threads):
+                    if watchdog:
+                        sd_notify("WATCHDOG=1")
+                else:
+                    dead = [t.name for t in self.threads if not t.is_alive()]
+                    log.error("thread(s) died: %s; stopping", ", ".join(dead))
+                    break
+        finally:
+            self.shutdown()

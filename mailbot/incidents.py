@@ -1,0 +1,124 @@
+"""The incident use cases: declare, apply a follow-up, record a rejection, resolve, reopen,
+close. Take an Incident and a ParsedMail, hand back the new Incident and what changed.
+No I/O: the pipeline stores the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from mailbot.models import Change, Incident, ParsedMail, Postmortem, TimelineEntry
+from mailbot.rules.enforcement import stated
+
+RESOLVED = "resolved"
+_NOTE_LIMIT = 4000
+
+
+def _author(mail: ParsedMail) -> str:
+    return mail.from_address
+
+
+def _note(mail: ParsedMail) -> str:
+    text = mail.narrative.strip()
+    return text if len(text) <= _NOTE_LIMIT else text[:_NOTE_LIMIT] + "…"
+
+
+def declare(incident_id: int, mail: ParsedMail, now: dt.datetime,
+            default_phase: str) -> Incident:
+    """A new incident from a declaration. Never refuses: gaps are reported, not blocking."""
+    values = stated(mail)
+    incident = Incident(
+        id=incident_id,
+        title=mail.tags.title or mail.subject or f"incident {incident_id}",
+        declared_by=_author(mail),
+        declared_at=now,
+        updated_at=now,
+        root_message_id=mail.message_id,
+    )
+    if "phase" not in values:
+        values["phase"] = default_phase
+    changes = _assign(incident, values)
+    if incident.phase == RESOLVED:
+        incident.status = "resolved"
+        incident.resolved_at = now
+    incident.timeline.append(TimelineEntry(
+        kind="declared", at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, changes=changes, note=_note(mail)))
+    return incident
+
+
+def apply_followup(incident: Incident, mail: ParsedMail,
+                   now: dt.datetime) -> tuple[Incident, tuple[Change, ...], str]:
+    """Apply an accepted follow-up. Returns (incident, changes, transition) where the
+    transition is "", "resolved" or "reopened"."""
+    incident = dataclasses.replace(incident, roles=dict(incident.roles),
+                                   timeline=list(incident.timeline))
+    was = incident.status
+    changes = _assign(incident, stated(mail))
+    transition = ""
+    if incident.phase == RESOLVED and was == "open":
+        incident.status = "resolved"
+        incident.resolved_at = now
+        incident.postmortem_reminded_at = None
+        incident.postmortem_reminders = 0
+        transition = "resolved"
+    elif incident.phase != RESOLVED and was in ("resolved", "closed"):
+        incident.status = "open"
+        incident.resolved_at = None
+        incident.closed_at = None
+        transition = "reopened"
+    incident.updated_at = now
+    incident.last_reminder_at = None
+    kind = {"resolved": "resolved", "reopened": "reopened"}.get(transition, "updated")
+    incident.timeline.append(TimelineEntry(
+        kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, changes=changes, note=_note(mail)))
+    return incident, changes, transition
+
+
+def record_rejection(incident: Incident, mail: ParsedMail, now: dt.datetime,
+                     reason: str, kind: str = "rejected") -> Incident:
+    """Keep a not-applied message in the timeline (counted, never applied)."""
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    incident.rejected_count += 1
+    incident.timeline.append(TimelineEntry(
+        kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, note=reason))
+    return incident
+
+
+def close_with_postmortem(incident: Incident, postmortem: Postmortem,
+                          now: dt.datetime) -> Incident:
+    """An accepted postmortem closes the incident and is kept with it."""
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    incident.postmortem = postmortem
+    incident.status = "closed"
+    incident.closed_at = now
+    if incident.phase != RESOLVED:
+        incident.phase = RESOLVED
+    incident.timeline.append(TimelineEntry(
+        kind="postmortem-accepted", at=now, author=postmortem.author,
+        message_id=postmortem.message_id, note="postmortem accepted; incident closed"))
+    return incident
+
+
+def _assign(incident: Incident, values: dict[str, object]) -> tuple[Change, ...]:
+    changes = []
+    for name, new in values.items():
+        if name == "roles":
+            merged = dict(incident.roles)
+            for role, person in dict(new).items():  # type: ignore[call-overload]
+                if merged.get(role) != person:
+                    changes.append(Change(f"roles.{role}", merged.get(role), person))
+                    merged[role] = person
+            incident.roles = merged
+            continue
+        if name == "services":
+            new = tuple(new)  # type: ignore[arg-type]
+        old = getattr(incident, name)
+        if old != new:
+            changes.append(Change(name, list(old) if isinstance(old, tuple) else old,
+                                  list(new) if isinstance(new, tuple) else new))
+            setattr(incident, name, new)
+    return tuple(changes)

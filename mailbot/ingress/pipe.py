@@ -1,0 +1,42 @@
+"""Pipe ingress: `mailbot ingest FILE...` / `-`, for .forward, procmail and MTA pipes.
+
+Spools each message durably; the exit status tells the MTA whether it may forget it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from mailbot.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class InputError(Exception):
+    """A file could not be read: the caller's mistake, not a reason to retry."""
+
+
+def read_inputs(paths: list[str], stdin: BinaryIO | None = None) -> list[tuple[str, bytes]]:
+    """Read every message first, so a bad path spools nothing at all."""
+    messages = []
+    for path in paths:
+        if path == "-":
+            stream = stdin or sys.stdin.buffer
+            messages.append(("<stdin>", stream.read()))
+            continue
+        try:
+            messages.append((path, Path(path).read_bytes()))
+        except OSError as exc:
+            raise InputError(f"{path}: {exc.strerror}") from None
+    for label, raw in messages:
+        if not raw.strip():
+            raise InputError(f"{label}: empty message")
+    return messages
+
+
+def spool_inputs(spool: Spool, messages: list[tuple[str, bytes]]) -> list[str]:
+    """Put each message in the spool (raises OSError when the disk cannot keep it)."""
+    return [spool.put(raw, "pipe") for _, raw in messages]

@@ -1,0 +1,241 @@
+"""The outbox: takes rendered OutgoingMail, keeps it durably, delivers it, retries.
+
+Knows envelopes and bytes, nothing of incidents. Layout under `<storage>/outbox/`:
+
+    queue/NAME.json     waiting (with attempts and the time of the next try)
+    sent/ab/NAME        marker: delivered; makes a re-enqueue after a crash a no-op
+    parked/NAME.json    refused for good (5xx): kept with the reason for `mailbot outbox resend`
+
+With no relay configured, delivery is a write into the Maildir `<storage>/outbox-sent/`
+under the mail's own name, so that too happens once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import random
+import smtplib
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from mailbot.clock import Clock
+from mailbot.config import OutboundConfig
+from mailbot.durable import fsync_dir, remove_durably, unique_suffix, write_atomic
+from mailbot.models import OutgoingMail
+
+log = logging.getLogger(__name__)
+
+
+class TemporaryFailure(Exception):
+    """Try again later (4xx, connection refused, timeout)."""
+
+
+class PermanentFailure(Exception):
+    """The relay refused for good (5xx): park the mail for a person."""
+
+
+class Relay(Protocol):
+    def send(self, mail: OutgoingMail) -> None: ...
+
+
+class MaildirRelay:
+    """Delivery into a local Maildir, for the default set-up with no SMTP relay."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = Path(maildir)
+        for sub in ("tmp", "new", "cur"):
+            (self.maildir / sub).mkdir(parents=True, exist_ok=True)
+
+    def send(self, mail: OutgoingMail) -> None:
+        final = self.maildir / "new" / mail.name
+        if final.exists() or any((self.maildir / "cur").glob(f"{mail.name}:*")):
+            return
+        tmp = self.maildir / "tmp" / f"{mail.name}.{unique_suffix()}"
+        try:
+            tmp.write_bytes(mail.message)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.rename(tmp, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise TemporaryFailure(f"maildir {self.maildir}: {exc.strerror}") from exc
+
+
+class SmtpRelay:
+    """Delivery to the configured SMTP relay (STARTTLS / implicit TLS / login)."""
+
+    def __init__(self, config: OutboundConfig) -> None:
+        self.config = config
+
+    def send(self, mail: OutgoingMail) -> None:
+        c = self.config
+        try:
+            if c.tls == "implicit":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    c.smtp_host, c.smtp_port, timeout=c.timeout,
+                    context=ssl.create_default_context())
+            else:
+                smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout)
+            with smtp:
+                if c.tls == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                if c.username:
+                    smtp.login(c.username, c.password())
+                refused = smtp.sendmail(mail.mail_from, list(mail.recipients), mail.message)
+                if refused:
+                    log.warning("outbox %s: relay refused some recipients: %s",
+                                mail.name, ", ".join(f"{r} ({code})" for r, (code, _) in
+                                                      refused.items()))
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            text = "; ".join(f"{r}: {code} {msg!r}" for r, (code, msg) in exc.recipients.items())
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentFailure(f"all recipients refused: {text}") from exc
+            raise TemporaryFailure(f"recipients refused: {text}") from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryFailure(f"relay login failed: {exc.smtp_code}") from exc
+        except smtplib.SMTPResponseException as exc:
+            reply = f"{exc.smtp_code} {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentFailure(f"relay said {reply}") from exc
+            raise TemporaryFailure(f"relay said {reply}") from exc
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise TemporaryFailure(f"relay {c.smtp_host}:{c.smtp_port}: {exc}") from exc
+
+
+def relay_for(config: OutboundConfig, sent_maildir: Path) -> Relay:
+    """The relay the configuration asks for."""
+    if config.smtp_host:
+        return SmtpRelay(config)
+    return MaildirRelay(sent_maildir)
+
+
+class Outbox:
+    """enqueue / deliver_due / run, with retry and backoff."""
+
+    def __init__(
+        self,
+        root: Path,
+        relay: Relay,
+        clock: Clock,
+        *,
+        retry_initial: float = 30,
+        retry_max: float = 3600,
+    ) -> None:
+        self.root = Path(root)
+        self.queue = self.root / "queue"
+        self.sent = self.root / "sent"
+        self.parked = self.root / "parked"
+        for d in (self.queue, self.sent, self.parked):
+            d.mkdir(parents=True, exist_ok=True)
+        self.relay = relay
+        self.clock = clock
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+
+    def _sent_marker(self, name: str) -> Path:
+        h = hashlib.sha1(name.encode()).hexdigest()[:2]
+        return self.sent / h / name
+
+    def enqueue(self, mail: OutgoingMail) -> bool:
+        """Queue `mail` durably unless it is already queued, sent or parked."""
+        if "/" in mail.name or mail.name.startswith("."):
+            raise ValueError(f"bad outbox name {mail.name!r}")
+        path = self.queue / f"{mail.name}.json"
+        if path.exists() or self._sent_marker(mail.name).exists() or \
+                (self.parked / f"{mail.name}.json").exists():
+            return False
+        record = {"mail": mail.to_dict(), "attempts": 0,
+                  "next_try": self.clock.now().isoformat(), "last_error": ""}
+        write_atomic(path, json.dumps(record).encode("utf-8"))
+        self.wake.set()
+        return True
+
+    def queued(self) -> list[str]:
+        return sorted(p.stem for p in self.queue.glob("*.json"))
+
+    def parked_names(self) -> list[str]:
+        return sorted(p.stem for p in self.parked.glob("*.json"))
+
+    def parked_reason(self, name: str) -> str:
+        record = json.loads((self.parked / f"{name}.json").read_text("utf-8"))
+        return record.get("last_error", "")
+
+    def resend(self, name: str) -> None:
+        """Move a parked mail back into the queue for another try."""
+        src = self.parked / f"{name}.json"
+        record = json.loads(src.read_text("utf-8"))
+        record.update(attempts=0, next_try=self.clock.now().isoformat())
+        write_atomic(self.queue / f"{name}.json", json.dumps(record).encode("utf-8"))
+        remove_durably(src)
+        self.wake.set()
+
+    def deliver_due(self) -> tuple[int, float | None]:
+        """Try every due mail once. Returns (delivered, seconds until the next retry)."""
+        delivered = 0
+        next_in: float | None = None
+        with self._lock:
+            for path in sorted(self.queue.glob("*.json")):
+                try:
+                    record = json.loads(path.read_text("utf-8"))
+                except FileNotFoundError:
+                    continue
+                now = self.clock.now()
+                due = dt.datetime.fromisoformat(record["next_try"])
+                if due > now:
+                    wait = (due - now).total_seconds()
+                    next_in = wait if next_in is None else min(next_in, wait)
+                    continue
+                mail = OutgoingMail.from_dict(record["mail"])
+                try:
+                    self.relay.send(mail)
+                except TemporaryFailure as exc:
+                    record["attempts"] += 1
+                    delay = min(self.retry_max,
+                                self.retry_initial * 2 ** (record["attempts"] - 1))
+                    delay *= random.uniform(0.8, 1.2)
+                    record["next_try"] = (now + dt.timedelta(seconds=delay)).isoformat()
+                    record["last_error"] = str(exc)
+                    write_atomic(path, json.dumps(record).encode("utf-8"))
+                    log.warning("outbox %s to %s: %s; retry %d in %.0fs", mail.name,
+                                ",".join(mail.recipients), exc, record["attempts"], delay)
+                    next_in = delay if next_in is None else min(next_in, delay)
+                    continue
+                except PermanentFailure as exc:
+                    record["last_error"] = str(exc)
+                    write_atomic(self.parked / path.name, json.dumps(record).encode("utf-8"))
+                    remove_durably(path)
+                    log.error("outbox %s to %s parked: %s (re-send with `mailbot outbox "
+                              "resend %s`)", mail.name, ",".join(mail.recipients), exc,
+                              mail.name)
+                    continue
+                marker = self._sent_marker(mail.name)
+                marker.parent.mkdir(exist_ok=True)
+                write_atomic(marker, b"")
+                remove_durably(path)
+                delivered += 1
+                log.info("outbox %s %s delivered to %s", mail.name, mail.kind,
+                         ",".join(mail.recipients))
+        return delivered, next_in
+
+    def run(self, stop: threading.Event, idle: float = 30.0) -> None:
+        """Deliver until `stop` is set; wake on enqueue or when a retry is due."""
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                _, next_in = self.deliver_due()
+            except OSError as exc:  # disk trouble: keep the mail, try again soon
+                log.error("outbox: %s", exc)
+                next_in = 5.0
+            timeout = idle if next_in is None else max(0.05, min(idle, next_in))
+            self.wake.wait(timeout)

@@ -1,0 +1,360 @@
+"""The static HTML site: incidents + the experts directory -> a directory of HTML pages.
+
+Takes incidents (any iterable, read once), the ServiceDirectory, the Config and "now";
+hands on the written pages:
+
+    index.html               the board: open (by severity), resolved, the latest closed
+    experts.html             every service, its experts, escalation notes, dependencies
+    incidents/INC-n.html     one incident: declaration, impact, experts, timeline, postmortem
+    archive/N.html           every closed incident, newest first, ARCHIVE_PAGE_SIZE a page
+
+Pages are self-contained (inline CSS and JS, relative links) so they work from file:// and
+any static host. All wording lives in templates/site/; everything that came from mail is
+escaped by Jinja's autoescaping.
+
+Incident pages are rendered and written one at a time while the board keeps only a small
+row per incident, so a store with 100,000 incidents streams through. A page whose bytes are
+unchanged is not rewritten, and a closed incident's page does not depend on "now", so a
+republish only rewrites what moved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
+                    select_autoescape)
+
+from mailbot.config import Config, Severity
+from mailbot.durable import fsync_dir, write_atomic
+from mailbot.models import Incident
+from mailbot.services import ServiceDirectory
+
+log = logging.getLogger(__name__)
+
+BOARD_CLOSED = 25  # closed incidents shown on the board itself; the rest are in archive/
+ARCHIVE_PAGE_SIZE = 500
+# Every template an incident page is made of (for page_stamp).
+_INCIDENT_TEMPLATES = ("site/incident.html", "site/base.html", "site/macros.html",
+                       "site/style.css")
+_BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+_URL = re.compile(r"^https?://[^\s<>\"']+$")
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    """What the board and the archive need of one incident (kept for every incident)."""
+
+    id: int
+    ref: str
+    title: str
+    status: str
+    severity: str | None
+    rank: int
+    phase: str | None
+    commander: str | None
+    declared_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    needs_liaison: bool
+    stale: bool
+    postmortem_due: bool
+
+
+@dataclass(frozen=True)
+class ServiceExperts:
+    """One service's block on an incident page."""
+
+    name: str
+    via: str | None
+    experts: tuple[Any, ...]  # Expert
+
+
+def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: ServiceDirectory,
+                 config: Config, now: dt.datetime) -> list[Path]:
+    """Write the whole site under `out_dir`; return every page of it (changed or not)."""
+    out_dir = Path(out_dir)
+    site = _Site(out_dir, config, directory, now)
+    for sub in ("", "incidents", "archive"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    rows: list[BoardRow] = []
+    for incident in incidents:
+        name = f"incidents/{incident.ref(site.prefix)}.html"
+        stamp = site.page_stamp(incident)
+        if stamp is None or not site.keep_if_stamped(name, stamp):
+            site.write(name, "site/incident.html", root="../", page_stamp=stamp,
+                       **site.incident_context(incident))
+        rows.append(site.board_row(incident))
+
+    open_rows = sorted((r for r in rows if r.status == "open"),
+                       key=lambda r: (r.rank, -_ts(r.declared_at), -r.id))
+    resolved_rows = sorted((r for r in rows if r.status == "resolved"),
+                           key=lambda r: (-_ts(r.resolved_at or r.updated_at), -r.id))
+    closed_rows = sorted((r for r in rows if r.status not in ("open", "resolved")),
+                         key=lambda r: (-_ts(r.closed_at or r.resolved_at), -r.id))
+    del rows
+
+    pages = max(1, -(-len(closed_rows) // ARCHIVE_PAGE_SIZE))
+    site.write("index.html", "site/index.html", root="", open_rows=open_rows,
+               resolved_rows=resolved_rows, closed_rows=closed_rows[:BOARD_CLOSED],
+               closed_total=len(closed_rows), archive_pages=pages if closed_rows else 0)
+    for page in range(1, pages + 1):
+        start = (page - 1) * ARCHIVE_PAGE_SIZE
+        site.write(f"archive/{page}.html", "site/archive.html", root="../",
+                   rows=closed_rows[start:start + ARCHIVE_PAGE_SIZE], page=page, pages=pages,
+                   closed_total=len(closed_rows), first=start + 1)
+    _remove_archive_pages_beyond(out_dir / "archive", pages)
+    site.write("experts.html", "site/experts.html", root="")
+
+    for sub in ("incidents", "archive", ""):
+        fsync_dir(out_dir / sub)
+    log.info("published %d pages to %s (%d changed)", len(site.pages), out_dir, site.changed)
+    return site.pages
+
+
+def site_environment(config: Config) -> Environment:
+    """The Jinja2 environment for the site: config's templates first, then the built-in ones."""
+    loaders = [FileSystemLoader(str(config.templates_dir))]
+    if Path(config.templates_dir).resolve() != _BUILTIN_TEMPLATES:
+        loaders.append(FileSystemLoader(str(_BUILTIN_TEMPLATES)))
+    return Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+class _Site:
+    """One publish run: the environment, filters bound to the config and "now", the pages."""
+
+    def __init__(self, out_dir: Path, config: Config, directory: ServiceDirectory,
+                 now: dt.datetime) -> None:
+        if now.tzinfo is None:
+            raise ValueError("publish_site needs an aware datetime for now")
+        self.out_dir = out_dir
+        self.config = config
+        self.directory = directory
+        self.now = now
+        self.tz = config.schedule.tz
+        self.prefix = config.list.incident_prefix
+        self.pages: list[Path] = []
+        self.changed = 0
+        self.env = site_environment(config)
+        self._templates: dict[str, Any] = {}
+        self._site_digest: bytes | None = None
+        self.env.filters.update(
+            when=self.format_when, ago=self.format_ago, duration=format_duration,
+            value=format_value, mailto=mailto_href, sevclass=self.severity_class,
+        )
+        self.env.tests.update(address=is_address, url=is_url)
+        self.env.globals.update(
+            site_name=config.list.name, list_address=config.list.address, prefix=self.prefix,
+            severities=config.severities, phases=config.phases, directory=directory,
+            published=self.format_when(now), published_iso=now.isoformat(),
+            severity_of=config.severity, person_name=self.person_name,
+            horizon_days=config.postmortem.action_item_horizon_days,
+        )
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, name: str, template: str, **context: Any) -> Path:
+        path = self.out_dir / name
+        if template not in self._templates:
+            self._templates[template] = self.env.get_template(template)
+        data = self._templates[template].render(**context).encode("utf-8")
+        try:
+            unchanged = path.read_bytes() == data
+        except FileNotFoundError:
+            unchanged = False
+        if not unchanged:
+            # Directories are synced once at the end: per-page syncs would make a
+            # 100,000-incident publish crawl, and a crash only costs a republish.
+            write_atomic(path, data, sync_dir=False)
+            self.changed += 1
+        self.pages.append(path)
+        return path
+
+    def keep_if_stamped(self, name: str, stamp: str) -> bool:
+        """True (and the page is kept as is) when its existing file carries `stamp`."""
+        path = self.out_dir / name
+        try:
+            with open(path, "rb") as f:
+                head = f.read(256)
+        except FileNotFoundError:
+            return False
+        if f"<!-- mailbot-page {stamp} -->".encode() not in head:
+            return False
+        self.pages.append(path)
+        return True
+
+    def page_stamp(self, incident: Incident) -> str | None:
+        """For a closed incident, a digest of everything its page is made from; else None.
+
+        Rendering is what a republish spends its time on, and closed incidents are nearly
+        all of them and never change: the digest lets an unchanged page be recognised from
+        its first line without rendering it again.
+        """
+        if incident.status != "closed":
+            return None
+        if self._site_digest is None:
+            h = hashlib.sha256(Path(__file__).read_bytes())
+            for name in _INCIDENT_TEMPLATES:
+                h.update(self.env.loader.get_source(self.env, name)[0].encode())
+            h.update(repr((self.config.list, self.config.severities, self.config.schedule,
+                           self.config.postmortem, self.directory.services)).encode())
+            self._site_digest = h.digest()
+        h = hashlib.sha256(self._site_digest)
+        h.update(json.dumps(incident.to_dict(), sort_keys=True, default=str).encode())
+        return h.hexdigest()[:40]
+
+    # ------------------------------------------------------------ per incident
+
+    def incident_context(self, incident: Incident) -> dict[str, Any]:
+        services = list(incident.services)
+        refs = self.directory.experts_for(services)
+        blocks = [
+            ServiceExperts(name, refs_[0].via, tuple(r.expert for r in refs_))
+            for name, group in groupby(refs, key=lambda r: r.service)
+            for refs_ in [list(group)]
+        ]
+        return {
+            "incident": incident,
+            "ref": incident.ref(self.prefix),
+            "severity": self.config.severity(incident.severity) if incident.severity else None,
+            "service_experts": blocks,
+            "unknown_services": self.directory.unknown(services),
+            "stale": self.is_stale(incident),
+            "timeline": incident.timeline,
+            # A closed incident's page is final: nothing on it may depend on "now", so a
+            # republish finds its bytes unchanged and skips it.
+            "stamp": incident.status != "closed",
+        }
+
+    def board_row(self, incident: Incident) -> BoardRow:
+        return BoardRow(
+            id=incident.id,
+            ref=incident.ref(self.prefix),
+            title=incident.title,
+            status=incident.status,
+            severity=incident.severity,
+            rank=self.severity_rank(incident.severity),
+            phase=incident.phase,
+            commander=incident.commander,
+            declared_at=incident.declared_at,
+            updated_at=incident.updated_at or incident.declared_at,
+            resolved_at=incident.resolved_at,
+            closed_at=incident.closed_at,
+            needs_liaison=incident.needs_liaison and incident.status != "closed",
+            stale=self.is_stale(incident),
+            postmortem_due=incident.status == "resolved" and incident.postmortem is None,
+        )
+
+    def is_stale(self, incident: Incident) -> bool:
+        """Open, and no accepted follow-up within its severity's stale_after_minutes."""
+        sev = self.config.severity(incident.severity) if incident.severity else None
+        last = incident.updated_at or incident.declared_at
+        if incident.status != "open" or sev is None or last is None:
+            return False
+        return self.now - _aware(last) > dt.timedelta(minutes=sev.stale_after_minutes)
+
+    def severity_rank(self, name: str | None) -> int:
+        """Configured rank; an unconfigured name sorts after them, no severity last."""
+        sev: Severity | None = self.config.severity(name) if name else None
+        if sev is not None:
+            return sev.rank
+        return len(self.config.severities) + (1 if name else 2)
+
+    def severity_class(self, name: str | None) -> str:
+        sev = self.config.severity(name) if name else None
+        return f"sev sev-{sev.rank}" if sev is not None and sev.rank <= 4 else "sev sev-x"
+
+    def person_name(self, value: str | None) -> str:
+        """The directory's name for an address, or "" when it knows none."""
+        if not value:
+            return ""
+        expert = self.directory.expert_by_address(value)
+        return expert.name if expert and expert.name != expert.address else ""
+
+    # ------------------------------------------------------------ time
+
+    def format_when(self, when: dt.datetime | None) -> str:
+        if when is None:
+            return ""
+        return _aware(when).astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+    def format_ago(self, when: dt.datetime | None) -> str:
+        if when is None:
+            return ""
+        return format_duration(self.now - _aware(when))
+
+
+def format_duration(delta: dt.timedelta | None) -> str:
+    """A short human duration: 45s -> "<1m", "42m", "3h 12m", "2d 4h"."""
+    if delta is None:
+        return ""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "<1m"
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
+
+
+def format_value(value: Any) -> str:
+    """A timeline change's old or new value as people read it (escaped by the template)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def is_address(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ADDRESS.match(value.strip()))
+
+
+def is_url(value: Any) -> bool:
+    """http(s) only: anything else (javascript:, data:) must never become a link."""
+    return isinstance(value, str) and bool(_URL.match(value.strip()))
+
+
+def mailto_href(address: str) -> str:
+    return "mailto:" + quote(address.strip(), safe="@.+-_!$'*=^`{|}~")
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    """Stored times are aware UTC; a naive one (an old record) is taken to be UTC too."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _ts(when: dt.datetime | None) -> float:
+    return _aware(when).timestamp() if when else 0.0
+
+
+def _remove_archive_pages_beyond(archive: Path, pages: int) -> None:
+    for path in archive.glob("*.html"):
+        if path.stem.isdigit() and int(path.stem) > pages:
+            path.unlink()

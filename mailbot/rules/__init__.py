@@ -1,0 +1,48 @@
+"""The rules: (ParsedMail, Facts, Config) -> Decision. Pure: no I/O, no clock reads.
+
+The order is the policy, in one table: the first rule that decides wins.
+
+    loops       auto-replies, bounces, our own mail echoed back  -> ignore, silently
+    senders     strangers, failed DKIM, mail not via the list   -> ignore, silently
+    routing     status request, declaration, postmortem, follow-up or plain chatter
+    enforcement a follow-up must carry severity, phase and commander
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailbot.config import Config
+from mailbot.models import Decision, Incident, ParsedMail
+from mailbot.rules import enforcement, loops, routing, senders
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the pipeline looked up for the rules, so that they stay pure."""
+
+    incident: Incident | None = None  # the incident the mail is about, if it exists
+    incident_id: int | None = None  # the id it refers to (tag or thread), even if unknown
+    via_thread: bool = False  # the id came from In-Reply-To/References, not the subject
+    own_message: bool = False  # its Message-ID is one mailbot generated
+
+
+CHAIN = (
+    loops.check_loops,
+    senders.check_sender,
+    routing.route,
+    enforcement.enforce,
+)
+
+
+def decide(mail: ParsedMail, facts: Facts, config: Config) -> Decision:
+    """Run the chain; `routing.route` always decides, enforcement may overrule it."""
+    decision: Decision | None = None
+    for rule in CHAIN:
+        outcome = rule(mail, facts, config, decision)
+        if outcome is not None:
+            decision = outcome
+            if decision.action == "ignore":
+                break
+    assert decision is not None
+    return decision

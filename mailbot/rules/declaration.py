@@ -1,0 +1,27 @@
+"""A good declaration says six things; list what this one left out (it still opens)."""
+
+from __future__ import annotations
+
+from mailbot.models import Incident
+
+# (item, how people call it) in the order the acknowledgement lists them.
+SIX_ITEMS = (
+    ("summary", "what the issue is (Summary:)"),
+    ("severity", "its severity (Severity:)"),
+    ("phase", "how far along the response is (Phase:)"),
+    ("commander", "who manages it (Commander:)"),
+    ("channel", "where the team coordinates (Channel:)"),
+    ("roles", "who else is involved and as what (Roles:)"),
+)
+
+
+def declaration_gaps(incident: Incident) -> tuple[str, ...]:
+    """The items of a good declaration that the incident still lacks."""
+    gaps = []
+    for item, _ in SIX_ITEMS:
+        value = getattr(incident, item)
+        if item == "summary":
+            value = value or incident.title  # a telling subject says what it is
+        if value in (None, "", {}, ()):
+            gaps.append(item)
+    return tuple(gaps)

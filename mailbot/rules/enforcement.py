@@ -1,0 +1,54 @@
+"""Follow-ups are held to the standard: severity, phase and commander, every time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailbot.config import Config
+from mailbot.models import Decision, ParsedMail
+
+if TYPE_CHECKING:
+    from mailbot.rules import Facts
+
+REQUIRED = ("severity", "phase", "commander")
+
+
+def stated(mail: ParsedMail) -> dict[str, object]:
+    """The state a message states: subject shorthand, overridden by body fields."""
+    f = mail.fields
+    values: dict[str, object] = {}
+    if mail.tags.severity:
+        values["severity"] = mail.tags.severity
+    if mail.tags.phase:
+        values["phase"] = mail.tags.phase
+    roles = dict(f.roles)
+    commander = f.commander or roles.pop("commander", None) or roles.pop("ic", None)
+    for name in ("severity", "phase", "channel", "summary", "impact", "customer_impact",
+                 "services", "postmortem_owner"):
+        value = getattr(f, name)
+        if value is not None:
+            values[name] = value
+    if commander:
+        values["commander"] = commander
+    if roles:
+        values["roles"] = roles
+    return values
+
+
+def enforce(mail: ParsedMail, facts: "Facts", config: Config,
+            decision: Decision | None) -> Decision | None:
+    if decision is None or decision.action != "update":
+        return None
+    values = stated(mail)
+    missing = tuple(name for name in REQUIRED if name not in values)
+    invalid = mail.fields.invalid
+    if missing or invalid:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if invalid:
+            parts.append("invalid " + ", ".join(i.field for i in invalid))
+        return Decision("reject", reason="; ".join(parts), incident_id=decision.incident_id,
+                        missing=missing, invalid=invalid,
+                        details={"problem": "incomplete-follow-up"})
+    return None

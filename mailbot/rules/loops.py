@@ -1,0 +1,43 @@
+"""No loops: never answer automatic mail, bounces, or our own mail coming back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailbot.config import Config
+from mailbot.models import Decision, ParsedMail
+
+if TYPE_CHECKING:
+    from mailbot.rules import Facts
+
+# Vacation responders that predate RFC 3834 mark themselves with these instead.
+_AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
+_BOUNCE_LOCALPARTS = ("mailer-daemon", "postmaster")
+
+
+def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
+                decision: Decision | None) -> Decision | None:
+    """Ignore (and never apply) automatic mail, bounces and echoes of our own mail."""
+    auto = (mail.header("auto-submitted") or "").strip().lower()
+    if auto and auto.split(";")[0].strip() != "no":
+        return Decision("ignore", reason=f"auto-submitted ({auto})")
+    if any(mail.header(h) for h in _AUTOREPLY_HEADERS):
+        return Decision("ignore", reason="auto-reply header")
+    if mail.envelope_sender == "":
+        return Decision("ignore", reason="bounce (null sender)")
+    local = mail.from_address.split("@", 1)[0]
+    if local in _BOUNCE_LOCALPARTS:
+        return Decision("ignore", reason=f"bounce (from {local})")
+    if mail.content_type == "multipart/report":
+        return Decision("ignore", reason="bounce (multipart/report)")
+    bot = config.list.bot_address
+    if mail.from_address == bot:
+        return Decision("ignore", reason="our own mail came back")
+    if any(bot in value.lower() for value in mail.header_all("x-loop")):
+        return Decision("ignore", reason="X-Loop names us")
+    if facts.own_message:
+        return Decision("ignore", reason="our own Message-ID came back")
+    # Lists stamp every post with Precedence: list or bulk, so only junk is telling.
+    if (mail.header("precedence") or "").strip().lower() == "junk":
+        return Decision("ignore", reason="precedence: junk")
+    return None

@@ -1,0 +1,37 @@
+"""What a message is: a status request, a declaration, a postmortem, a follow-up or chatter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailbot.config import Config
+from mailbot.models import Decision, ParsedMail
+
+if TYPE_CHECKING:
+    from mailbot.rules import Facts
+
+
+def route(mail: ParsedMail, facts: "Facts", config: Config,
+          decision: Decision | None) -> Decision:
+    tags = mail.tags
+    if tags.status:
+        return Decision("status", reason="status request", incident_id=facts.incident_id)
+    # A reply in a declaration's thread that kept "[DECLARE]" in its subject is about
+    # that incident, not a new one.
+    if tags.declare and facts.incident_id is None:
+        return Decision("declare", reason="declaration")
+    if facts.incident_id is None:
+        if tags.postmortem:
+            return Decision("reject", reason="postmortem without [INC-n]",
+                            details={"problem": "postmortem-without-incident"})
+        return Decision("archive", reason="chatter (no tag, no thread)")
+    if facts.incident is None:
+        if facts.via_thread:
+            return Decision("archive", reason="thread of an unknown incident")
+        return Decision("reject", reason=f"no incident {facts.incident_id}",
+                        incident_id=facts.incident_id,
+                        details={"problem": "unknown-incident"})
+    if tags.postmortem:
+        return Decision("postmortem", reason="postmortem submission",
+                        incident_id=facts.incident_id)
+    return Decision("update", reason="follow-up", incident_id=facts.incident_id)

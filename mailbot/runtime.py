@@ -1,0 +1,69 @@
+"""Builds every part from a Config: the one object the daemon and the CLI share.
+
+Tests build it with their own clock and relay; nothing here starts threads or sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailbot.clock import Clock
+from mailbot.compose import Composer, make_environment
+from mailbot.config import Config
+from mailbot.lock import WriterLock
+from mailbot.outbox import Outbox, Relay, relay_for
+from mailbot.pipeline import Pipeline
+from mailbot.spool import Spool
+from mailbot.store import Store
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clock: Clock
+    store: Store
+    spool: Spool
+    outbox: Outbox
+    composer: Composer
+    pipeline: Pipeline
+    lock: WriterLock
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def experts_lookup(config: Config):  # type: ignore[no-untyped-def]
+    """A function services -> experts, from config/services.toml (empty if absent)."""
+    try:
+        from mailbot.services import load_services
+    except ImportError:  # pragma: no cover - the directory module ships with mailbot
+        return lambda services: []
+    directory = load_services(config.services_file)
+    return lambda services: directory.experts_for(list(services))
+
+
+def build_runtime(config: Config, *, clock: Clock | None = None,
+                  relay: Relay | None = None) -> Runtime:
+    """Create (or open) every part under [storage] dir."""
+    clock = clock or Clock()
+    storage = config.storage
+    Path(storage.dir).mkdir(parents=True, exist_ok=True)
+    store = Store(storage.db_dir)
+    spool = Spool(storage.spool_dir)
+    outbox = Outbox(
+        storage.outbox_dir,
+        relay or relay_for(config.outbound, storage.sent_maildir),
+        clock,
+        retry_initial=config.outbound.retry_initial_seconds,
+        retry_max=config.outbound.retry_max_seconds,
+    )
+    env = make_environment(config.templates_dir)
+    composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
+    pipeline = Pipeline(config, store, spool, outbox, composer, clock,
+                        experts_for=experts_lookup(config))
+    return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
+                   composer=composer, pipeline=pipeline,
+                   lock=WriterLock(Path(storage.dir) / "mailbot.lock"))

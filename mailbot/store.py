@@ -1,0 +1,342 @@
+"""The incident store on TinyDB; every query lives here.
+
+Takes Incident objects and commit records from the pipeline; hands back Incidents.
+Laid out so that the cost of one message does not grow with history:
+
+    db/hot.json            TinyDB: open and resolved incidents, the commit journal,
+                           counters, job runs, the hourly send log. Small: rewritten whole
+                           on each commit (atomically: temp file, fsync, rename, dir fsync).
+    db/closed/NNNN/ID.json TinyDB, one per closed incident: written once when it closes.
+    db/index/ab/cd/<sha1>  one small JSON record per Message-ID: processed or not, which
+                           incident it belongs to, whether mailbot wrote it. A lookup is one
+                           stat/read whatever the history holds.
+
+A commit is one atomic rewrite of hot.json that carries the incident changes and a journal
+entry (the message key, the index records to write, the mail to queue). Index records and
+outbox files are written after it; a crash in between is finished from the journal at the
+next start, and those writes are idempotent. So every message has its effect exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Document
+
+from mailbot.durable import write_atomic
+from mailbot.models import Incident, OutgoingMail
+
+log = logging.getLogger(__name__)
+
+
+class DurableStorage(Storage):
+    """TinyDB storage held in memory and written atomically; batches write once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._depth = 0
+        self._dirty = False
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            self._data: dict[str, Any] = {}
+        else:
+            # An atomic rename never leaves a half file; anything unparsable is a bug
+            # or outside tampering, and must stop us rather than be silently reset.
+            self._data = json.loads(text) if text.strip() else {}
+
+    def read(self) -> dict[str, Any]:
+        return self._data
+
+    def write(self, data: dict[str, Any]) -> None:
+        self._data = data
+        if self._depth:
+            self._dirty = True
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        payload = json.dumps(self._data, separators=(",", ":"), ensure_ascii=False)
+        write_atomic(self.path, payload.encode("utf-8"))
+        self._dirty = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes into one atomic file replacement."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if self._depth == 0 and self._dirty:
+            self._flush()
+
+    def close(self) -> None:
+        pass
+
+
+def _index_path(root: Path, message_id: str) -> Path:
+    digest = hashlib.sha1(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return root / digest[:2] / digest[2:4] / digest
+
+
+class Store:
+    """Incidents, the message index, the journal and small counters."""
+
+    def __init__(self, db_dir: Path) -> None:
+        self.dir = Path(db_dir)
+        self.index_dir = self.dir / "index"
+        self.closed_dir = self.dir / "closed"
+        for d in (self.dir, self.index_dir, self.closed_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._storage: DurableStorage | None = None
+        self.db = TinyDB(self.dir / "hot.json", storage=self._make_storage)
+        self.incidents = self.db.table("incidents", cache_size=0)
+        self.meta = self.db.table("meta", cache_size=0)
+        self.journal = self.db.table("journal", cache_size=0)
+        self.sent_log = self.db.table("sent_log", cache_size=0)
+        self.lock = threading.RLock()
+        self._finished: set[str] = set()  # journal keys done, dropped at the next commit
+
+    def _make_storage(self, path: str | Path) -> DurableStorage:
+        self._storage = DurableStorage(path)
+        return self._storage
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ incidents
+
+    def get(self, incident_id: int) -> Incident | None:
+        """The incident, open or archived."""
+        with self.lock:
+            doc = self.incidents.get(doc_id=incident_id)
+        if doc is not None:
+            return Incident.from_dict(doc)
+        path = self._closed_path(incident_id)
+        if path.exists():
+            return _read_closed(path)
+        return None
+
+    def live_incidents(self) -> list[Incident]:
+        """Open and resolved incidents (everything not yet closed), by id."""
+        with self.lock:
+            docs = list(self.incidents.all())
+        return sorted((Incident.from_dict(d) for d in docs), key=lambda i: i.id)
+
+    def closed_incidents(self) -> Iterator[Incident]:
+        """Every closed incident, by id (reads one file each: for listings and the site)."""
+        paths = sorted(self.closed_dir.glob("*/*.json"), key=lambda p: int(p.stem))
+        for path in paths:
+            yield _read_closed(path)
+
+    def all_incidents(self) -> Iterator[Incident]:
+        live = self.live_incidents()
+        closed = list(self.closed_incidents())
+        yield from sorted([*live, *closed], key=lambda i: i.id)
+
+    def _closed_path(self, incident_id: int) -> Path:
+        return self.closed_dir / f"{incident_id // 1000:04d}" / f"{incident_id}.json"
+
+    def allocate_id(self) -> int:
+        """The next incident number (persisted with the next commit)."""
+        with self.lock:
+            doc = self.meta.get(doc_id=1) or {}
+            return int(doc.get("next_incident_id", 1))
+
+    # ------------------------------------------------------------ message index
+
+    def message_record(self, message_id: str) -> dict[str, Any] | None:
+        """What mailbot knows of a Message-ID (or dedupe key)."""
+        if not message_id:
+            return None
+        path = _index_path(self.index_dir, message_id)
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def is_processed(self, key: str) -> bool:
+        with self.lock:
+            if self.journal.contains(doc_id=_journal_id(key)) and key not in self._finished:
+                return True
+        record = self.message_record(key)
+        return bool(record and record.get("processed"))
+
+    def incident_for_thread(self, message_ids: tuple[str, ...]) -> int | None:
+        """The incident of the nearest message in the thread that belongs to one."""
+        for mid in message_ids:
+            record = self.message_record(mid)
+            if record and record.get("incident"):
+                return int(record["incident"])
+        return None
+
+    def is_own_message(self, message_id: str) -> bool:
+        record = self.message_record(message_id)
+        return bool(record and record.get("own"))
+
+    def _write_index(self, message_id: str, record: dict[str, Any]) -> None:
+        path = _index_path(self.index_dir, message_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = self.message_record(message_id) or {}
+        merged = {**old, **{k: v for k, v in record.items() if v is not None}}
+        if merged != old:
+            write_atomic(path, json.dumps(merged).encode("utf-8"))
+
+    # ------------------------------------------------------------ commits
+
+    def commit(
+        self,
+        key: str,
+        *,
+        incidents: list[Incident] = (),  # type: ignore[assignment]
+        outgoing: list[OutgoingMail] = (),  # type: ignore[assignment]
+        index: dict[str, dict[str, Any]] | None = None,
+        next_incident_id: int | None = None,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Apply one message's (or job's) effects atomically; see the module docstring.
+
+        `index` maps Message-IDs to records; `key` itself is always recorded as processed.
+        """
+        index = dict(index or {})
+        index.setdefault(key, {})
+        index[key] = {**index[key], "processed": True}
+        # A closed incident leaves the hot file: its own file is written first, so a crash
+        # between the two leaves it in both places, and the hot copy wins until cleaned.
+        for incident in incidents:
+            if incident.status == "closed":
+                path = self._closed_path(incident.id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_closed(path, incident)
+        with self.lock, self._storage.batch():  # type: ignore[union-attr]
+            for done in self._finished:
+                self.journal.remove(doc_ids=[_journal_id(done)])
+            self._finished.clear()
+            for incident in incidents:
+                if incident.status == "closed":
+                    if self.incidents.contains(doc_id=incident.id):
+                        self.incidents.remove(doc_ids=[incident.id])
+                else:
+                    self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
+                    self._closed_path(incident.id).unlink(missing_ok=True)  # reopened
+            if next_incident_id is not None:
+                self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
+            if now is not None and outgoing:
+                horizon = (now - dt.timedelta(hours=1)).isoformat()
+                stale = [d.doc_id for d in self.sent_log.all() if d["at"] < horizon]
+                if stale:
+                    self.sent_log.remove(doc_ids=stale)
+                for mail in outgoing:
+                    for rcpt in mail.recipients:
+                        self.sent_log.insert({"to": rcpt.lower(), "at": now.isoformat()})
+            self.journal.upsert(Document({
+                "key": key,
+                "index": index,
+                "outgoing": [m.to_dict() for m in outgoing],
+            }, doc_id=_journal_id(key)))
+
+    def pending_journal(self) -> list[tuple[str, dict[str, dict[str, Any]], list[OutgoingMail]]]:
+        """Commits whose index and outbox writes may not have happened yet."""
+        with self.lock:
+            docs = [d for d in self.journal.all() if d["key"] not in self._finished]
+        return [
+            (d["key"], d["index"], [OutgoingMail.from_dict(m) for m in d["outgoing"]])
+            for d in docs
+        ]
+
+    def write_index_records(self, index: dict[str, dict[str, Any]]) -> None:
+        for message_id, record in index.items():
+            self._write_index(message_id, record)
+
+    def finish(self, key: str) -> None:
+        """Index and outbox are written for `key`; its journal entry may go."""
+        with self.lock:
+            self._finished.add(key)
+
+    def sent_count(self, address: str, since: dt.datetime) -> int:
+        """How many mails went to `address` since `since` (only the last hour is kept)."""
+        horizon = since.isoformat()
+        address = address.lower()
+        with self.lock:
+            return sum(1 for d in self.sent_log.all() if d["to"] == address and d["at"] >= horizon)
+
+    # ------------------------------------------------------------ small state
+
+    def get_state(self, name: str) -> dict[str, Any]:
+        """A named record of small state (job runs, checkpoints)."""
+        with self.lock:
+            table = self.db.table("state", cache_size=0)
+            doc = table.get(doc_id=_journal_id(name))
+            return dict(doc.get("value", {})) if doc else {}
+
+    def set_state(self, name: str, value: dict[str, Any]) -> None:
+        with self.lock:
+            table = self.db.table("state", cache_size=0)
+            table.upsert(Document({"name": name, "value": value}, doc_id=_journal_id(name)))
+
+    def check_integrity(self) -> list[str]:
+        """Problems found in the store (empty when healthy)."""
+        problems = []
+        with self.lock:
+            live = {d.doc_id for d in self.incidents.all()}
+            next_id = self.allocate_id()
+        for doc_id in live:
+            if doc_id >= next_id:
+                problems.append(f"incident {doc_id} is not below the next id {next_id}")
+            if self._closed_path(doc_id).exists():
+                problems.append(f"incident {doc_id} is both live and closed")
+        for path in self.closed_dir.glob("*/*.json"):
+            try:
+                _read_closed(path)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                problems.append(f"{path}: {exc}")
+        return problems
+
+    def repair(self) -> None:
+        """Finish what a crash interrupted between a closed file and the hot commit."""
+        with self.lock:
+            for doc in list(self.incidents.all()):
+                path = self._closed_path(doc.doc_id)
+                if path.exists():
+                    if doc.get("status") == "closed":
+                        self.incidents.remove(doc_ids=[doc.doc_id])
+                    else:
+                        path.unlink()
+
+
+def _journal_id(key: str) -> int:
+    # TinyDB wants integer ids; 60 bits of a hash make collisions irrelevant here.
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8],
+                          "big") >> 4
+
+
+def _write_closed(path: Path, incident: Incident) -> None:
+    storage_holder: list[DurableStorage] = []
+
+    def make(p: str | Path) -> DurableStorage:
+        s = DurableStorage(p)
+        storage_holder.append(s)
+        return s
+
+    db = TinyDB(path, storage=make)
+    with storage_holder[0].batch():
+        db.drop_tables()
+        db.table("incident").insert(Document(incident.to_dict(), doc_id=incident.id))
+
+
+def _read_closed(path: Path) -> Incident:
+    db = TinyDB(path, storage=DurableStorage)
+    doc = db.table("incident").get(doc_id=int(path.stem))
+    if doc is None:
+        raise ValueError(f"{path} holds no incident")
+    return Incident.from_dict(doc)
