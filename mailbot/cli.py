@@ -40,6 +40,8 @@ def _setup_logging(level: str, verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiosmtpd logs every SMTP command at INFO; our pipeline logs one line per message.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _runtime(config: Config):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ class Pipeline:
         self.experts_for = experts_for or (lambda services: [])
         self.on_change = on_change
         self.archive_dir = config.storage.archive_dir
+        # Held while one message (or one scheduled job) reads and commits incidents, so
+        # the worker and the scheduler never interleave a read-modify-write.
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------ running
 
@@ -96,6 +100,10 @@ class Pipeline:
 
     def process_one(self, name: str) -> Plan | None:
         """Process one spooled message; park it in failed/ if processing raises."""
+        with self.lock:
+            return self._process_one(name)
+
+    def _process_one(self, name: str) -> Plan | None:
         try:
             spooled = self.spool.read(name)
         except FileNotFoundError:
