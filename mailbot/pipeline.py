@@ -116,11 +116,11 @@ class Pipeline:
                 self.spool.done(name)
                 return None
             plan = self.evaluate(parsed, spooled.received_at)
-            self.store.commit(
+            journaled = self.store.commit(
                 parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
                 index=plan.index, next_incident_id=plan.next_incident_id,
                 now=spooled.received_at)
-            self._finish(parsed.key, plan.index, plan.outgoing)
+            self._finish(parsed.key, journaled, plan.outgoing)
         except OSError:
             # Disk trouble is not the message's fault: leave it in the spool for later.
             raise

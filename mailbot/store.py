@@ -203,10 +203,11 @@ class Store:
         index: dict[str, dict[str, Any]] | None = None,
         next_incident_id: int | None = None,
         now: dt.datetime | None = None,
-    ) -> None:
+    ) -> dict[str, dict[str, Any]]:
         """Apply one message's (or job's) effects atomically; see the module docstring.
 
         `index` maps Message-IDs to records; `key` itself is always recorded as processed.
+        Returns the index records as journaled: write exactly those after the commit.
         """
         index = dict(index or {})
         index.setdefault(key, {})
@@ -244,6 +245,7 @@ class Store:
                 "index": index,
                 "outgoing": [m.to_dict() for m in outgoing],
             }, doc_id=_journal_id(key)))
+        return index
 
     def pending_journal(self) -> list[tuple[str, dict[str, dict[str, Any]], list[OutgoingMail]]]:
         """Commits whose index and outbox writes may not have happened yet."""
