@@ -1,0 +1,85 @@
+"""Outgoing mail survives a relay that is down, and is delivered once it is back."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from mailbot.clock import FakeClock
+from mailbot.config import OutboundConfig
+from mailbot.outbox import Outbox, SmtpRelay
+from mailbot.runtime import build_runtime
+from tests.core.support import DECLARATION_BODY, SmtpSink, free_port, load, message
+
+
+def test_relay_down_then_up_delivers_exactly_once(tmp_path):
+    sink = SmtpSink()  # not started: the relay is down
+    clock = FakeClock(dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc))
+    config = load(tmp_path, smtp_port=free_port(), relay_port=sink.port)
+    rt = build_runtime(config, clock=clock)
+    rt.spool.put(message("[DECLARE] relay down", DECLARATION_BODY, message_id="r1@x"), "pipe")
+    rt.pipeline.process_pending()
+    delivered, retry_in = rt.outbox.deliver_due()
+    assert delivered == 0 and retry_in is not None
+    assert len(rt.outbox.queued()) == 1
+
+    # A restart while the relay is down keeps the mail (a new runtime on the same dir).
+    rt.close()
+    rt = build_runtime(config, clock=clock)
+    assert len(rt.outbox.queued()) == 1
+    rt.pipeline.recover()  # finishing a journal again must not queue a second copy
+    assert len(rt.outbox.queued()) == 1
+
+    sink.start()
+    try:
+        assert rt.outbox.deliver_due()[0] == 0  # not due yet: backoff is respected
+        clock.advance(dt.timedelta(seconds=5))
+        assert rt.outbox.deliver_due()[0] == 1
+        sink.wait_count(1)
+        clock.advance(dt.timedelta(hours=2))
+        assert rt.outbox.deliver_due()[0] == 0
+        rt.pipeline.recover()
+        assert rt.outbox.deliver_due()[0] == 0
+        assert len(sink.received) == 1
+    finally:
+        sink.stop()
+        rt.close()
+
+
+def test_permanent_refusal_parks_the_mail_for_resend(tmp_path):
+    sink = SmtpSink(refuse="550 5.7.1 no thanks").start()
+    clock = FakeClock(dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc))
+    try:
+        config = load(tmp_path, smtp_port=free_port(), relay_port=sink.port)
+        rt = build_runtime(config, clock=clock)
+        rt.spool.put(message("[DECLARE] parked", DECLARATION_BODY, message_id="p1@x"), "pipe")
+        rt.pipeline.process_pending()
+        assert rt.outbox.deliver_due()[0] == 0
+        parked = rt.outbox.parked_names()
+        assert len(parked) == 1 and "550" in rt.outbox.parked_reason(parked[0])
+        sink.refuse = ""
+        rt.outbox.resend(parked[0])
+        assert rt.outbox.deliver_due()[0] == 1
+        assert len(sink.wait_count(1)) == 1
+    finally:
+        sink.stop()
+
+
+def test_temporary_refusal_is_retried(tmp_path):
+    sink = SmtpSink(refuse="451 4.3.0 later").start()
+    clock = FakeClock(dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc))
+    try:
+        outbox = Outbox(tmp_path / "outbox", SmtpRelay(OutboundConfig(
+            smtp_host="127.0.0.1", smtp_port=sink.port, timeout=5)), clock, retry_initial=10)
+        from mailbot.models import OutgoingMail
+        assert outbox.enqueue(OutgoingMail("n1", "mailbot@example.com", ("a@example.com",),
+                                           b"Subject: t\r\n\r\nhi\r\n"))
+        assert outbox.enqueue(OutgoingMail("n1", "mailbot@example.com", ("a@example.com",),
+                                           b"Subject: t\r\n\r\nhi\r\n")) is False
+        assert outbox.deliver_due()[0] == 0
+        assert outbox.queued() == ["n1"]
+        sink.refuse = ""
+        clock.advance(dt.timedelta(seconds=13))
+        assert outbox.deliver_due()[0] == 1
+        assert outbox.queued() == [] and len(sink.received) == 1
+    finally:
+        sink.stop()

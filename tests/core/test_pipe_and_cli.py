@@ -1,0 +1,106 @@
+"""`mailbot ingest`, failed messages and their re-run, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mailbot.runtime import build_runtime
+from tests.core.support import DECLARATION_BODY, REPO, free_port, load, message, write_config
+
+
+def run(*args: str, stdin: bytes | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailbot", *args], input=stdin,
+                          capture_output=True, cwd=cwd, timeout=120)
+
+
+def test_ingest_files_and_stdin_then_show(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    eml = tmp_path / "d.eml"
+    eml.write_bytes(message("[DECLARE] from a file", DECLARATION_BODY, message_id="p1@x"))
+    assert run("ingest", str(eml), "--config", str(cfg)).returncode == 0
+    follow = message("Re: [INC-1] from a file",
+                     "Severity: SEV1\nPhase: mitigating\nCommander: bob@example.com\n\nRolled back.",
+                     message_id="p2@x")
+    assert run("ingest", "-", "--config", str(cfg), stdin=follow).returncode == 0
+    shown = json.loads(run("show", "INC-1", "--json", "--config", str(cfg)).stdout)
+    assert shown["severity"] == "SEV1" and shown["phase"] == "mitigating"
+    assert shown["commander"] == "bob@example.com"
+    kinds = [e["kind"] for e in shown["timeline"]]
+    assert kinds == ["declared", "updated"]
+    change = {c[0]: (c[1], c[2]) for c in shown["timeline"][1]["changes"]}
+    assert change["severity"] == ("SEV2", "SEV1")
+    sent = list((tmp_path / "var" / "outbox-sent" / "new").iterdir())
+    assert len(sent) == 2  # two acknowledgements, read from the Maildir
+
+
+def test_ingest_unreadable_file_is_one_line_and_stores_nothing(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    good = tmp_path / "good.eml"
+    good.write_bytes(message("[DECLARE] x", DECLARATION_BODY, message_id="g@x"))
+    out = run("ingest", str(good), str(tmp_path / "missing.eml"), "--config", str(cfg))
+    assert out.returncode == 66
+    assert out.stderr.decode().strip().count("\n") == 0 and b"missing.eml" in out.stderr
+    assert not (tmp_path / "var" / "spool" / "new").exists() or \
+        not list((tmp_path / "var" / "spool" / "new").iterdir())
+
+
+def test_ingest_when_spool_cannot_be_written_asks_mta_to_retry(tmp_path):
+    if os.geteuid() == 0:
+        # root ignores permissions: make the spool path a file instead.
+        cfg = write_config(tmp_path, smtp_port=free_port())
+        (tmp_path / "var").mkdir()
+        (tmp_path / "var" / "spool").mkdir()
+        (tmp_path / "var" / "spool" / "new").write_text("not a directory")
+    else:  # pragma: no cover
+        cfg = write_config(tmp_path, smtp_port=free_port())
+        (tmp_path / "var").mkdir(mode=0o500)
+    eml = tmp_path / "d.eml"
+    eml.write_bytes(message("[DECLARE] x", DECLARATION_BODY, message_id="t@x"))
+    out = run("ingest", str(eml), "--config", str(cfg))
+    assert out.returncode in (73, 75), out.stderr
+    assert b"Traceback" not in out.stderr
+
+
+def test_a_message_that_breaks_processing_goes_to_failed_and_can_be_rerun(tmp_path):
+    config = load(tmp_path, smtp_port=free_port())
+    rt = build_runtime(config)
+    original = rt.pipeline.evaluate
+
+    def explode(mail, received):
+        if "explode" in mail.subject:
+            raise ValueError("boom in processing")
+        return original(mail, received)
+
+    rt.pipeline.evaluate = explode  # fault injection inside our own code, not a boundary
+    rt.spool.put(message("[DECLARE] explode", DECLARATION_BODY, message_id="e1@x"), "pipe")
+    rt.spool.put(message("[DECLARE] fine", DECLARATION_BODY, message_id="e2@x"), "pipe")
+    rt.pipeline.process_pending()
+    assert rt.spool.pending() == []
+    failed = rt.spool.failed_names()
+    assert len(failed) == 1 and "boom in processing" in rt.spool.failure_reason(failed[0])
+    assert [i.title for i in rt.store.live_incidents()] == ["fine"]
+    rt.close()
+
+    listed = run("failed", "--config", str(config.path))
+    assert failed[0].encode() in listed.stdout and b"boom" in listed.stdout
+    out = run("retry", "--all", "--config", str(config.path))
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(run("incidents", "--json", "--config", str(config.path)).stdout)
+    assert sorted(i["title"] for i in shown) == ["explode", "fine"]
+    assert b"no failed" in run("failed", "--config", str(config.path)).stdout
+
+
+def test_bad_config_key_is_one_line(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port(), extra="[bogus]\nx = 1\n")
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 78
+    assert out.stderr.decode().count("\n") == 1 and b"bogus" in out.stderr
+
+
+def test_default_config_is_valid():
+    out = run("check-config", "--config", "config/mailbot.toml")
+    assert out.returncode == 0, out.stderr
