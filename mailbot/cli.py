@@ -132,7 +132,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config)
-    items = list(rt.store.all_incidents()) if args.all else rt.store.live_incidents()
+    items = (sorted(rt.store.all_incidents(), key=lambda i: i.id) if args.all
+             else rt.store.live_incidents())
     prefix = config.list.incident_prefix
     if args.json:
         json.dump([i.public_dict(prefix) for i in items], sys.stdout, indent=2, default=str)
@@ -218,9 +219,9 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.runtime import experts_lookup
+    from mailbot.services import load_services
 
-    experts_lookup(config)  # validates services.toml; raises ConfigError
+    load_services(config.services_file)  # validates services.toml; raises ConfigError
     if config.imap is not None and (config.imap.password_file or config.imap.password_env):
         config.imap.password()
     if config.outbound.password_file or config.outbound.password_env:
@@ -244,7 +245,6 @@ def cmd_digest(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_publish(args: argparse.Namespace, config: Config) -> int:
     from mailbot.publish import publish_site
-    from mailbot.services import load_services
 
     rt = _runtime(config)
     out = Path(args.out) if args.out else config.publish.dir
@@ -254,8 +254,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"{out}: {exc.strerror}", Exit.CANTCREAT) from None
-    paths = publish_site(out, rt.store.all_incidents(), load_services(config.services_file),
-                         config, rt.clock.now())
+    paths = publish_site(out, rt.store.all_incidents(), rt.directory, config, rt.clock.now())
     print(f"wrote {len(paths)} page(s) to {out}; open {out / 'index.html'}")
     return Exit.OK
 

@@ -8,6 +8,7 @@ started with NOTIFY_SOCKET.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -53,6 +54,7 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.controller = None
         self.worker_healthy = threading.Event()
+        self.site_changed = threading.Event()
 
     # the worker: one message at a time, oldest first
     def _work(self) -> None:
@@ -69,6 +71,28 @@ class Daemon:
             # Also rescan each second: `mailbot ingest` may spool from another process.
             spool.arrived.wait(1.0)
 
+    def _publish(self) -> None:
+        """Republish the site after changes, at most every few seconds ([publish] dir)."""
+        from mailbot.publish import publish_site
+
+        rt = self.rt
+        out = rt.config.publish.dir
+        assert out is not None
+        changed = self.site_changed
+        changed.set()  # publish once at start
+        while not self.stop.is_set():
+            if not changed.wait(1.0):
+                continue
+            self.stop.wait(2.0)  # debounce a burst of updates into one publish
+            changed.clear()
+            try:
+                with rt.pipeline.lock:
+                    incidents = list(rt.store.live_incidents())
+                publish_site(out, itertools.chain(incidents, rt.store.closed_incidents()), rt.directory,
+                             rt.config, rt.clock.now())
+            except Exception as exc:  # noqa: BLE001 - the site must never stop the daemon
+                log.error("publish to %s failed: %s", out, exc)
+
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -81,6 +105,9 @@ class Daemon:
                 f"another mailbot is running on {rt.config.storage.dir} "
                 f"(pid {rt.lock.holder() or '?'})")
         rt.pipeline.recover()
+        if rt.config.publish.dir is not None:
+            rt.pipeline.on_change = self.site_changed.set
+            self._start_thread("publish", self._publish)
         if rt.config.smtp.enabled:
             from mailbot.ingress.smtp import IngressController
 

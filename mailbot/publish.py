@@ -37,7 +37,7 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from mailbot.config import Config, Severity
 from mailbot.durable import fsync_dir, write_atomic
 from mailbot.models import Incident
-from mailbot.services import ServiceDirectory
+from mailbot.services import Expert, ServiceDirectory
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ServiceExperts:
 
     name: str
     via: str | None
-    experts: tuple[Any, ...]  # Expert
+    experts: tuple[Expert, ...]
 
 
 def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: ServiceDirectory,

@@ -15,6 +15,7 @@ from mailbot.config import Config
 from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
+from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
 from mailbot.store import Store
 
@@ -29,20 +30,13 @@ class Runtime:
     composer: Composer
     pipeline: Pipeline
     lock: WriterLock
+    directory: ServiceDirectory
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.store.close()
 
 
-def experts_lookup(config: Config):  # type: ignore[no-untyped-def]
-    """A function services -> experts, from config/services.toml (empty if absent)."""
-    try:
-        from mailbot.services import load_services
-    except ImportError:  # pragma: no cover - the directory module ships with mailbot
-        return lambda services: []
-    directory = load_services(config.services_file)
-    return lambda services: directory.experts_for(list(services))
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None,
@@ -62,8 +56,9 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     )
     env = make_environment(config.templates_dir)
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
+    directory = load_services(config.services_file)
     pipeline = Pipeline(config, store, spool, outbox, composer, clock,
-                        experts_for=experts_lookup(config))
+                        experts_for=lambda services: directory.experts_for(list(services)))
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
-                   composer=composer, pipeline=pipeline,
+                   composer=composer, pipeline=pipeline, directory=directory,
                    lock=WriterLock(Path(storage.dir) / "mailbot.lock"))

@@ -140,9 +140,13 @@ class Store:
             yield _read_closed(path)
 
     def all_incidents(self) -> Iterator[Incident]:
+        """Live incidents, then closed ones, read lazily (callers sort as they need)."""
         live = self.live_incidents()
-        closed = list(self.closed_incidents())
-        yield from sorted([*live, *closed], key=lambda i: i.id)
+        live_ids = {i.id for i in live}
+        yield from live
+        for incident in self.closed_incidents():
+            if incident.id not in live_ids:  # a crash may leave a reopened one in both
+                yield incident
 
     def _closed_path(self, incident_id: int) -> Path:
         return self.closed_dir / f"{incident_id // 1000:04d}" / f"{incident_id}.json"
