@@ -91,7 +91,7 @@ class SmtpSink:
 
 
 def write_config(tmp: Path, *, smtp_port: int, relay_port: int | None = None,
-                 extra: str = "") -> Path:
+                 extra: str = "", policy: str = "", cap: int = 1000) -> Path:
     """A config for one test: its own storage dir, ports and relay."""
     relay = f'smtp_host = "127.0.0.1"\nsmtp_port = {relay_port}\n' if relay_port else ""
     text = f"""
@@ -112,8 +112,9 @@ dir = "{tmp / 'var'}"
 
 [policy]
 allowed_senders = ["example.com"]
-max_mail_per_address_per_hour = 1000
+max_mail_per_address_per_hour = {cap}
 max_list_mail_per_hour = 100000
+{policy}
 
 [services]
 file = "{REPO / 'config' / 'services.toml'}"
@@ -189,3 +190,15 @@ class DaemonProcess:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
+
+
+def send(port: int, raw: bytes, mail_from: str = "alice@example.com",
+         rcpt: str = "incidents@example.com") -> None:
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        s.sendmail(mail_from, [rcpt], raw)
+
+
+def drained(d) -> bool:
+    """The daemon processed everything it accepted and delivered what it queued."""
+    return not d.rt.spool.pending() and not d.rt.outbox.queued()

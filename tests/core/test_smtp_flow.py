@@ -11,26 +11,8 @@ import pytest
 
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import (DECLARATION_BODY, REPO, free_port, load, message, wait_for,
-                                write_config)
-
-
-@pytest.fixture
-def daemon(tmp_path, sink):
-    port = free_port()
-    config = load(tmp_path, smtp_port=port, relay_port=sink.port)
-    rt = build_runtime(config)
-    d = Daemon(rt)
-    d.start()
-    d.port = port
-    yield d
-    d.shutdown()
-    rt.close()
-
-
-def send(port: int, raw: bytes, mail_from: str = "alice@example.com") -> None:
-    with smtplib.SMTP("127.0.0.1", port) as s:
-        s.sendmail(mail_from, ["incidents@example.com"], raw)
+from tests.core.support import (DECLARATION_BODY, REPO, free_port, load, message, send,
+                                wait_for, write_config)
 
 
 def test_declaration_is_acknowledged_to_the_list_in_thread(daemon, sink):

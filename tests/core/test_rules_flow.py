@@ -1,0 +1,165 @@
+"""The incident language end to end through the real SMTP ingress: what is answered, what
+is applied, and what is silently kept."""
+
+from __future__ import annotations
+
+from tests.core.support import DECLARATION_BODY, drained, message, send, wait_for
+
+UPDATE = "Severity: SEV2\nPhase: mitigating\nCommander: alice@example.com\n\nRolling back."
+
+
+def declare(d, sink, mid="d@x", subject="[DECLARE] Checkout down", body=DECLARATION_BODY):
+    before = len(sink.received)
+    send(d.port, message(subject, body, message_id=mid))
+    return sink.wait_count(before + 1)[-1]
+
+
+def settle(d) -> None:
+    wait_for(lambda: drained(d), what="daemon idle")
+
+
+def test_untagged_reply_is_matched_through_the_thread(daemon, sink):
+    ack = declare(daemon, sink)
+    ack_id = ack.message["Message-ID"]
+    # A reply to mailbot's own ack, with the tag lost from the subject.
+    send(daemon.port, message("Re: Checkout down", UPDATE, message_id="u1@x",
+                              headers={"In-Reply-To": ack_id, "References": f"<d@x> {ack_id}"}))
+    got = sink.wait_count(2)[-1]
+    assert "[INC-1]" in got.message["Subject"] and got.rcpt_tos == ["incidents@example.com"]
+    assert daemon.rt.store.get(1).phase == "mitigating"
+
+
+def test_reply_keeping_declare_in_subject_updates_not_redeclares(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [DECLARE] Checkout down", UPDATE, message_id="u2@x",
+                              headers={"In-Reply-To": "<d@x>"}))
+    sink.wait_count(2)
+    assert [i.id for i in daemon.rt.store.live_incidents()] == [1]
+
+
+def test_auto_reply_bounce_and_echo_get_nothing(daemon, sink):
+    ack = declare(daemon, sink)
+    ooo = message("Re: [INC-1] Automatic reply: out of office", UPDATE, message_id="a1@x",
+                  headers={"Auto-Submitted": "auto-replied"})
+    send(daemon.port, ooo)
+    bounce = message("Undelivered Mail Returned to Sender [INC-1]", UPDATE,
+                     sender="MAILER-DAEMON@example.com", message_id="b1@x")
+    send(daemon.port, bounce, mail_from="")
+    report = message("[INC-1] delivery status", UPDATE, message_id="b2@x",
+                     headers={"Content-Type": 'multipart/report; report-type=delivery-status; '
+                                              'boundary="x"'})
+    send(daemon.port, report)
+    # The list echoes mailbot's own ack back to it, with a List-Id added.
+    echoed = ack.data.replace(b"\r\n\r\n", b"\r\nList-Id: <incidents.example.com>\r\n\r\n", 1)
+    send(daemon.port, echoed, mail_from="incidents-bounces@example.com")
+    settle(daemon)
+    assert len(sink.received) == 1
+    incident = daemon.rt.store.get(1)
+    assert incident.phase == "investigating" and incident.rejected_count == 0
+    assert [e.kind for e in incident.timeline] == ["declared"]
+
+
+def test_stranger_gets_nothing_and_changes_nothing(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] Checkout down", UPDATE.replace("SEV2", "SEV1"),
+                              sender="mallory@evil.example", message_id="s1@x"),
+         mail_from="mallory@evil.example")
+    send(daemon.port, message("[DECLARE] fake incident", DECLARATION_BODY,
+                              sender="mallory@evil.example", message_id="s2@x"),
+         mail_from="mallory@evil.example")
+    settle(daemon)
+    assert len(sink.received) == 1
+    assert [i.id for i in daemon.rt.store.live_incidents()] == [1]
+    assert daemon.rt.store.get(1).severity == "SEV2"
+    # ... but the message is archived.
+    archived = list(daemon.rt.config.storage.archive_dir.glob("*/*"))
+    assert any(b"mallory@evil.example" in p.read_bytes() for p in archived)
+
+
+def test_dkim_required_trusts_only_the_configured_authserv_id(make_daemon, sink):
+    d = make_daemon(policy='require_dkim = true\ntrusted_authserv_ids = ["mx.example.com"]')
+    forged = message("[DECLARE] forged", DECLARATION_BODY, message_id="k1@x",
+                     headers={"Authentication-Results":
+                              "evil.example; dkim=pass header.d=example.com"})
+    failing = message("[DECLARE] failing", DECLARATION_BODY, message_id="k2@x",
+                      headers={"Authentication-Results":
+                               "mx.example.com; dkim=fail header.d=example.com"})
+    missing = message("[DECLARE] missing", DECLARATION_BODY, message_id="k3@x")
+    other_domain = message("[DECLARE] other", DECLARATION_BODY, message_id="k5@x",
+                           headers={"Authentication-Results":
+                                    "mx.example.com; dkim=pass header.d=evil.example"})
+    good = message("[DECLARE] signed", DECLARATION_BODY, message_id="k4@x",
+                   headers={"Authentication-Results":
+                            "mx.example.com; spf=pass; dkim=pass header.d=example.com"})
+    for raw in (forged, failing, missing, other_domain, good):
+        send(d.port, raw)
+    got = sink.wait_count(1)
+    settle(d)
+    assert len(sink.received) == 1 and "signed" in got[0].message["Subject"]
+    assert [i.title for i in d.rt.store.live_incidents()] == ["signed"]
+
+
+def test_resolve_then_reopen_is_in_the_timeline(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x", UPDATE.replace("mitigating", "resolved"),
+                              message_id="r1@x"))
+    assert "Resolved" in sink.wait_count(2)[-1].message["Subject"]
+    assert daemon.rt.store.get(1).status == "resolved"
+    send(daemon.port, message("Re: [INC-1] x [INVESTIGATING]",
+                              "Severity: SEV1\nCommander: alice@example.com\n\nIt is back.",
+                              message_id="r2@x"))
+    assert "Reopened" in sink.wait_count(3)[-1].message["Subject"]
+    incident = daemon.rt.store.get(1)
+    assert incident.status == "open" and incident.phase == "investigating"
+    assert [e.kind for e in incident.timeline] == ["declared", "resolved", "reopened"]
+    sev = [c for c in incident.timeline[-1].changes if c.field == "severity"]
+    assert sev and sev[0].old == "SEV2" and sev[0].new == "SEV1"
+
+
+def test_declaration_gaps_and_liaison_flag_are_in_the_ack(daemon, sink):
+    ack = declare(daemon, sink, body="Customer-Impact: yes\n\nSomething is wrong.")
+    body = ack.message.get_content()
+    for item in ("Severity:", "Commander:", "Channel:", "Roles:"):
+        assert item in body
+    assert "did not say" in body and "no customer liaison" in body
+    assert daemon.rt.store.get(1).status == "open"  # declaring never blocks
+
+
+def test_invalid_severity_in_follow_up_lists_valid_levels(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x", UPDATE.replace("SEV2", "SEV9"),
+                              message_id="v1@x"))
+    body = sink.wait_count(2)[-1].message.get_content()
+    assert "SEV9" in body and "SEV1, SEV2, SEV3, SEV4" in body
+
+
+def test_status_request_answers_sender_only(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("[STATUS]", "", sender="bob@example.com", message_id="q1@x"),
+         mail_from="bob@example.com")
+    got = sink.wait_count(2)[-1]
+    assert got.rcpt_tos == ["bob@example.com"]
+    assert "INC-1" in got.message.get_content()
+
+
+def test_hourly_cap_stops_a_runaway_conversation(make_daemon, sink):
+    d = make_daemon(cap=3)
+    send(d.port, message("[DECLARE] x", DECLARATION_BODY, message_id="c0@x"))
+    for i in range(6):  # six incomplete follow-ups: each would earn a rejection
+        send(d.port, message("Re: [INC-1] x", "no fields", message_id=f"c{i + 1}@x",
+                             sender="bob@example.com"), mail_from="bob@example.com")
+    settle(d)
+    to_bob = [r for r in sink.received if r.rcpt_tos == ["bob@example.com"]]
+    assert len(to_bob) == 3
+    assert d.rt.store.get(1).rejected_count == 6  # all kept, just not all answered
+
+
+def test_mail_not_to_the_list_is_ignored_when_configured(make_daemon, sink):
+    d = make_daemon(policy="accept_direct_to_bot = false")
+    raw = message("[DECLARE] direct", DECLARATION_BODY, message_id="x1@x").replace(
+        b"To: incidents@example.com", b"To: mailbot@example.com")
+    send(d.port, raw, rcpt="mailbot@example.com")
+    send(d.port, message("[DECLARE] via list", DECLARATION_BODY, message_id="x2@x"))
+    sink.wait_count(1)
+    settle(d)
+    assert [i.title for i in d.rt.store.live_incidents()] == ["via list"]
