@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # Real servers the tests use: Dovecot for IMAP ingress, Chromium for the pages.
-APT_PACKAGES := dovecot-imapd chromium fonts-liberation fonts-dejavu-core
+APT_PACKAGES := dovecot-imapd openssl chromium fonts-liberation fonts-dejavu-core
 
 .PHONY: run test soak bench venv system-packages clean
 

@@ -1,0 +1,1 @@
+"""IMAP ingress tests against a real, private Dovecot (see dovecot.py)."""
