@@ -35,6 +35,10 @@ def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("ignore", reason="our own mail came back")
     if any(bot in value.lower() for value in mail.header_all("x-loop")):
         return Decision("ignore", reason="X-Loop names us")
+    # Any mailbot's mail (ours or a peer instance's), even when a list rewrote From and
+    # dropped Auto-Submitted: lists keep X- headers.
+    if mail.header("x-mailbot-kind"):
+        return Decision("ignore", reason="written by a mailbot")
     if facts.own_message:
         return Decision("ignore", reason="our own Message-ID came back")
     # Lists stamp every post with Precedence: list or bulk, so only junk is telling.
