@@ -1,0 +1,502 @@
+"""Raw message bytes -> `MimeMail`: decoded headers, addresses, date, body text, attachments.
+
+Takes the bytes exactly as spooled and hands on a `MimeMail` whose `body` is plain text
+(HTML-only mail already converted by `htmltext.py`, quotes marked with `>`), for
+`quotes.py` to split. Nothing in here raises for any input: every oddity becomes a line
+in `defects` and the best reading we can make.
+
+Two libraries, each where it is better:
+
+- stdlib `email` (compat32 policy) walks the MIME tree and decodes the parts. We need the
+  tree itself: in a multipart/alternative we read the text/plain twin and only fall back
+  to the HTML one, while in a multipart/mixed every inline text part counts. mail-parser
+  flattens all parts into `text_plain` / `text_html` lists and loses that structure, and it
+  names unnamed attachments with random strings, which would make parsing the same bytes
+  twice give different results. compat32 is also the most lenient policy: it records
+  defects where `policy.default` raises on malformed headers.
+- mail-parser reads the address headers (`From`, `To`, `Cc`), the `Date` and the defects of
+  the whole message: its address parser recovers mailboxes from malformed headers and says
+  when it could not, its date parser handles the many broken `Date:` formats and returns an
+  aware datetime, and it categorises structural defects (boundaries, base64 padding,
+  malformed headers) in one list. It is given the message we already parsed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import email
+import email.header
+import email.message
+import email.utils
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+
+from mailbot.models import Attachment
+from mailbot.parsing.htmltext import html_to_text
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 2 * 1024 * 1024  # characters of body text read for fields; the rest is cut
+MAX_ATTACHMENT_TEXT = 1024 * 1024  # characters kept of a text attachment
+MAX_DEPTH = 30  # MIME nesting we follow; deeper parts are ignored (and reported)
+# Header characters decoded. The stdlib's decode_header is quadratic in the number of
+# encoded words (it pops from the front of a list), so an absurd header is cut first.
+MAX_HEADER = 16 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+_FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
+_MSGID = re.compile(r"<([^<>\s]{1,500})>")
+_SANE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
+_FLOWED_QUOTE = re.compile(r">+")
+
+
+@dataclass
+class MimeMail:
+    """What the MIME layer could read; plain data for the next stages."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    subject: str = ""
+    message_id: str = ""
+    key: str = ""
+    from_address: str = ""
+    from_name: str = ""
+    envelope_sender: str | None = None
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    date: dt.datetime | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    content_type: str = "text/plain"
+    body: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- text decoding
+
+
+def decode_bytes(data: bytes, charset: str | None, defects: list[str], what: str) -> str:
+    """`data` as text in `charset`; never raises, notes what had to be guessed or replaced."""
+    name = (charset or "").strip().strip('"').lower()
+    if name in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "unknown", "default"):
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            pass
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            defects.append(f"{what}: 8-bit text without a usable charset, read as Windows-1252")
+            return data.decode("cp1252", "replace")
+    try:
+        codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        defects.append(f"{what}: unknown charset {name[:40]!r}, read as UTF-8")
+        return data.decode("utf-8", "replace")
+    try:
+        return data.decode(name)
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        pass
+    try:
+        text = data.decode(name, "replace")
+    except Exception:  # a codec that is not a text encoding (e.g. "rot13")
+        defects.append(f"{what}: charset {name[:40]!r} is not a text encoding, read as UTF-8")
+        return data.decode("utf-8", "replace")
+    defects.append(f"{what}: bytes invalid in {name[:40]}, replaced")
+    return text
+
+
+def _unsurrogate(value: str) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogates; read them as UTF-8 (RFC 6532)."""
+    if not any("\udc80" <= c <= "\udcff" for c in value):
+        return value
+    data = value.encode("ascii", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
+
+
+def decode_header_value(value: object, defects: list[str] | None = None) -> str:
+    """A header value unfolded, RFC 2047 encoded words decoded; never raises."""
+    defects = defects if defects is not None else []
+    if isinstance(value, email.header.Header):
+        try:
+            value = str(value)
+        except Exception:
+            value = ""
+    text = _unsurrogate(str(value))
+    if len(text) > MAX_HEADER:
+        defects.append(f"a header longer than {MAX_HEADER} characters was cut")
+        text = text[:MAX_HEADER]
+    text = _FOLD.sub("", text)
+    if "=?" not in text:
+        return text.strip()
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:
+        defects.append("a header has malformed encoded words; kept as written")
+        return text.strip()
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        elif charset is None:
+            out.append(chunk.decode("raw-unicode-escape", "replace"))
+        else:
+            out.append(decode_bytes(chunk, charset, defects, "header"))
+    return "".join(out).strip()
+
+
+def one_line(text: str) -> str:
+    """`text` without CR, LF or other control characters, blanks collapsed (safe for headers)."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+# ---------------------------------------------------------------- identity
+
+
+def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
+    """Header block and body of the raw bytes, split at the first empty line."""
+    positions = [p for p in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if p >= 0]
+    if not positions:
+        return raw, b""
+    cut = min(positions)
+    sep = 4 if raw[cut:cut + 4] == b"\r\n\r\n" else 2
+    return raw[:cut], raw[cut + sep:]
+
+
+def digest_key(raw: bytes, msg: email.message.Message | None) -> str:
+    """A dedupe key for mail without a usable Message-ID.
+
+    It covers From, Date, Subject and the body, not the whole bytes: the same message
+    delivered again through another hop gains Return-Path/Received headers in front.
+    Line endings are normalised for the same reason.
+    """
+    head, body = _split_raw(raw)
+    h = hashlib.sha256()
+    for name in ("from", "date", "subject"):
+        value = ""
+        if msg is not None:
+            try:
+                got = msg.get(name)
+                value = "" if got is None else " ".join(str(got).split())
+            except Exception:
+                value = ""
+        data = value.encode("utf-8", "surrogateescape")
+        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    body = body.replace(b"\r\n", b"\n")
+    h.update(b"body\0" + str(len(body)).encode() + b"\0" + body)
+    return "sha256:" + h.hexdigest()
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """The message-ids in a Message-ID / In-Reply-To / References value, without brackets."""
+    found = _MSGID.findall(value[:20000])
+    if not found:  # some clients forget the brackets
+        found = [w.strip("<>,;") for w in value[:20000].split() if "@" in w]
+    seen: list[str] = []
+    for mid in found:
+        if mid and mid not in seen:
+            seen.append(mid)
+    return tuple(seen)
+
+
+def sane_message_id(value: str) -> str:
+    """The Message-ID without brackets if it looks like one (`left@right`), else ""."""
+    ids = message_ids(value)
+    if len(ids) != 1:
+        return ""
+    return ids[0] if _SANE_ID.fullmatch(ids[0]) else ""
+
+
+# ---------------------------------------------------------------- body
+
+
+def unflow(text: str, delsp: bool) -> str:
+    """Undo RFC 3676 format=flowed soft line breaks (and space-stuffing)."""
+    out: list[str] = []
+    pending: list[str] = []  # pieces of a flowed paragraph (a list: joining is linear)
+    pending_depth = -1
+    for line in text.split("\n"):
+        m = _FLOWED_QUOTE.match(line)
+        depth = m.end() if m else 0
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing
+        if pending and depth != pending_depth:
+            out.append(_requote(pending_depth, "".join(pending)))
+            pending = []
+        if content.endswith(" ") and content != "-- ":
+            pending.append(content[:-1] if delsp else content)
+            pending_depth = depth
+            continue
+        if pending:
+            pending.append(content)
+            content = "".join(pending)
+            pending = []
+        out.append(_requote(depth, content))
+    if pending:
+        out.append(_requote(pending_depth, "".join(pending)))
+    return "\n".join(out)
+
+
+def _requote(depth: int, content: str) -> str:
+    return (">" * depth + " " + content) if depth else content
+
+
+def _payload_bytes(part: email.message.Message, defects: list[str]) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception as exc:
+        defects.append(f"{part.get_content_type()}: transfer encoding unreadable ({exc!r:.60})")
+        payload = part.get_payload()
+        data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    if data is None:
+        return b""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def _part_text(part: email.message.Message, defects: list[str]) -> str:
+    data = _payload_bytes(part, defects)
+    text = decode_bytes(data, part.get_content_charset(), defects, part.get_content_type())
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_subtype() == "html":
+        text, html_defects = html_to_text(text)
+        defects.extend(html_defects)
+    elif (part.get_param("format") or "").lower() == "flowed":
+        text = unflow(text, (part.get_param("delsp") or "").lower() == "yes")
+    return text
+
+
+def _is_attachment(part: email.message.Message) -> bool:
+    disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
+    if disposition == "attachment":
+        return True
+    if part.get_content_maintype() not in ("text", "multipart"):
+        return True
+    if part.get_content_type() not in ("text/plain", "text/html"):
+        return True  # text/calendar, text/csv, …: files, not the message
+    return bool(part.get_filename()) and disposition != "inline"
+
+
+def _attachment(part: email.message.Message, defects: list[str]) -> Attachment:
+    try:
+        filename = decode_header_value(part.get_filename() or "", defects)
+    except Exception:
+        filename = ""
+    ctype = part.get_content_type()
+    if part.is_multipart() or ctype == "message/rfc822":
+        try:
+            size = len(part.as_bytes())
+        except Exception:
+            size = 0
+        return Attachment(filename=one_line(filename), content_type=ctype, size=size)
+    data = _payload_bytes(part, defects)
+    text = None
+    if part.get_content_maintype() == "text":
+        text = decode_bytes(data[:MAX_ATTACHMENT_TEXT * 4], part.get_content_charset(), defects,
+                            filename or ctype)[:MAX_ATTACHMENT_TEXT]
+    return Attachment(filename=one_line(filename), content_type=ctype, size=len(data), text=text)
+
+
+def _collect(part: email.message.Message, depth: int, texts: list[str],
+             attachments: list[Attachment], defects: list[str]) -> None:
+    """Walk the MIME tree: inline text into `texts`, everything else into `attachments`."""
+    if depth > MAX_DEPTH:
+        defects.append(f"MIME nesting deeper than {MAX_DEPTH} levels; inner parts ignored")
+        return
+    ctype = part.get_content_type()
+    if part.is_multipart():
+        children = [c for c in (part.get_payload() or []) if isinstance(c, email.message.Message)]
+        if ctype == "message/rfc822":
+            attachments.append(_attachment(part, defects))
+            return
+        if part.get_content_subtype() == "alternative" and children:
+            chosen = _choose_alternative(children, defects)
+            for child in children:
+                if child is chosen:
+                    _collect(child, depth + 1, texts, attachments, defects)
+            return
+        for child in children:
+            _collect(child, depth + 1, texts, attachments, defects)
+        return
+    if part.get_content_maintype() == "multipart":
+        # A multipart whose boundary never appears: its body is all we have.
+        defects.append(f"{ctype} without its parts; body read as text")
+        data = _payload_bytes(part, defects)
+        text = decode_bytes(data, part.get_content_charset(), defects, ctype)
+        if text.strip():
+            texts.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+        return
+    if _is_attachment(part):
+        attachments.append(_attachment(part, defects))
+        return
+    text = _part_text(part, defects)
+    if text.strip():
+        texts.append(text)
+
+
+def _choose_alternative(children: list[email.message.Message], defects: list[str]
+                        ) -> email.message.Message:
+    """The text/plain twin when it has text, else the HTML one, else the last alternative."""
+    for wanted in ("text/plain", "text/html"):
+        for child in children:
+            if child.get_content_type() == wanted and not _is_attachment(child):
+                probe: list[str] = []
+                if _payload_bytes(child, probe).strip():
+                    return child
+    for child in reversed(children):
+        if child.is_multipart():
+            return child
+    return children[-1]
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def read_mime(raw: bytes) -> MimeMail:
+    """Everything the MIME layer can read from `raw`; never raises."""
+    out = MimeMail()
+    msg: email.message.Message | None
+    try:
+        msg = email.message_from_bytes(raw)
+    except Exception as exc:  # RecursionError on absurd nesting, mostly
+        out.defects.append(f"MIME structure unreadable ({type(exc).__name__}); read as text")
+        msg = None
+    if msg is None:
+        try:
+            from email.parser import BytesHeaderParser
+            msg = BytesHeaderParser().parsebytes(_split_raw(raw)[0] + b"\n\n")
+        except Exception:
+            msg = None
+        _read_headers(out, msg, raw)
+        out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
+        return out
+
+    _read_headers(out, msg, raw)
+    out.content_type = msg.get_content_type()
+
+    texts: list[str] = []
+    try:
+        _collect(msg, 0, texts, out.attachments, out.defects)
+    except RecursionError:
+        out.defects.append("MIME structure too deep; body read as text")
+        texts = [decode_bytes(_split_raw(raw)[1], None, out.defects, "body")]
+    if not texts and msg.is_multipart():
+        recovered = _epilogue_text(msg, out.defects)
+        if recovered:
+            texts.append(recovered)
+    out.body = "\n\n".join(texts)
+    if any(len(str(v)) > MAX_HEADER for _, v in msg.raw_items()):
+        # mail-parser decodes every header with the same quadratic stdlib function.
+        out.defects.append("headers too large for mail-parser; addresses read by the stdlib")
+        _stdlib_defects(msg, out.defects)
+    elif not _read_with_mailparser(out, msg):
+        _stdlib_defects(msg, out.defects)
+    return out
+
+
+def _stdlib_defects(msg: email.message.Message, defects: list[str]) -> None:
+    stack = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        for defect in getattr(part, "defects", []):
+            defects.append(f"{type(defect).__name__}: {(defect.__doc__ or '').strip()}")
+        if depth < MAX_DEPTH and part.is_multipart():
+            stack.extend((c, depth + 1) for c in part.get_payload()
+                         if isinstance(c, email.message.Message))
+
+
+def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes) -> None:
+    if msg is None:
+        out.key = digest_key(raw, None)
+        return
+    for name, value in msg.raw_items():
+        try:
+            # No CR/LF/NUL survives: values may be copied into outgoing headers.
+            decoded = _CONTROL.sub(" ", decode_header_value(value, out.defects)).strip()
+        except Exception:
+            decoded = ""
+        out.headers.append((name.lower().strip(), decoded))
+    first = {}
+    for name, value in out.headers:
+        first.setdefault(name, value)
+    out.subject = one_line(first.get("subject", ""))
+    out.message_id = sane_message_id(first.get("message-id", ""))
+    out.key = out.message_id or digest_key(raw, msg)
+    if "return-path" in first:
+        rp = first["return-path"].strip()
+        addr = email.utils.parseaddr(rp)[1] if rp not in ("<>", "") else ""
+        out.envelope_sender = one_line(addr)
+    out.in_reply_to = message_ids(first.get("in-reply-to", ""))
+    out.references = message_ids(" ".join(v for n, v in out.headers if n == "references"))
+    # Fallbacks for when mail-parser cannot help; overwritten by its better reading.
+    out.from_name, out.from_address = _stdlib_address(first.get("from", ""))
+    out.to = _stdlib_addresses(first.get("to", ""))
+    out.cc = _stdlib_addresses(first.get("cc", ""))
+    try:
+        date = email.utils.parsedate_to_datetime(first.get("date", ""))
+        out.date = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
+    except Exception:
+        out.date = None
+
+
+def _stdlib_address(value: str) -> tuple[str, str]:
+    try:
+        name, addr = email.utils.parseaddr(value)
+    except Exception:
+        return "", ""
+    return one_line(name), (one_line(addr).lower() if "@" in addr else "")
+
+
+def _stdlib_addresses(value: str) -> tuple[str, ...]:
+    try:
+        pairs = email.utils.getaddresses([value])
+    except Exception:
+        return ()
+    return tuple(one_line(a).lower() for _, a in pairs if "@" in a)
+
+
+def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
+    """Addresses, date and defects as mail-parser reads them; False if it could not."""
+    try:
+        import mailparser
+
+        logging.getLogger("mailparser").setLevel(logging.ERROR)  # it logs every oddity
+        mp = mailparser.MailParser(msg)
+    except Exception as exc:
+        out.defects.append(f"mail-parser could not read the message ({type(exc).__name__})")
+        return False
+    try:
+        senders = [(n, a) for n, a in (mp.from_ or []) if a and "@" in a]
+        if senders:
+            out.from_name = one_line(senders[0][0])
+            out.from_address = one_line(senders[0][1]).lower()
+        out.to = tuple(one_line(a).lower() for _, a in (mp.to or []) if a and "@" in a) or out.to
+        out.cc = tuple(one_line(a).lower() for _, a in (mp.cc or []) if a and "@" in a) or out.cc
+        date = mp.date
+        if isinstance(date, dt.datetime):
+            out.date = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
+        for entry in mp.defects:
+            for items in entry.values():
+                for item in items:
+                    out.defects.append(one_line(str(item))[:200])
+    except Exception as exc:
+        out.defects.append(f"mail-parser result unusable ({type(exc).__name__})")
+        return False
+    return True
+
+
+def _epilogue_text(msg: email.message.Message, defects: list[str]) -> str:
+    """Text left after a broken closing boundary (mail-parser's trick, on our own tree).
+
+    The preamble is not used: it is the "This is a multi-part message" boilerplate.
+    """
+    epilogue = msg.epilogue or ""
+    if epilogue.strip():
+        defects.append("no readable MIME part; text after the last boundary was used")
+        return _unsurrogate(epilogue)
+    return ""

@@ -1,0 +1,92 @@
+"""Decoded subject line -> `SubjectTags`.
+
+Takes the subject as `mime.py` hands it on (RFC 2047 decoded, one line, no control
+characters) and hands on the tags PRODUCT.md defines, plus the title: the subject without
+reply/forward prefixes and without the tags that were understood. Bracketed words that are
+not tags (a list name such as `[Incidents]`, `[eu-west]`) stay in the title and are listed
+in `unknown`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailbot.models import SubjectTags
+from mailbot.parsing.language import Language, parse_phase, parse_severity
+
+MAX_SUBJECT = 2000  # longer subjects are cut before reading tags
+
+_BRACKETED = re.compile(r"\[([^\[\]]{1,60})\]")
+# Re:, RE:, Fwd:, FW:, AW:, SV:, Antw:, WG:, and their cousins, with Re[2]: / Re(2): counts.
+_PREFIX = re.compile(
+    r"\s*(?:re|fwd?|aw|sv|vs|antw|antwort|wg|tr|rv|rif|r|res|enc|odp|ynt|vl|ref|"
+    r"отв|пересл|ha|sv|转发|回复)\s*(?:\[[0-9]{1,4}\]|\([0-9]{1,4}\))?\s*[:：]",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"\s+")
+
+
+def _incident_number(word: str, lang: Language) -> int | None:
+    m = re.fullmatch(
+        re.escape(lang.prefix) + r"[ \t_#:-]{0,3}([0-9]{1,9})", word.strip(), re.IGNORECASE
+    )
+    return int(m.group(1)) if m else None
+
+
+def strip_prefixes(subject: str) -> str:
+    """`subject` without any number of leading Re:/Fwd:/AW:/SV: prefixes."""
+    while True:
+        m = _PREFIX.match(subject)
+        if not m:
+            return subject.strip()
+        subject = subject[m.end():]
+
+
+def read_tags(subject: str, lang: Language) -> SubjectTags:
+    """The tags in `subject` and its title."""
+    subject = subject[:MAX_SUBJECT]
+    declare = postmortem = status = False
+    incident_id: int | None = None
+    severity: str | None = None
+    phase: str | None = None
+    unknown: list[str] = []
+    kept: list[str] = []  # pieces of the subject that make the title
+    pos = 0
+    for m in _BRACKETED.finditer(subject):
+        word = m.group(1).strip()
+        low = word.lower()
+        understood = True
+        number = _incident_number(word, lang)
+        if low in ("declare", "incident", "declare incident", "new incident"):
+            declare = True
+        elif number is not None:
+            if incident_id is None:
+                incident_id = number
+        elif low in ("postmortem", "post-mortem", "post mortem", "pm"):
+            postmortem = True
+        elif low == "status":
+            status = True
+        elif parse_phase(word, lang) == low:
+            phase = phase or low
+        elif (sev := parse_severity(word, lang, need_letters=True)) and len(word) <= 12:
+            severity = severity or sev
+        else:
+            understood = False
+            unknown.append(word)
+        if understood:
+            kept.append(subject[pos:m.start()])
+            kept.append(" ")
+            pos = m.end()
+    kept.append(subject[pos:])
+    title = _SPACES.sub(" ", "".join(kept)).strip()
+    title = strip_prefixes(title)
+    return SubjectTags(
+        declare=declare,
+        incident_id=incident_id,
+        severity=severity,
+        phase=phase,
+        postmortem=postmortem,
+        status=status,
+        title=title,
+        unknown=tuple(unknown),
+    )
