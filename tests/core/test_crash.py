@@ -60,7 +60,8 @@ def test_kill_9_mid_burst_loses_nothing_and_repeats_nothing(tmp_path, sink):
     daemon = DaemonProcess(cfg, port).start()
     try:
         # Every accepted message ends up acknowledged on the list.
-        wait_for(lambda: len({r.message["In-Reply-To"] for r in sink.received})
+        wait_for(lambda: len({r.message["In-Reply-To"] for r in sink.received
+                              if r.message["X-Mailbot-Kind"] == "ack"})
                  >= len(acked_before_restart), timeout=120, what="all acks delivered")
         config = load_config(cfg)
         wait_for(lambda: not any((config.storage.outbox_dir / "queue").iterdir()),
@@ -68,9 +69,10 @@ def test_kill_9_mid_burst_loses_nothing_and_repeats_nothing(tmp_path, sink):
     finally:
         assert daemon.terminate() == 0, daemon.log()
 
-    replies = collections.Counter(r.message["In-Reply-To"].strip("<>") for r in sink.received)
+    acks = [r for r in sink.received if r.message["X-Mailbot-Kind"] == "ack"]
+    replies = collections.Counter(r.message["In-Reply-To"].strip("<>") for r in acks)
     ack_ids = collections.defaultdict(set)
-    for r in sink.received:
+    for r in acks:
         ack_ids[r.message["In-Reply-To"].strip("<>")].add(r.message["Message-ID"])
     missing = acked_before_restart - set(replies)
     assert not missing, f"accepted but never acknowledged: {sorted(missing)[:5]}"
