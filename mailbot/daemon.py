@@ -16,6 +16,7 @@ import socket
 import threading
 from typing import Callable
 
+from mailbot import faults
 from mailbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ class Daemon:
             raise StartupError(
                 f"another mailbot is running on {rt.config.storage.dir} "
                 f"(pid {rt.lock.holder() or '?'})")
+        # Fault injection for the crash tests (MAILBOT_CRASH_AT, see faults.py): read
+        # here, once, so that only a serving daemon can be armed.
+        faults.arm(os.environ.get("MAILBOT_CRASH_AT"))
         rt.pipeline.recover()
         if rt.config.publish.dir is not None:
             rt.pipeline.on_change = self.site_changed.set
@@ -127,7 +131,10 @@ class Daemon:
             log.info("listening for %s on %s:%d", rt.config.smtp.protocol.upper(),
                      rt.config.smtp.host, rt.config.smtp.port)
         self._start_thread("worker", self._work)
-        self._start_thread("outbox", lambda: rt.outbox.run(self.stop))
+        # Rescan the queue every 2 s, not only on our own wake-ups: `mailbot outbox resend`
+        # runs in another process and cannot set our event (a re-sent mail used to wait up
+        # to 30 s; found by tests/reliability/test_relay_faults.py).
+        self._start_thread("outbox", lambda: rt.outbox.run(self.stop, idle=2.0))
         scheduler = rt.extras.get("scheduler")
         if scheduler is not None:
             self._start_thread("scheduler", lambda: scheduler.run(self.stop))

@@ -22,12 +22,14 @@ import smtplib
 import socket
 import ssl
 import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
 from mailbot.durable import fsync_dir, remove_durably, unique_suffix, write_atomic
+from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 
 log = logging.getLogger(__name__)
@@ -74,22 +76,61 @@ class SmtpRelay:
 
     def __init__(self, config: OutboundConfig) -> None:
         self.config = config
+        self._smtp: smtplib.SMTP | None = None
+        self._in_session = False
+
+    def _connect(self) -> smtplib.SMTP:
+        c = self.config
+        if c.tls == "implicit":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                c.smtp_host, c.smtp_port, timeout=c.timeout,
+                context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout)
+        try:
+            if c.tls == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if c.username:
+                smtp.login(c.username, c.password())
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep one relay connection for several sends (one delivery pass)."""
+        self._in_session = True
+        try:
+            yield
+        finally:
+            self._in_session = False
+            self._drop(quit=True)
+
+    def _drop(self, quit: bool = False) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if quit:
+                smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        smtp.close()
 
     def send(self, mail: OutgoingMail) -> None:
         c = self.config
         try:
-            if c.tls == "implicit":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    c.smtp_host, c.smtp_port, timeout=c.timeout,
-                    context=ssl.create_default_context())
-            else:
-                smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout)
-            with smtp:
-                if c.tls == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-                if c.username:
-                    smtp.login(c.username, c.password())
+            if self._smtp is None:
+                self._smtp = self._connect()
+            smtp = self._smtp
+            try:
                 refused = smtp.sendmail(mail.mail_from, list(mail.recipients), mail.message)
+            except BaseException:
+                self._drop()
+                raise
+            if not self._in_session:
+                self._drop(quit=True)
                 if refused:
                     log.warning("outbox %s: relay refused some recipients: %s",
                                 mail.name, ", ".join(f"{r} ({code})" for r, (code, _) in
@@ -118,6 +159,18 @@ def relay_for(config: OutboundConfig, sent_maildir: Path) -> Relay:
     return MaildirRelay(sent_maildir)
 
 
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Outbox:
     """enqueue / deliver_due / run, with retry and backoff."""
 
@@ -142,6 +195,15 @@ class Outbox:
         self.retry_max = retry_max
         self.wake = threading.Event()
         self._lock = threading.Lock()
+        self._clean_tmp()
+
+    def _clean_tmp(self) -> None:
+        # write_atomic's temporary files (".NAME.tmp.PID.N") left by a killed process:
+        # their rename never happened, so nothing relies on them.
+        for path in self.queue.glob(".*.tmp.*"):
+            pid = path.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _alive(int(pid)):
+                path.unlink(missing_ok=True)
 
     def _sent_marker(self, name: str) -> Path:
         h = hashlib.sha1(name.encode()).hexdigest()[:2]
@@ -158,6 +220,7 @@ class Outbox:
         record = {"mail": mail.to_dict(), "attempts": 0,
                   "next_try": self.clock.now().isoformat(), "last_error": ""}
         write_atomic(path, json.dumps(record).encode("utf-8"))
+        crash_point("enqueued")
         self.wake.set()
         return True
 
@@ -184,7 +247,9 @@ class Outbox:
         """Try every due mail once. Returns (delivered, seconds until the next retry)."""
         delivered = 0
         next_in: float | None = None
-        with self._lock:
+        # One relay connection per pass, not one per mail.
+        session = getattr(self.relay, "session", None)
+        with self._lock, (session() if session else nullcontext()):
             for path in sorted(self.queue.glob("*.json")):
                 try:
                     record = json.loads(path.read_text("utf-8"))
@@ -197,6 +262,12 @@ class Outbox:
                     next_in = wait if next_in is None else min(next_in, wait)
                     continue
                 mail = OutgoingMail.from_dict(record["mail"])
+                if self._sent_marker(mail.name).exists():
+                    # A crash between the sent-marker and the queue file's removal: the
+                    # relay has it already; sending again would repeat it (found by
+                    # tests/reliability/test_chaos.py, crash point marker-written).
+                    remove_durably(path)
+                    continue
                 try:
                     self.relay.send(mail)
                 except TemporaryFailure as exc:
@@ -219,9 +290,11 @@ class Outbox:
                               "resend %s`)", mail.name, ",".join(mail.recipients), exc,
                               mail.name)
                     continue
+                crash_point("relay-accepted")
                 marker = self._sent_marker(mail.name)
                 marker.parent.mkdir(exist_ok=True)
                 write_atomic(marker, b"")
+                crash_point("marker-written")
                 remove_durably(path)
                 delivered += 1
                 log.info("outbox %s %s delivered to %s", mail.name, mail.kind,

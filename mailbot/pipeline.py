@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -26,10 +27,13 @@ from mailbot.outbox import Outbox
 from mailbot.parsing import Language, parse_mail
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
+from mailbot.rules.enforcement import stated
 from mailbot.spool import Spool
 from mailbot.store import Store
 
 log = logging.getLogger(__name__)
+
+GROUP_SIZE = 64  # messages per group commit (one hot-file write)
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Pipeline:
         # Held while one message (or one scheduled job) reads and commits incidents, so
         # the worker and the scheduler never interleave a read-modify-write.
         self.lock = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ running
 
@@ -89,14 +94,108 @@ class Pipeline:
         return len(pending)
 
     def process_pending(self, stop: Any = None) -> int:
-        """Process everything waiting in the spool, oldest first."""
+        """Process everything waiting in the spool, oldest first.
+
+        Messages go in groups of up to GROUP_SIZE that share one durable write of the hot
+        file (group commit): each message is decided and committed in memory in order,
+        seeing the ones before it; then the hot file is written once, and only then are
+        the index records and outgoing mail written and the spool entries removed. A crash
+        before that write leaves every message of the group in the spool, with no effect;
+        after it, the journal finishes them at start-up, as for a single commit."""
         count = 0
-        for name in self.spool.pending():
+        names = self.spool.pending()
+        for start in range(0, len(names), GROUP_SIZE):
             if stop is not None and stop.is_set():
                 break
-            self.process_one(name)
-            count += 1
+            with self.lock:
+                count += self._process_group(names[start:start + GROUP_SIZE], stop)
         return count
+
+    def _process_group(self, names: list[str], stop: Any = None) -> int:
+        committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]] = []
+        duplicates: list[str] = []
+        seen = 0
+        try:
+            with self.store.group():
+                folders: set[Path] = set()
+                try:
+                    for name in names:
+                        if stop is not None and stop.is_set():
+                            break
+                        seen += 1
+                        entry = self._commit_one(name, folders)
+                        if entry == "duplicate":
+                            duplicates.append(name)
+                        elif entry is not None:
+                            committed.append(entry)
+                finally:
+                    # The archive links must be durable before the commit that relies on them.
+                    for folder in folders:
+                        fsync_dir(folder)
+        except OSError:
+            # Disk trouble: what was written stays; the rest waits in the spool.
+            if committed and self.store.is_flushed():
+                self._finish_group(committed, duplicates)
+            raise
+        self._finish_group(committed, duplicates)
+        return seen
+
+    def _commit_one(self, name: str, folders: set[Path]) -> Any:
+        """Decide one message and commit it in memory (the group writes it)."""
+        try:
+            spooled = self.spool.read(name)
+        except FileNotFoundError:
+            return None
+        try:
+            folders.add(self._archive(spooled.name, spooled.path, spooled.received_at,
+                                      sync=False))
+            parsed = parse_mail(spooled.raw, self.language)
+            if self.store.is_processed(parsed.key):
+                log.info("%s <%s> duplicate: already processed", name, parsed.key)
+                return "duplicate"
+            plan = self.evaluate(parsed, spooled.received_at)
+            journaled = self.store.commit(
+                parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
+                index=plan.index, next_incident_id=plan.next_incident_id,
+                now=spooled.received_at)
+        except OSError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad message must not stop the list
+            error = traceback.format_exc()
+            log.error("%s failed, moved to failed/: %s", name, error.strip().splitlines()[-1])
+            self.spool.fail(name, error)
+            return None
+        return name, parsed.key, journaled, plan
+
+    def _finish_group(self, committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],
+                      duplicates: list[str]) -> None:
+        """After the group's hot-file write: index records and outgoing mail (written in
+        parallel, each still fsync'd), then the journal entries and spool entries go."""
+        index: dict[str, dict[str, Any]] = {}
+        for _, _, journaled, _ in committed:
+            for message_id, record in journaled.items():
+                index[message_id] = {**index.get(message_id, {}), **record}
+        jobs = [(self.store.write_index_records, {mid: record}) for mid, record in index.items()]
+        jobs += [(self.outbox.enqueue, mail) for *_, plan in committed for mail in plan.outgoing]
+        if len(jobs) > 1:
+            for future in [self._writers().submit(fn, arg) for fn, arg in jobs]:
+                future.result()
+        else:
+            for fn, arg in jobs:
+                fn(arg)
+        for _, key, _, _ in committed:
+            self.store.finish(key)
+        self.spool.done_many([name for name, *_ in committed] + duplicates)
+        for *_, plan in committed:
+            self._log(plan)
+        if self.on_change and any(plan.incidents for *_, plan in committed):
+            self.on_change()
+
+    def _writers(self) -> ThreadPoolExecutor:
+        # fsyncs issued together share the file system's journal commits.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="durable")
+        return self._pool
 
     def process_one(self, name: str) -> Plan | None:
         """Process one spooled message; park it in failed/ if processing raises."""
@@ -135,20 +234,27 @@ class Pipeline:
             self.on_change()
         return plan
 
-    def _finish(self, key: str, index: dict[str, dict[str, Any]],
-                outgoing: list[OutgoingMail]) -> None:
+    def finish_commit(self, key: str, index: dict[str, dict[str, Any]],
+                      outgoing: list[OutgoingMail]) -> None:
+        """After `store.commit(key, ...)`: write its index records, queue its mail, and
+        let its journal entry go. Idempotent, so recovery may repeat it."""
         self.store.write_index_records(index)
         for mail in outgoing:
             self.outbox.enqueue(mail)
         self.store.finish(key)
 
-    def _archive(self, name: str, path: Path, received: dt.datetime) -> None:
+    _finish = finish_commit  # the name the message path uses
+
+    def _archive(self, name: str, path: Path, received: dt.datetime,
+                 sync: bool = True) -> Path:
         folder = self.archive_dir / received.strftime("%Y-%m")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
         if not target.exists():
             os.link(path, target)  # same bytes, no copy; the spool entry goes later
-            fsync_dir(folder)
+            if sync:
+                fsync_dir(folder)
+        return folder
 
     def _log(self, plan: Plan) -> None:
         d = plan.decision
@@ -230,9 +336,14 @@ class Pipeline:
         plan.decision = Decision("declare", reason=plan.decision.reason, incident_id=incident_id)
         self._reply(plan, "ack", [self.config.list.address], incident, received,
                     declared=True, transition="", changes=(), author=plan.mail.from_address,
-                    narrative=plan.mail.narrative, gaps=declaration_gaps(incident),
+                    narrative=plan.mail.narrative,
+                    gaps=declaration_gaps(incident, assumed=self._assumed(plan.mail)),
                     gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid)
         self._link(plan, incident_id)
+
+    def _assumed(self, mail: ParsedMail) -> tuple[str, ...]:
+        """Items a declaration did not state that mailbot filled with a default."""
+        return () if "phase" in stated(mail) else ("phase",)
 
     def _on_update(self, plan: Plan, received: dt.datetime) -> None:
         assert plan.facts.incident is not None
@@ -259,6 +370,7 @@ class Pipeline:
             "invalid": d.invalid,
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,
+            "original_title": plan.mail.tags.title,
         }
         context_incident = incident
         self._reply(plan, "rejection", [plan.mail.from_address], context_incident, received,
@@ -285,10 +397,36 @@ class Pipeline:
                     incidents=live, missing_ref=missing_ref)
 
     def _on_postmortem(self, plan: Plan, received: dt.datetime) -> None:
-        # The postmortem review lands with the scheduled-mail work; until then the
-        # submission is kept in the record and archived like any other message.
+        # Accepted: the incident closes and the list hears it (blame and far-out items
+        # are advice in that ack). Rejected: the sender alone hears what is missing.
+        from mailbot.models import Postmortem
+        from mailbot.rules.postmortem import decide_postmortem, review_postmortem
+
         incident = plan.facts.incident
         assert incident is not None
+        mail = plan.mail
+        review = review_postmortem(mail, incident, self.config,
+                                   received.astimezone(self.config.schedule.tz).date())
+        plan.decision = decide_postmortem(review, incident.id)
+        plan.index[mail.key]["outcome"] = plan.decision.action
+        variables = {"review": review, "author": mail.from_address,
+                     "original_subject": mail.subject,
+                     "horizon_days": self.config.postmortem.action_item_horizon_days}
+        if review.accepted:
+            postmortem = Postmortem(
+                accepted_at=received, author=mail.from_address, message_id=mail.message_id,
+                text=review.text, sections=review.sections,
+                action_items=review.action_items())
+            incident = usecases.close_with_postmortem(incident, postmortem, received)
+            plan.incidents.append(incident)
+            self._reply(plan, "postmortem_ack", [self.config.list.address], incident,
+                        received, **variables)
+        else:
+            incident = usecases.record_rejection(incident, mail, received, review.reason(),
+                                                 kind="postmortem-rejected")
+            plan.incidents.append(incident)
+            self._reply(plan, "postmortem_rejection", [mail.from_address], incident,
+                        received, **variables)
         self._link(plan, incident.id)
 
     def _on_archive(self, plan: Plan, received: dt.datetime) -> None:

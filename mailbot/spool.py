@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from mailbot.durable import fsync_dir, move_durably, remove_durably, unique_suffix, write_atomic
+from mailbot.faults import crash_point
 from mailbot.models import SpooledMail
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Spool:
         os.close(fd)
         os.rename(tmp_path, self.new / name)
         fsync_dir(self.new)
+        crash_point("spooled")
         self.arrived.set()
         return name
 
@@ -83,6 +85,18 @@ class Spool:
     def done(self, name: str) -> None:
         """The message's effects are committed: forget it."""
         remove_durably(self.new / name)
+
+    def done_many(self, names: list[str]) -> None:
+        """`done` for several messages, with one directory sync."""
+        removed = False
+        for name in names:
+            try:
+                os.unlink(self.new / name)
+                removed = True
+            except FileNotFoundError:
+                pass
+        if removed:
+            fsync_dir(self.new)
 
     def fail(self, name: str, error: str) -> None:
         """Park a message whose processing raised, with the error beside it."""

@@ -15,10 +15,14 @@ SIX_ITEMS = (
 )
 
 
-def declaration_gaps(incident: Incident) -> tuple[str, ...]:
-    """The items of a good declaration that the incident still lacks."""
+def declaration_gaps(incident: Incident, assumed: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The items of a good declaration that the incident still lacks; `assumed` items were
+    filled with a default (the first phase) and still count as not said."""
     gaps = []
     for item, _ in SIX_ITEMS:
+        if item in assumed:
+            gaps.append(item)
+            continue
         value = getattr(incident, item)
         if item == "summary":
             value = value or incident.title  # a telling subject says what it is

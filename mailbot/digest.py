@@ -1,0 +1,335 @@
+"""The daily digest: what the list should know each morning, in one mail.
+
+Takes the store's live incidents, a small summary of recently closed incidents and their
+action items (kept in store state, see `sync_closed`), and the clock; hands a
+`DigestView` to templates/mail/digest.txt and digest.html, and the rendered mail to the
+store and outbox under the day's slot key `job:digest:<local date>`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from mailbot.compose import mail_name
+from mailbot.config import Config
+from mailbot.models import Incident, OutgoingMail
+from mailbot.scheduler import DailyAt, Job, Slot
+
+if TYPE_CHECKING:
+    from mailbot.runtime import Runtime
+    from mailbot.store import Store
+
+log = logging.getLogger(__name__)
+
+CLOSED_STATE = "digest-closed"  # store state: recently closed incidents, their action items
+_KEEP_CLOSED = dt.timedelta(days=2)  # closures stay in the summary this long
+_KEEP_ITEMS_OVERDUE = dt.timedelta(days=7)  # overdue action items are shown this long
+_RESOLVED_WINDOW = dt.timedelta(days=1)
+
+
+# ---------------------------------------------------------------- the view
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    incident: Incident
+    ref: str
+    age: dt.timedelta
+    since_update: dt.timedelta
+    stale: bool
+    needs_liaison: bool
+    experts: tuple[Any, ...]  # ExpertRef(service, expert, via)
+
+
+@dataclass(frozen=True)
+class SeverityGroup:
+    name: str  # "SEV1", or "" for incidents without a severity
+    description: str
+    rows: tuple[OpenRow, ...]
+    rank: int = 0  # 1 is the most severe; 0 for "not set"
+
+
+@dataclass(frozen=True)
+class ResolvedRow:
+    ref: str
+    title: str
+    severity: str | None
+    resolved_at: dt.datetime
+    closed: bool
+
+
+@dataclass(frozen=True)
+class PostmortemRow:
+    ref: str
+    title: str
+    severity: str | None
+    owner: str | None
+    resolved_at: dt.datetime
+    due_by: dt.datetime
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    ref: str
+    text: str
+    owner: str | None
+    due: dt.date
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class DigestView:
+    now: dt.datetime
+    day: dt.date  # the local date the digest is for
+    groups: tuple[SeverityGroup, ...]
+    resolved: tuple[ResolvedRow, ...]
+    postmortems_due: tuple[PostmortemRow, ...]
+    postmortems_overdue: tuple[PostmortemRow, ...]
+    action_items: tuple[ActionRow, ...]
+    open_count: int
+    stale_count: int
+    counts: dict[str, int] = field(default_factory=dict)  # severity -> open incidents
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to report at all."""
+        return not (self.open_count or self.resolved or self.postmortems_due
+                    or self.postmortems_overdue or self.action_items)
+
+
+def stale_after(config: Config, severity: str | None) -> dt.timedelta:
+    """How long an open incident may go without an accepted update.
+
+    Without a known severity, the least severe level's interval applies."""
+    sev = config.severity(severity) if severity else None
+    if sev is None:
+        sev = config.severities[-1]
+    return dt.timedelta(minutes=sev.stale_after_minutes)
+
+
+def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
+                 closed: dict[str, Any],
+                 experts_for: Callable[[Iterable[str]], list[Any]]) -> DigestView:
+    """Everything the digest shows, from the live incidents and the closed summary."""
+    tz = config.schedule.tz
+    prefix = config.list.incident_prefix
+    today = now.astimezone(tz).date()
+    live = list(live)
+    by_sev: dict[str, list[OpenRow]] = {}
+    postmortems: list[PostmortemRow] = []
+    resolved: list[ResolvedRow] = []
+    for inc in live:
+        if inc.status == "open":
+            updated = inc.updated_at or inc.declared_at or now
+            since = max(now - updated, dt.timedelta(0))
+            row = OpenRow(
+                incident=inc, ref=inc.ref(prefix),
+                age=max(now - (inc.declared_at or now), dt.timedelta(0)),
+                since_update=since,
+                stale=since >= stale_after(config, inc.severity),
+                needs_liaison=inc.needs_liaison,
+                experts=tuple(experts_for(inc.services)) if inc.services else (),
+            )
+            key = inc.severity if inc.severity and config.severity(inc.severity) else ""
+            by_sev.setdefault(key, []).append(row)
+        elif inc.status == "resolved" and inc.resolved_at is not None:
+            due_by = inc.resolved_at + dt.timedelta(days=config.postmortem.review_after_days)
+            postmortems.append(PostmortemRow(
+                ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
+                owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,
+                due_by=due_by, overdue=now > due_by))
+            if now - inc.resolved_at <= _RESOLVED_WINDOW:
+                resolved.append(ResolvedRow(inc.ref(prefix), inc.title, inc.severity,
+                                            inc.resolved_at, closed=False))
+    for c in closed.get("incidents", []):
+        at = dt.datetime.fromisoformat(c["resolved_at"]) if c.get("resolved_at") else None
+        if at is not None and dt.timedelta(0) <= now - at <= _RESOLVED_WINDOW:
+            resolved.append(ResolvedRow(f"{prefix}-{c['id']}", c["title"], c.get("severity"),
+                                        at, closed=True))
+    groups = []
+    for sev in config.severities:
+        rows = by_sev.get(sev.name)
+        if rows:
+            groups.append(SeverityGroup(sev.name, sev.description,
+                                        tuple(sorted(rows, key=lambda r: r.incident.id)),
+                                        rank=sev.rank))
+    if by_sev.get(""):
+        groups.append(SeverityGroup("", "", tuple(sorted(by_sev[""],
+                                                         key=lambda r: r.incident.id))))
+    horizon = today + dt.timedelta(days=config.postmortem.action_item_horizon_days)
+    actions = []
+    for item in closed.get("items", []):
+        due = dt.date.fromisoformat(item["due"])
+        if today - _KEEP_ITEMS_OVERDUE <= due <= horizon:
+            actions.append(ActionRow(f"{prefix}-{item['incident']}", item["text"],
+                                     item.get("owner"), due, overdue=due < today))
+    rows_all = [r for g in groups for r in g.rows]
+    return DigestView(
+        now=now, day=today, groups=tuple(groups),
+        resolved=tuple(sorted(resolved, key=lambda r: r.resolved_at)),
+        postmortems_due=tuple(p for p in sorted(postmortems, key=lambda p: p.due_by)
+                              if not p.overdue),
+        postmortems_overdue=tuple(p for p in sorted(postmortems, key=lambda p: p.due_by)
+                                  if p.overdue),
+        action_items=tuple(sorted(actions, key=lambda a: (a.due, a.ref))),
+        open_count=len(rows_all),
+        stale_count=sum(1 for r in rows_all if r.stale),
+        counts={g.name: len(g.rows) for g in groups},
+    )
+
+
+# ---------------------------------------------------------------- closed-incident summary
+
+
+def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[str, Any]:
+    """Bring the summary of recently closed incidents up to date and return it.
+
+    Closed incidents live one file each; reading them all every morning would grow with
+    history. Instead the summary remembers the live ids and the next id it has seen: an
+    id that was live (or new) and is live no more has closed since, and only its file is
+    read. The summary is derived data: if a crash loses a write, the next sync redoes it.
+    """
+    state = store.get_state(CLOSED_STATE)
+    checked_upto = int(state.get("checked_upto", 1))
+    watch = set(state.get("watch", []))
+    closed = [c for c in state.get("incidents", [])
+              if now - dt.datetime.fromisoformat(c["closed_at"]) <= _KEEP_CLOSED]
+    items = [i for i in state.get("items", [])
+             if dt.date.fromisoformat(i["due"]) >= (now - 4 * _KEEP_ITEMS_OVERDUE).date()]
+    live_ids = {inc.id for inc in store.live_incidents()}
+    next_id = store.allocate_id()
+    for incident_id in sorted(watch | set(range(checked_upto, next_id))):
+        if incident_id in live_ids:
+            continue
+        inc = store.get(incident_id)
+        if inc is None or inc.status != "closed":
+            continue
+        closed = [c for c in closed if c["id"] != incident_id]
+        items = [i for i in items if i["incident"] != incident_id]
+        closed.append({
+            "id": inc.id, "title": inc.title, "severity": inc.severity,
+            "resolved_at": inc.resolved_at.isoformat() if inc.resolved_at else None,
+            "closed_at": (inc.closed_at or now).isoformat(),
+        })
+        if inc.postmortem is not None:
+            for a in inc.postmortem.action_items:
+                if a.due is not None:
+                    items.append({"incident": inc.id, "text": a.text, "owner": a.owner,
+                                  "due": a.due.isoformat()})
+    new_state = {"checked_upto": next_id, "watch": sorted(live_ids), "incidents": closed,
+                 "items": items}
+    if save and new_state != state:
+        store.set_state(CLOSED_STATE, new_state)
+    return new_state
+
+
+# ---------------------------------------------------------------- the mail
+
+
+def collect_digest(rt: "Runtime", now: dt.datetime, *, save: bool = True) -> DigestView:
+    """The digest as of `now`, from the store."""
+    closed = sync_closed(rt.store, now, save=save)
+    return build_digest(rt.config, now, rt.store.live_incidents(), closed,
+                        rt.pipeline.experts_for)
+
+
+def compose_digest(rt: "Runtime", view: DigestView, key: str) -> OutgoingMail:
+    """The digest mail (text and HTML alternative) to the list."""
+    config = rt.config
+    return rt.composer.compose(
+        "digest",
+        name=mail_name(key, "digest"),
+        to=[config.list.address],
+        now=view.now,
+        auto_submitted="auto-generated",
+        view=view,
+        prefix=config.list.incident_prefix,
+        severities=config.severities,
+        list_address=config.list.address,
+        list_name=config.list.name,
+        tz=config.schedule.tz,
+        horizon_days=config.postmortem.action_item_horizon_days,
+    )
+
+
+def send_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> OutgoingMail | None:
+    """Commit the day's digest under the slot key (no mail on an empty day when so
+    configured); the slot counts as done either way."""
+    view = collect_digest(rt, now)
+    outgoing = []
+    if view.empty and not rt.config.schedule.digest_when_empty:
+        log.info("%s: nothing to report; no digest (digest_when_empty = false)", slot.key)
+    else:
+        outgoing.append(compose_digest(rt, view, slot.key))
+    index = {m.message_id: {"own": True} for m in outgoing}
+    journaled = rt.store.commit(slot.key, outgoing=outgoing, index=index, now=now)
+    rt.pipeline.finish_commit(slot.key, journaled, outgoing)
+    if outgoing:
+        log.info("%s: digest <%s> queued: %d open, %d stale", slot.key,
+                 outgoing[0].message_id, view.open_count, view.stale_count)
+    return outgoing[0] if outgoing else None
+
+
+def digest_job(config: Config) -> Job:
+    """The digest's own schedule: daily at [schedule] digest_time in [schedule] timezone."""
+    return Job("digest", DailyAt(config.schedule.digest_time, config.schedule.tz), send_digest)
+
+
+def today_slot(config: Config, now: dt.datetime) -> Slot:
+    """Today's digest slot, whether or not its time has come (for `digest --send`)."""
+    schedule = DailyAt(config.schedule.digest_time, config.schedule.tz)
+    day = now.astimezone(config.schedule.tz).date()
+    return Slot(f"job:digest:{day.isoformat()}", schedule.instant(day))
+
+
+def text_of(mail: OutgoingMail) -> str:
+    """Subject and text part of a rendered mail, for the terminal."""
+    msg = email.message_from_bytes(mail.message, policy=email.policy.default)
+    body = msg.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    # The wire form has CRLF line ends; a terminal wants LF.
+    return f"Subject: {msg['Subject']}\n\n{text}".replace("\r\n", "\n")
+
+
+def run_digest_command(rt: "Runtime", send: bool) -> int:
+    """`mailbot digest [--send]`: print today's digest, or send it once for today."""
+    now = rt.clock.now()
+    config = rt.config
+    slot = today_slot(config, now)
+    if not send:
+        view = collect_digest(rt, now, save=False)
+        sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
+        return 0
+    if not rt.lock.acquire():
+        at = config.schedule.digest_time.strftime("%H:%M")
+        print(f"mailbot: not sent: `mailbot serve` is running (pid {rt.lock.holder() or '?'}) "
+              f"and sends the digest itself at {at} {config.schedule.timezone}",
+              file=sys.stderr)
+        return 75  # EX_TEMPFAIL
+    try:
+        rt.pipeline.recover()
+        with rt.pipeline.lock:
+            if rt.store.is_processed(slot.key):
+                print(f"digest for {slot.key.rsplit(':', 1)[1]} already sent; not sent again")
+                rt.outbox.deliver_due()
+                return 0
+            mail = send_digest(rt, slot, now)
+        if mail is None:
+            print("nothing to report; no digest sent (digest_when_empty = false)")
+            return 0
+        rt.outbox.deliver_due()
+        if mail.name in rt.outbox.queued():
+            print(f"digest queued as {mail.name}; the relay did not take it yet "
+                  "(see `mailbot outbox`; the next run retries)")
+            return 75
+        print(f"digest sent to {config.list.address}")
+        return 0
+    finally:
+        rt.lock.release()

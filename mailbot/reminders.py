@@ -1,0 +1,317 @@
+"""Reminders: stale-update nudges to commanders, postmortem nudges to owners.
+
+Takes the live incidents and the time (a sweep every minute, see `reminder_jobs`); hands
+each reminder, with the incident's new reminder state, to the store in one commit, then to
+the outbox. Each commit is keyed by the incident state that made it due
+(`job:reminder-stale:<id>:<due instant>`, `job:reminder-postmortem:<id>:<resolved>:<n>`),
+so a sweep repeated after a crash finds it done and sends nothing twice.
+
+    stale-update  an open incident with no accepted update for its severity's
+                  `stale_after_minutes`: to the commander (and the list when
+                  [schedule] reminders_cc_list), at most once per interval, with the
+                  pre-filled update block. An accepted update resets the clock.
+    postmortem    a resolved incident without an accepted postmortem: at the first sweep
+                  after resolution, then every [postmortem] reminder_days; to the
+                  postmortem owner and the commander, leadership in Cc for
+                  `leadership_severities`; carries the template and a review invitation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import types
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Iterable
+
+from mailbot.compose import mail_name
+from mailbot.config import Config
+from mailbot.digest import stale_after, sync_closed
+from mailbot.models import Incident, OutgoingMail, TimelineEntry
+from mailbot.scheduler import Every, Job, Slot, local_instant
+
+if TYPE_CHECKING:
+    from mailbot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SWEEP = dt.timedelta(minutes=1)
+REVIEW_TIME = dt.time(14, 0)  # local time proposed for the postmortem review
+REVIEW_LENGTH = dt.timedelta(hours=1)
+
+
+def reminder_jobs(config: Config) -> list[Job]:
+    """The reminders' own schedule: a sweep every minute."""
+    return [Job("reminders", Every(SWEEP), send_reminders)]
+
+
+def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
+    """One sweep over the live incidents; returns how many reminders were queued."""
+    sync_closed(rt.store, now)  # notices closures and re-openings between digests
+    sent = 0
+    for incident in rt.store.live_incidents():
+        if incident.status == "open":
+            sent += send_stale_reminder(rt, incident, now)
+        elif incident.status == "resolved":
+            sent += send_postmortem_reminder(rt, incident, now)
+    return sent
+
+
+# ---------------------------------------------------------------- who and when
+
+
+def address_of(person: str | None) -> str | None:
+    """The address in `person` ("Alice <a@x>" or "a@x"), or None for a bare name."""
+    if not person:
+        return None
+    _, addr = parseaddr(person)
+    addr = addr.strip().lower()
+    return addr if "@" in addr and " " not in addr else None
+
+
+def _addresses(people: Iterable[str | None]) -> list[str]:
+    return list(dict.fromkeys(a for a in map(address_of, people) if a))
+
+
+def stale_due(config: Config, incident: Incident, now: dt.datetime) -> dt.datetime | None:
+    """When the stale-update reminder became due, or None if it is not due at `now`."""
+    if incident.status != "open":
+        return None
+    base = incident.updated_at or incident.declared_at
+    if base is None:
+        return None
+    if incident.last_reminder_at and incident.last_reminder_at > base:
+        base = incident.last_reminder_at
+    due = base + stale_after(config, incident.severity)
+    return due if now >= due else None
+
+
+def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int | None:
+    """The number (0-based) of the postmortem reminder due at `now`, or None."""
+    if incident.status != "resolved" or incident.resolved_at is None:
+        return None
+    n = incident.postmortem_reminders
+    days = config.postmortem.reminder_days
+    if n > 0 and days <= 0:
+        return None  # reminder_days = 0: only the one at resolution
+    due = incident.resolved_at + dt.timedelta(days=max(days, 0)) * n
+    return n if now >= due else None
+
+
+def review_start(config: Config, incident: Incident) -> dt.datetime | None:
+    """The proposed review: `review_after_days` after resolution, at REVIEW_TIME local,
+    moved to Monday when that is a weekend."""
+    if incident.resolved_at is None:
+        return None
+    tz = config.schedule.tz
+    day = incident.resolved_at.astimezone(tz).date() + dt.timedelta(
+        days=config.postmortem.review_after_days)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return local_instant(day, REVIEW_TIME, tz)
+
+
+# ---------------------------------------------------------------- committing
+
+
+def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
+    """The pipeline's hourly per-address cap applies to scheduled mail too."""
+    plan = types.SimpleNamespace(outgoing=[mail], capped=[])
+    rt.pipeline._cap(plan, now)  # noqa: SLF001 - the one place the cap is defined
+    for note in plan.capped:
+        log.warning("%s", note)
+    return bool(plan.outgoing)
+
+
+def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
+            now: dt.datetime) -> None:
+    index = {mail.message_id: {"incident": incident.id, "own": True}}
+    journaled = rt.store.commit(key, incidents=[incident], outgoing=[mail], index=index,
+                                now=now)
+    rt.pipeline.finish_commit(key, journaled, [mail])
+
+
+def _noted(incident: Incident, now: dt.datetime, author: str, note: str,
+           **changes: object) -> Incident:
+    updated = dataclasses.replace(incident, timeline=list(incident.timeline), **changes)
+    updated.timeline.append(TimelineEntry(kind="reminder", at=now, author=author, note=note))
+    return updated
+
+
+# ---------------------------------------------------------------- stale-update reminder
+
+
+def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> int:
+    """Remind the commander of an open incident that went quiet. Returns 1 if queued."""
+    config = rt.config
+    due = stale_due(config, incident, now)
+    if due is None:
+        return 0
+    key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
+    if rt.store.is_processed(key):
+        return 0
+    to = _addresses([incident.commander]) or _addresses([incident.declared_by]) \
+        or [config.list.address]
+    cc = [config.list.address] if config.schedule.reminders_cc_list else []
+    common = rt.pipeline._common(incident)  # noqa: SLF001 - the context every mail shares
+    mail = rt.composer.compose(
+        "reminder_stale",
+        name=mail_name(key, "reminder_stale"),
+        to=to, cc=cc, now=now,
+        in_reply_to=incident.root_message_id,
+        references=[incident.root_message_id] if incident.root_message_id else [],
+        auto_submitted="auto-generated",
+        **common,
+        quiet_for=now - (incident.updated_at or incident.declared_at or now),
+        stale_after=stale_after(config, incident.severity),
+        commander_is_address=bool(address_of(incident.commander)),
+    )
+    if not _within_cap(rt, mail, now):
+        return 0
+    updated = _noted(incident, now, config.list.bot_address,
+                     "stale-update reminder to " + ", ".join(to), last_reminder_at=now)
+    _commit(rt, key, updated, mail, now)
+    log.info("%s: stale-update reminder <%s> to %s", incident.ref(config.list.incident_prefix),
+             mail.message_id, ", ".join(mail.recipients))
+    return 1
+
+
+# ---------------------------------------------------------------- postmortem reminder
+
+
+def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> int:
+    """Remind the postmortem owner and the commander. Returns 1 if queued."""
+    config = rt.config
+    n = postmortem_due(config, incident, now)
+    if n is None:
+        return 0
+    assert incident.resolved_at is not None
+    key = f"job:reminder-postmortem:{incident.id}:{incident.resolved_at.isoformat()}:{n}"
+    if rt.store.is_processed(key):
+        return 0
+    owner = incident.postmortem_owner or incident.commander
+    to = _addresses([owner, incident.commander]) or _addresses([incident.declared_by]) \
+        or [config.list.address]
+    cc: list[str] = []
+    if incident.severity in config.postmortem.leadership_severities:
+        cc = [a for a in config.postmortem.leadership if a not in to]
+    start = review_start(config, incident)
+    attachments = []
+    if start is not None and start > now:
+        ics = review_invitation(
+            uid=f"review-{incident.id}-{int(incident.resolved_at.timestamp())}"
+                f"@{rt.composer.domain}",
+            start=start, end=start + REVIEW_LENGTH, now=now,
+            summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
+                    f"{incident.title}",
+            description=_invitation_text(rt, incident, start),
+            organizer=(config.list.name + " bot", config.list.bot_address),
+            required=to, optional=cc)
+        attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
+                            "text/calendar", ics))
+    every = config.postmortem.reminder_days
+    common = rt.pipeline._common(incident)  # noqa: SLF001 - the context every mail shares
+    mail = rt.composer.compose(
+        "reminder_postmortem",
+        name=mail_name(key, "reminder_postmortem"),
+        to=to, cc=cc, now=now,
+        in_reply_to=incident.root_message_id,
+        references=[incident.root_message_id] if incident.root_message_id else [],
+        auto_submitted="auto-generated",
+        attachments=attachments,
+        **common,
+        owner=owner,
+        number=n + 1,
+        reminder_days=every,
+        review_start=start,
+        review_invited=bool(attachments),
+        leadership=cc,
+        horizon_days=config.postmortem.action_item_horizon_days,
+    )
+    if not _within_cap(rt, mail, now):
+        return 0
+    if every > 0:
+        sent = (now - incident.resolved_at) // dt.timedelta(days=every) + 1
+    else:
+        sent = n + 1
+    updated = _noted(incident, now, config.list.bot_address,
+                     f"postmortem reminder {n + 1} to " + ", ".join(mail.recipients),
+                     postmortem_reminded_at=now, postmortem_reminders=max(sent, n + 1))
+    _commit(rt, key, updated, mail, now)
+    log.info("%s: postmortem reminder %d <%s> to %s",
+             incident.ref(config.list.incident_prefix), n + 1, mail.message_id,
+             ", ".join(mail.recipients))
+    return 1
+
+
+def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
+    tmpl = rt.composer.env.get_template("mail/reminder_postmortem.invite.txt")
+    return tmpl.render(**rt.pipeline._common(incident), start=start).strip()  # noqa: SLF001
+
+
+# ---------------------------------------------------------------- iCalendar (RFC 5545)
+
+
+def ical_text(value: str) -> str:
+    """Escape a TEXT value (RFC 5545 3.3.11)."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\n", "\\n"))
+
+
+def _param(value: str) -> str:
+    # Parameter values may not hold DQUOTE at all; quoting covers ":", ";" and ",".
+    return '"' + value.replace('"', "'").replace("\r", " ").replace("\n", " ") + '"'
+
+
+def fold(line: str) -> bytes:
+    """One content line, folded at 75 octets without splitting a UTF-8 sequence."""
+    data = line.encode("utf-8")
+    out: list[bytes] = []
+    limit = 75
+    while len(data) > limit:
+        cut = limit
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:  # continuation byte: back off
+            cut -= 1
+        out.append(data[:cut])
+        data = data[cut:]
+        limit = 74  # continuation lines start with one space
+    out.append(data)
+    return b"\r\n ".join(out) + b"\r\n"
+
+
+def _utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def review_invitation(*, uid: str, start: dt.datetime, end: dt.datetime, now: dt.datetime,
+                      summary: str, description: str, organizer: tuple[str, str],
+                      required: Iterable[str], optional: Iterable[str] = ()) -> bytes:
+    """A METHOD:REQUEST iCalendar invitation, CRLF lines, escaped and folded."""
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//mailbot//postmortem review//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:REQUEST",
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        f"DTSTAMP:{_utc(now)}",
+        "SEQUENCE:0",
+        f"DTSTART:{_utc(start)}",
+        f"DTEND:{_utc(end)}",
+        f"SUMMARY:{ical_text(summary)}",
+        f"DESCRIPTION:{ical_text(description)}",
+        "STATUS:TENTATIVE",
+        "TRANSP:OPAQUE",
+        f"ORGANIZER;CN={_param(organizer[0])}:mailto:{organizer[1]}",
+    ]
+    for addr in required:
+        lines.append("ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;"
+                     f"RSVP=TRUE:mailto:{addr}")
+    for addr in optional:
+        lines.append("ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=OPT-PARTICIPANT;PARTSTAT=NEEDS-ACTION;"
+                     f"RSVP=TRUE:mailto:{addr}")
+    lines += ["END:VEVENT", "END:VCALENDAR"]
+    return b"".join(fold(line) for line in lines)

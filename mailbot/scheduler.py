@@ -1,0 +1,186 @@
+"""The scheduler: jobs that each declare their own schedule, run when due.
+
+Takes the Runtime and the time; hands each due job to its module (digest.py, reminders.py),
+which commits its mail through the store like a message would. Two kinds of schedule:
+
+    DailyAt(time, tz)  one slot per local day, keyed `job:<name>:<local date>`. The slot's
+                       key is committed with the job's mail, so `store.is_processed(key)`
+                       says it ran: a restart neither repeats it nor (while the day lasts)
+                       skips it. Only today's slot is ever run: no backlog after downtime.
+    Every(interval)    a sweep (reminders). It keeps no slot record: what it sends is keyed
+                       by the incident state it acts on, so a repeated sweep is harmless.
+
+Local times are resolved with zoneinfo: a wall time that does not exist on a
+spring-forward day runs at the first valid instant after the gap; an ambiguous one on a
+fall-back day runs once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from mailbot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One due run of a job: its store key and the instant it became due (UTC)."""
+
+    key: str
+    due: dt.datetime
+
+
+class Schedule(Protocol):
+    persistent: bool  # True: the slot key is committed, and a committed slot is done
+
+    def slot_at(self, name: str, now: dt.datetime) -> Slot | None:
+        """The slot that is due at `now`, if any."""
+
+    def next_due(self, now: dt.datetime) -> dt.datetime:
+        """The next instant after `now` at which a new slot becomes due."""
+
+
+def local_instant(day: dt.date, at: dt.time, tz: ZoneInfo) -> dt.datetime:
+    """The UTC instant of wall time `at` on local `day`: DST gaps move forward to the end
+    of the gap, DST overlaps take the first occurrence."""
+    wall = dt.datetime.combine(day, at.replace(tzinfo=None, fold=0))
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first  # exists (fold=0 is the first of two in an overlap)
+    # In a gap, PEP 495 maps fold=0 with the offset from before the transition (too late)
+    # and fold=1 with the one after it (too early); the transition lies between them.
+    lo = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    hi = first
+    if lo > hi:
+        lo, hi = hi, lo
+    while hi - lo > dt.timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return hi.replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class DailyAt:
+    """Once per local day at `at` in `tz`."""
+
+    at: dt.time
+    tz: ZoneInfo
+    persistent: bool = True
+
+    def instant(self, day: dt.date) -> dt.datetime:
+        return local_instant(day, self.at, self.tz)
+
+    def slot_at(self, name: str, now: dt.datetime) -> Slot | None:
+        today = now.astimezone(self.tz).date()
+        due = self.instant(today)
+        if now < due:
+            return None  # yesterday's slot is never run late: no backlog
+        return Slot(f"job:{name}:{today.isoformat()}", due)
+
+    def next_due(self, now: dt.datetime) -> dt.datetime:
+        today = now.astimezone(self.tz).date()
+        for offset in range(0, 3):
+            due = self.instant(today + dt.timedelta(days=offset))
+            if due > now:
+                return due
+        return now + dt.timedelta(days=1)  # unreachable for real zones
+
+
+@dataclass(frozen=True)
+class Every:
+    """A sweep every `interval`, aligned to the epoch (UTC)."""
+
+    interval: dt.timedelta
+    persistent: bool = False
+
+    def _floor(self, now: dt.datetime) -> dt.datetime:
+        epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+        return epoch + ((now - epoch) // self.interval) * self.interval
+
+    def slot_at(self, name: str, now: dt.datetime) -> Slot | None:
+        start = self._floor(now)
+        return Slot(f"job:{name}:{start.isoformat()}", start)
+
+    def next_due(self, now: dt.datetime) -> dt.datetime:
+        return self._floor(now) + self.interval
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named piece of scheduled work: `run(rt, slot, now)` does it and commits."""
+
+    name: str
+    schedule: Schedule
+    run: Callable[["Runtime", Slot, dt.datetime], None]
+
+
+@dataclass
+class Scheduler:
+    """Runs each job once per due slot. `run_due` is the whole policy; `run` just ticks."""
+
+    rt: "Runtime"
+    jobs: list[Job]
+    max_wait: float = 60.0
+    _swept: dict[str, str] = field(default_factory=dict)  # non-persistent: last slot run
+
+    def run_due(self, now: dt.datetime | None = None) -> list[str]:
+        """Run every job whose slot is due at `now` and not yet done; return their keys."""
+        now = now or self.rt.clock.now()
+        ran = []
+        for job in self.jobs:
+            slot = job.schedule.slot_at(job.name, now)
+            if slot is None:
+                continue
+            if job.schedule.persistent:
+                if self.rt.store.is_processed(slot.key):
+                    continue
+            elif self._swept.get(job.name) == slot.key:
+                continue
+            try:
+                # The pipeline's lock: a job's read-modify-write of incidents never
+                # interleaves with a message being processed.
+                with self.rt.pipeline.lock:
+                    job.run(self.rt, slot, now)
+            except Exception:  # noqa: BLE001 - a failing job must not stop the others
+                log.exception("job %s (%s) failed; it will be tried again", job.name, slot.key)
+                continue
+            if not job.schedule.persistent:
+                self._swept[job.name] = slot.key
+            ran.append(slot.key)
+        return ran
+
+    def seconds_to_next(self, now: dt.datetime) -> float:
+        nearest = min((job.schedule.next_due(now) for job in self.jobs),
+                      default=now + dt.timedelta(seconds=self.max_wait))
+        return max(0.5, min(self.max_wait, (nearest - now).total_seconds()))
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set. A slot missed while mailbot was down runs at once."""
+        log.info("scheduler: %s", ", ".join(j.name for j in self.jobs))
+        while not stop.is_set():
+            now = self.rt.clock.now()
+            try:
+                self.run_due(now)
+            except OSError as exc:  # disk trouble: try again at the next tick
+                log.error("scheduler: %s", exc)
+            stop.wait(self.seconds_to_next(self.rt.clock.now()))
+
+
+def build_scheduler(rt: "Runtime") -> Scheduler:
+    """The scheduler with every job mailbot runs: the digest and the reminders."""
+    from mailbot import digest, reminders
+
+    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config)])

@@ -1,0 +1,300 @@
+"""Real parts for the scheduled-mail tests: an SMTP sink on loopback, a mailbot runtime on
+a simulated clock, and helpers to feed it mail and read what the sink received."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import itertools
+import socket
+import threading
+import types
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+import mailbot.spool
+from mailbot.clock import FakeClock
+from mailbot.config import Config, load_config
+from mailbot.runtime import Runtime, build_runtime
+from mailbot.scheduler import Scheduler, build_scheduler
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "scheduled"
+LIST = "incidents@example.com"
+
+SERVICES_TOML = """
+[services.checkout]
+description = "Checkout pages and the cart"
+[[services.checkout.experts]]
+name = "Olga Petrova"
+address = "olga@example.com"
+role = "on-call"
+
+[services.search]
+description = "Product search"
+[[services.search.experts]]
+name = "Tara Singh"
+address = "tara@example.com"
+role = "owner"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.message["X-Mailbot-Kind"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content().replace("\r\n", "\n") if part is not None else ""
+
+    @property
+    def html(self) -> str | None:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part is not None else None
+
+    def attachment(self, filename_suffix: str) -> tuple[str, bytes] | None:
+        for part in self.message.iter_attachments():
+            name = part.get_filename() or ""
+            if name.endswith(filename_suffix):
+                return part.get_content_type(), part.get_payload(decode=True)
+        return None
+
+
+class _SinkHandler:
+    def __init__(self, sink: "SmtpSink") -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        with self.sink.cond:
+            self.sink.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                               envelope.original_content or envelope.content))
+            self.sink.cond.notify_all()
+        return "250 OK"
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server on loopback keeping what it receives: mailbot's relay."""
+
+    port: int = field(default_factory=free_port)
+    received: list[Received] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    controller: Controller | None = None
+    _read: int = 0
+
+    def start(self) -> "SmtpSink":
+        self.controller = Controller(_SinkHandler(self), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_count(self, n: int, timeout: float = 10.0) -> list[Received]:
+        """Bounded wait until at least `n` messages arrived in total."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len(self.received) >= n, timeout)
+            got = list(self.received)
+        assert ok, f"sink got {len(got)} message(s), expected at least {n}"
+        return got
+
+    def take(self, expected: int, timeout: float = 10.0) -> list[Received]:
+        """The messages received since the last `take`: exactly `expected` of them."""
+        got = self.wait_count(self._read + expected, timeout)
+        new = got[self._read:]
+        self._read = len(got)
+        assert len(new) == expected, [m.subject for m in new]
+        return new
+
+    def unread(self) -> list[Received]:
+        with self.cond:
+            return list(self.received[self._read:])
+
+
+def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = "",
+                 postmortem: str = "", digest_time: str = "09:00",
+                 leadership_severities: str = '["SEV1", "SEV2"]') -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "services.toml").write_text(SERVICES_TOML, encoding="utf-8")
+    text = f"""
+[list]
+address = "{LIST}"
+bot_address = "mailbot@example.com"
+name = "Incidents"
+
+[ingress.smtp]
+enabled = false
+
+[outbound]
+smtp_host = "127.0.0.1"
+smtp_port = {relay_port}
+retry_initial_seconds = 1
+retry_max_seconds = 2
+
+[storage]
+dir = "{tmp / 'var'}"
+
+[policy]
+allowed_senders = ["example.com"]
+max_mail_per_address_per_hour = 1000
+max_list_mail_per_hour = 100000
+
+[services]
+file = "services.toml"
+
+[schedule]
+timezone = "Europe/Berlin"
+digest_time = "{digest_time}"
+{schedule}
+
+[postmortem]
+reminder_days = 2
+action_item_horizon_days = 7
+leadership = ["cto@example.com"]
+leadership_severities = {leadership_severities}
+review_after_days = 3
+{postmortem}
+{extra}
+"""
+    path = tmp / "mailbot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_seq = itertools.count(1)
+
+
+def message(subject: str, body: str = "", *, sender: str = "alice@example.com",
+            message_id: str | None = None, in_reply_to: str | None = None,
+            attachments: tuple[tuple[str, str, str], ...] = ()) -> bytes:
+    """A list message as a person would send it."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = LIST
+    msg["Subject"] = subject
+    msg["Date"] = "Tue, 24 Mar 2026 10:00:00 +0000"
+    msg["Message-ID"] = f"<{message_id or f'm{next(_seq)}'}@example.com>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+    msg.set_content(body)
+    for filename, ctype, text in attachments:
+        maintype, subtype = ctype.split("/")
+        msg.add_attachment(text, subtype=subtype, filename=filename)
+    return msg.as_bytes()
+
+
+class Bot:
+    """One mailbot runtime on a simulated clock, its relay being the sink."""
+
+    def __init__(self, config: Config, clock: FakeClock, sink: SmtpSink) -> None:
+        self.config = config
+        self.clock = clock
+        self.sink = sink
+        self.rt: Runtime = build_runtime(config, clock=clock)
+        self.rt.pipeline.recover()
+        self.scheduler: Scheduler = build_scheduler(self.rt)
+
+    def receive(self, raw: bytes) -> None:
+        """Spool and process one message at the clock's time, then deliver what it made."""
+        self.rt.spool.put(raw, "pipe")
+        self.rt.pipeline.process_pending()
+        self.rt.outbox.deliver_due()
+
+    def tick(self, when: dt.datetime | None = None) -> list[str]:
+        """Move the clock (if told), run what is due, deliver."""
+        if when is not None:
+            self.clock.set(when)
+        ran = self.scheduler.run_due(self.clock.now())
+        self.rt.outbox.deliver_due()
+        return ran
+
+    def incident(self, n: int):
+        return self.rt.store.get(n)
+
+    def close(self) -> None:
+        self.rt.close()
+
+
+def spool_on_clock(monkeypatch, clock: FakeClock) -> None:
+    """The spool stamps arrival from the wall clock; tie it to the simulated one."""
+    counter = itertools.count()
+
+    def time_ns() -> int:
+        return int(clock.now().timestamp()) * 10**9 + next(counter)
+
+    import time
+
+    fake = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time)
+                                    if not k.startswith("_")})
+    fake.time_ns = time_ns
+    monkeypatch.setattr(mailbot.spool, "time", fake)
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.timezone.utc)
+
+
+def load(path: Path) -> Config:
+    return load_config(path)
+
+
+def state(severity: str = "SEV2", phase: str = "investigating",
+          commander: str = "alice@example.com", extra: str = "", narrative: str = "") -> str:
+    """A follow-up body that meets the standard."""
+    return (f"Severity: {severity}\nPhase: {phase}\nCommander: {commander}\n{extra}\n"
+            f"{narrative}\n")
+
+
+def declaration(severity: str = "SEV2", commander: str = "alice@example.com",
+                extra: str = "") -> str:
+    return state(severity, "investigating", commander,
+                 "Channel: #inc-checkout\nSummary: checkout returns 500\n"
+                 "Customer-Impact: yes\nServices: checkout\n" + extra,
+                 "Checkout has been failing since 09:50.")
+
+
+GOOD_POSTMORTEM = """\
+## Cause
+A configuration change removed the connection pool limit; nothing validated it before
+the rollout and the canary does not exercise checkout.
+
+## Impact
+Checkout returned 500 for 40% of requests for 90 minutes.
+
+## Resolution
+Rolled back the configuration, restarted the checkout pods.
+
+## Prevention
+Validate pool settings in CI; add checkout to the canary.
+
+## Action items
+- Add a CI check for pool limits - owner: bob@example.com - due: {soon}
+- Add checkout to the canary (owner: carol@example.com, due {soon})
+"""

@@ -1,0 +1,237 @@
+"""The postmortem review: the pure rule, then the flow through the pipeline to the sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mailbot.models import Attachment, Fields, Incident, ParsedMail, SubjectTags
+from mailbot.rules.postmortem import (REQUIRED, find_blame, heading, parse_action_item,
+                                      review_postmortem)
+
+from .support import GOOD_POSTMORTEM, LIST, declaration, load, message, state, utc, \
+    write_config
+
+TODAY = dt.date(2026, 3, 26)
+HORIZON = TODAY + dt.timedelta(days=7)
+SOON = "2026-03-30"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    return load(write_config(tmp_path_factory.mktemp("pm"), relay_port=25))
+
+
+def parsed(text: str, attachments=()) -> ParsedMail:
+    return ParsedMail(
+        key="k@example.com", message_id="k@example.com", from_address="bob@example.com",
+        from_name="", envelope_sender=None, to=(LIST,), cc=(), subject="[POSTMORTEM] [INC-1]",
+        date=None, in_reply_to=(), references=(), headers=(), content_type="text/plain",
+        tags=SubjectTags(incident_id=1, postmortem=True), fields=Fields(), new_text=text,
+        narrative=text, attachments=tuple(attachments))
+
+
+INCIDENT = Incident(id=1, title="Checkout failing", status="resolved",
+                    commander="jim.hopper@example.com", declared_by="alice@example.com")
+
+
+def review(text: str, config, attachments=()):
+    return review_postmortem(parsed(text, attachments), INCIDENT, config, TODAY)
+
+
+def test_a_complete_postmortem_is_accepted(config):
+    r = review(GOOD_POSTMORTEM.format(soon=SOON), config)
+    assert r.accepted, r.reason()
+    assert r.missing == () and r.blame == () and r.far_items == ()
+    assert [(i.text, i.owner, i.due) for i in r.items] == [
+        ("Add a CI check for pool limits", "bob@example.com", dt.date(2026, 3, 30)),
+        ("Add checkout to the canary", "carol@example.com", dt.date(2026, 3, 30)),
+    ]
+
+
+_HEADINGS = {"cause": "## Cause", "impact": "## Impact", "resolution": "## Resolution",
+             "prevention": "## Prevention", "action_items": "## Action items"}
+
+
+@pytest.mark.parametrize("section", REQUIRED)
+def test_each_missing_section_is_named(config, section):
+    text = GOOD_POSTMORTEM.format(soon=SOON)
+    start = text.index(_HEADINGS[section])
+    end = text.find("\n## ", start + 1)
+    without = text[:start] + (text[end + 1:] if end != -1 else "")
+    r = review(without, config)
+    assert not r.accepted
+    assert r.missing == (section,)
+
+
+def test_an_empty_section_or_a_template_hint_counts_as_missing(config):
+    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
+        "Rolled back the configuration, restarted the checkout pods.",
+        "<the steps taken to resolve it>")
+    assert review(text, config).missing == ("resolution",)
+
+
+@pytest.mark.parametrize("line, section", [
+    ("Cause:", "cause"), ("## Root cause", "cause"), ("**Cause**", "cause"),
+    ("**Root Cause:** a bad flag", "cause"), ("CAUSE", "cause"), ("1. Impact", "impact"),
+    ("Steps taken to resolve:", "resolution"), ("### Steps taken", "resolution"),
+    ("Steps to prevent recurrence:", "prevention"), ("__Prevention__", "prevention"),
+    ("Action items (owner, due date):", "action_items"), ("## Follow-ups", "action_items"),
+])
+def test_heading_styles_and_synonyms(line, section):
+    assert heading(line)[0] == section
+
+
+@pytest.mark.parametrize("line", ["Impact was large for an hour", "The cause is unclear",
+                                  "Resolution of the screen was low"])
+def test_prose_that_starts_with_a_section_word_is_not_a_heading(line):
+    assert heading(line) is None
+
+
+@pytest.mark.parametrize("raw, owner, due", [
+    ("Add alerting on queue depth — owner: bob@example.com — due: 2026-04-01",
+     "bob@example.com", dt.date(2026, 4, 1)),
+    ("Add alerting (owner: Bob Smith, due 2026-03-28)", "Bob Smith", dt.date(2026, 3, 28)),
+    ("Fix the runbook | owner=alice | due=tomorrow", "alice", dt.date(2026, 3, 27)),
+    ("@carol rotate the keys by 30 Mar", "carol", dt.date(2026, 3, 30)),
+    ("Write docs [erin@example.com, 2026-03-29]", "erin@example.com", dt.date(2026, 3, 29)),
+    ("Review dashboards, assigned to frank, deadline: April 2, 2026", "frank",
+     dt.date(2026, 4, 2)),
+    ("Add a canary - owner: dave@example.com - due in 3 days", "dave@example.com",
+     dt.date(2026, 3, 29)),
+])
+def test_action_item_forms(raw, owner, due):
+    item = parse_action_item(raw, TODAY, HORIZON)
+    assert (item.owner, item.due) == (owner, due)
+    assert item.problems == ()
+    assert "owner" not in item.text.lower() and "due" not in item.text.lower()
+
+
+def test_items_without_owner_or_due_are_rejected_by_name(config):
+    text = GOOD_POSTMORTEM.format(soon=SOON) + "- Improve monitoring\n- Fix flaky test by 2026-03-29\n"
+    r = review(text, config)
+    assert not r.accepted
+    assert [(i.raw, i.problems) for i in r.incomplete_items] == [
+        ("Improve monitoring", ("owner", "due date")),
+        ("Fix flaky test by 2026-03-29", ("owner",)),
+    ]
+
+
+def test_an_action_items_section_with_nothing_in_it_is_rejected(config):
+    text = GOOD_POSTMORTEM.format(soon=SOON)
+    text = text[:text.index("## Action items")] + "## Action items\nNone.\n"
+    r = review(text, config)
+    assert r.missing == () and r.no_items and not r.accepted
+
+
+def test_items_beyond_the_horizon_are_flagged_but_accepted(config):
+    text = GOOD_POSTMORTEM.format(soon=SOON) + \
+        "- Re-architect the pool - owner: dave@example.com - due: 2026-06-30\n"
+    r = review(text, config)
+    assert r.accepted
+    assert [i.text for i in r.far_items] == ["Re-architect the pool"]
+
+
+BLAMEFUL = [
+    "Jim pushed bad code to production.",
+    "Alice forgot to renew the certificate.",
+    "The outage happened because Bob didn't check the config.",
+    "It was Carol's mistake.",
+    "Alerting was off because dave@example.com disabled it.",
+    "The cause was human error.",
+    "Hopper broke the deploy.",  # a known person (the commander) with a weaker verb
+]
+BLAMELESS = [
+    "Redis failed over to the replica.",
+    "Bob deployed the fix at 10:05.",
+    "Kafka failed to elect a leader.",
+    "We deployed a broken build that CI did not catch.",
+    "The deploy pipeline let an untested change through.",
+    "GitHub Actions pushed the image.",
+]
+
+
+@pytest.mark.parametrize("sentence", BLAMEFUL)
+def test_blame_sentences_are_found(sentence):
+    notes = find_blame(sentence, {"jim", "hopper"})
+    assert [n.sentence for n in notes] == [sentence]
+
+
+@pytest.mark.parametrize("sentence", BLAMELESS)
+def test_system_sentences_are_not_blame(sentence):
+    assert find_blame(sentence, {"jim", "hopper"}) == ()
+
+
+def test_blame_is_advice_not_a_rejection_and_sentences_wrapped_over_lines_are_quoted_whole(
+        config):
+    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
+        "the rollout and the canary does not exercise checkout.",
+        "the rollout because\nJim pushed bad code on a Friday.")
+    r = review(text, config)
+    assert r.accepted
+    assert [b.person for b in r.blame] == ["Jim"]
+    assert "because Jim pushed bad code on a Friday." in r.blame[0].sentence
+
+
+def test_an_attached_markdown_postmortem_is_read(config):
+    att = Attachment("postmortem.md", "text/markdown", 900,
+                     text=GOOD_POSTMORTEM.format(soon=SOON))
+    r = review("Postmortem attached.", config, [att])
+    assert r.accepted and r.source == "postmortem.md"
+
+
+# ---------------------------------------------------------------- through the pipeline
+
+
+def _resolved_incident(bot):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    bot.clock.set(utc(2026, 3, 23, 11, 0))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="resolved",
+                                                              extra="Liaison: c@example.com")))
+    bot.sink.take(2)
+
+
+def test_a_rejected_postmortem_goes_to_the_sender_only_and_keeps_the_incident_open(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    text = GOOD_POSTMORTEM.format(soon=SOON)
+    text = text[:text.index("## Prevention")] + "## Action items\n- Improve monitoring\n"
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", text, sender="bob@example.com"))
+    [reply] = bot.sink.take(1)
+    assert reply.kind == "postmortem_rejection" and reply.rcpt_tos == ["bob@example.com"]
+    assert "Prevention (the steps to take" in reply.text
+    assert '"Improve monitoring": no owner and no due date' in reply.text
+    assert reply.subject == "[INC-1] Postmortem not accepted yet: Checkout failing"
+    incident = bot.incident(1)
+    assert incident.status == "resolved" and incident.postmortem is None
+    assert incident.timeline[-1].kind == "postmortem-rejected"
+    assert incident.rejected_count == 1
+
+
+def test_an_accepted_postmortem_closes_the_incident_and_tells_the_list(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
+        "Rolled back", "Jim pushed bad code; we rolled back") + \
+        "- Rewrite the pool manager - owner: dave@example.com - due: 2026-07-01\n"
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", "See attached.",
+                        sender="bob@example.com",
+                        attachments=(("pm.md", "text/markdown", text),)))
+    [ack] = bot.sink.take(1)
+    assert ack.kind == "postmortem_ack" and ack.rcpt_tos == [LIST]
+    assert "is accepted,\nand the incident is closed" in ack.text
+    assert "> Jim pushed bad code; we rolled back the configuration" in ack.text
+    assert "what the system failed to catch" in ack.text
+    assert "Rewrite the pool manager (owner dave@example.com, due 2026-07-01)" in ack.text
+    incident = bot.incident(1)
+    assert incident.status == "closed"
+    assert [a.text for a in incident.postmortem.action_items] == [
+        "Add a CI check for pool limits", "Add checkout to the canary",
+        "Rewrite the pool manager"]
+    # Closed: no more postmortem reminders.
+    bot.tick(utc(2026, 3, 28, 12, 0))
+    assert all(m.kind != "reminder_postmortem" for m in bot.sink.unread())
