@@ -298,7 +298,8 @@ class Pipeline:
         for mail in plan.outgoing:
             plan.index[mail.message_id] = {"incident": incident_id, "own": True}
 
-    def _common(self, incident: Incident | None) -> dict[str, Any]:
+    def mail_context(self, incident: Incident | None) -> dict[str, Any]:
+        """The variables every mail about `incident` shares (severities, experts, ...)."""
         prefix = self.config.list.incident_prefix
         return {
             "ref": incident.ref(prefix) if incident else "",
@@ -316,7 +317,7 @@ class Pipeline:
         refs = list(mail.references)
         if incident and incident.root_message_id and incident.root_message_id not in refs:
             refs.insert(0, incident.root_message_id)
-        context = {**self._common(incident), **variables}
+        context = {**self.mail_context(incident), **variables}
         plan.outgoing.append(self.composer.compose(
             template,
             name=mail_name(mail.key, template, len(plan.outgoing)),
@@ -381,7 +382,7 @@ class Pipeline:
                 "rejection", name=plan.outgoing[-1].name, to=[plan.mail.from_address],
                 now=received, in_reply_to=plan.mail.message_id,
                 references=list(plan.mail.references),
-                **{**self._common(None), "ref": f"{prefix}-{d.incident_id}", **variables})
+                **{**self.mail_context(None), "ref": f"{prefix}-{d.incident_id}", **variables})
         if incident is not None:
             self._link(plan, incident.id)
 
@@ -441,11 +442,17 @@ class Pipeline:
         return sev.rank if sev else len(self.config.severities) + 1
 
     def _cap(self, plan: Plan, received: dt.datetime) -> None:
-        """Never more than the configured number of mails to one address per hour."""
-        since = received - dt.timedelta(hours=1)
-        kept = []
+        plan.outgoing, notes = self.cap_outgoing(plan.outgoing, received)
+        plan.capped.extend(notes)
+
+    def cap_outgoing(self, outgoing: list[OutgoingMail],
+                     now: dt.datetime) -> tuple[list[OutgoingMail], list[str]]:
+        """Never more than the configured number of mails to one address per hour.
+        Returns the mail that may go and a note for each that may not."""
+        since = now - dt.timedelta(hours=1)
+        kept, notes = [], []
         counts: dict[str, int] = {}
-        for mail in plan.outgoing:
+        for mail in outgoing:
             over = []
             for rcpt in mail.recipients:
                 limit = (self.config.policy.max_list_mail_per_hour
@@ -456,8 +463,7 @@ class Pipeline:
                     over.append(rcpt)
                 counts[rcpt] = counts.get(rcpt, 0) + 1
             if over:
-                plan.capped.append(f"{mail.kind} not sent: hourly cap reached for "
-                                   + ", ".join(over))
+                notes.append(f"{mail.kind} not sent: hourly cap reached for " + ", ".join(over))
             else:
                 kept.append(mail)
-        plan.outgoing = kept
+        return kept, notes

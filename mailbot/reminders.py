@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import types
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Iterable
 
@@ -117,11 +116,10 @@ def review_start(config: Config, incident: Incident) -> dt.datetime | None:
 
 def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
     """The pipeline's hourly per-address cap applies to scheduled mail too."""
-    plan = types.SimpleNamespace(outgoing=[mail], capped=[])
-    rt.pipeline._cap(plan, now)  # noqa: SLF001 - the one place the cap is defined
-    for note in plan.capped:
+    kept, notes = rt.pipeline.cap_outgoing([mail], now)
+    for note in notes:
         log.warning("%s", note)
-    return bool(plan.outgoing)
+    return bool(kept)
 
 
 def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
@@ -154,7 +152,7 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     to = _addresses([incident.commander]) or _addresses([incident.declared_by]) \
         or [config.list.address]
     cc = [config.list.address] if config.schedule.reminders_cc_list else []
-    common = rt.pipeline._common(incident)  # noqa: SLF001 - the context every mail shares
+    common = rt.pipeline.mail_context(incident)
     mail = rt.composer.compose(
         "reminder_stale",
         name=mail_name(key, "reminder_stale"),
@@ -211,7 +209,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
                             "text/calendar", ics))
     every = config.postmortem.reminder_days
-    common = rt.pipeline._common(incident)  # noqa: SLF001 - the context every mail shares
+    common = rt.pipeline.mail_context(incident)
     mail = rt.composer.compose(
         "reminder_postmortem",
         name=mail_name(key, "reminder_postmortem"),
@@ -247,7 +245,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
 
 def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
     tmpl = rt.composer.env.get_template("mail/reminder_postmortem.invite.txt")
-    return tmpl.render(**rt.pipeline._common(incident), start=start).strip()  # noqa: SLF001
+    return tmpl.render(**rt.pipeline.mail_context(incident), start=start).strip()
 
 
 # ---------------------------------------------------------------- iCalendar (RFC 5545)

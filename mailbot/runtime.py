@@ -46,7 +46,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     storage = config.storage
     Path(storage.dir).mkdir(parents=True, exist_ok=True)
     store = Store(storage.db_dir)
-    spool = Spool(storage.spool_dir)
+    spool = Spool(storage.spool_dir, clock)
     outbox = Outbox(
         storage.outbox_dir,
         relay or relay_for(config.outbound, storage.sent_maildir),

@@ -16,9 +16,9 @@ import datetime as dt
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 
+from mailbot.clock import Clock
 from mailbot.durable import fsync_dir, move_durably, remove_durably, unique_suffix, write_atomic
 from mailbot.faults import crash_point
 from mailbot.models import SpooledMail
@@ -31,8 +31,11 @@ _SOURCES = ("smtp", "lmtp", "imap", "pipe", "retry")
 class Spool:
     """put / pending / done / fail, with a wake-up event for the worker."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Clock | None = None) -> None:
         self.root = Path(root)
+        self.clock = clock or Clock()
+        self._last_ns = 0
+        self._name_lock = threading.Lock()
         self.tmp = self.root / "tmp"
         self.new = self.root / "new"
         self.failed = self.root / "failed"
@@ -50,8 +53,13 @@ class Spool:
         """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
         if source not in _SOURCES:
             raise ValueError(f"unknown source {source!r}")
-        # time_ns first so names sort by arrival; the suffix makes them unique.
-        name = f"{time.time_ns():020d}.{unique_suffix()}.{source}"
+        # The arrival time first, strictly increasing within this process, so names sort
+        # by arrival even when the (injected) clock stands still; the suffix makes them
+        # unique across processes.
+        with self._name_lock:
+            stamp = max(int(self.clock.now().timestamp() * 1e9), self._last_ns + 1)
+            self._last_ns = stamp
+        name = f"{stamp:020d}.{unique_suffix()}.{source}"
         tmp_path = self.tmp / name
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:

@@ -9,7 +9,7 @@ import textwrap
 
 from mailbot.models import Incident
 from mailbot.store import Store
-from tests.core.support import REPO, wait_for
+from tests.core.support import REPO
 
 WRITER = textwrap.dedent("""
     import sys

@@ -6,7 +6,7 @@ import pytest
 
 from mailbot.clock import FakeClock
 
-from .support import Bot, SmtpSink, load, spool_on_clock, utc, write_config
+from .support import Bot, SmtpSink, load, utc, write_config
 
 
 @pytest.fixture
@@ -17,10 +17,8 @@ def sink():
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    c = FakeClock(utc(2026, 3, 23, 7, 0))  # Monday 08:00 in Berlin
-    spool_on_clock(monkeypatch, c)
-    return c
+def clock():
+    return FakeClock(utc(2026, 3, 23, 7, 0))  # Monday 08:00 in Berlin
 
 
 @pytest.fixture

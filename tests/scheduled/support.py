@@ -9,14 +9,12 @@ import email.policy
 import itertools
 import socket
 import threading
-import types
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-import mailbot.spool
 from mailbot.clock import FakeClock
 from mailbot.config import Config, load_config
 from mailbot.runtime import Runtime, build_runtime
@@ -240,21 +238,6 @@ class Bot:
 
     def close(self) -> None:
         self.rt.close()
-
-
-def spool_on_clock(monkeypatch, clock: FakeClock) -> None:
-    """The spool stamps arrival from the wall clock; tie it to the simulated one."""
-    counter = itertools.count()
-
-    def time_ns() -> int:
-        return int(clock.now().timestamp()) * 10**9 + next(counter)
-
-    import time
-
-    fake = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time)
-                                    if not k.startswith("_")})
-    fake.time_ns = time_ns
-    monkeypatch.setattr(mailbot.spool, "time", fake)
 
 
 def utc(*args: int) -> dt.datetime:

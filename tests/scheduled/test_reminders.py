@@ -19,7 +19,7 @@ def bot(make_bot):
 
 def _declare(bot, when, severity="SEV2", **kw):
     bot.clock.set(when)
-    bot.receive(message(f"[DECLARE] Checkout failing", declaration(severity, **kw),
+    bot.receive(message("[DECLARE] Checkout failing", declaration(severity, **kw),
                         message_id="root"))
 
 
