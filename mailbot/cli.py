@@ -226,11 +226,26 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
         config.imap.password()
     if config.outbound.password_file or config.outbound.password_env:
         config.outbound.password()
-    missing = [t for t in ("mail/ack.txt", "mail/rejection.txt", "mail/status.txt")
-               if not (config.templates_dir / t).exists()]
+    import jinja2
+
+    from mailbot.compose import make_environment
+
+    env = make_environment(config.templates_dir)
+    required = ("mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
+                "mail/reminder_stale.txt", "mail/reminder_postmortem.txt")
+    missing = [t for t in required if t not in env.list_templates()]
     if missing:
         raise CommandError(f"templates missing in {config.templates_dir}: {', '.join(missing)}",
                            Exit.CONFIG)
+    from mailbot.publish import site_template_environment
+
+    site_env = site_template_environment(config)
+    for name in env.list_templates(extensions=["txt", "html", "css", "js"]):
+        try:
+            (site_env if name.startswith("site/") else env).get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise CommandError(f"template {name} line {exc.lineno}: {exc.message}",
+                               Exit.CONFIG) from None
     print(f"{config.path}: OK")
     return Exit.OK
 

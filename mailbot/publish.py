@@ -358,3 +358,8 @@ def _remove_archive_pages_beyond(archive: Path, pages: int) -> None:
     for path in archive.glob("*.html"):
         if path.stem.isdigit() and int(path.stem) > pages:
             path.unlink()
+
+
+def site_template_environment(config: Config) -> Environment:
+    """The site's environment with its filters bound, for checking templates compile."""
+    return _Site(Path("."), config, ServiceDirectory(), dt.datetime.now(dt.timezone.utc)).env

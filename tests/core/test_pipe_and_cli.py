@@ -104,3 +104,12 @@ def test_bad_config_key_is_one_line(tmp_path):
 def test_default_config_is_valid():
     out = run("check-config", "--config", "config/mailbot.toml")
     assert out.returncode == 0, out.stderr
+
+
+def test_check_config_finds_a_broken_template(tmp_path):
+    import shutil
+    shutil.copytree(REPO / "templates", tmp_path / "tpl")
+    (tmp_path / "tpl" / "mail" / "ack.txt").write_text("{% if %}\n")
+    cfg = write_config(tmp_path, smtp_port=free_port(), extra=f'[templates]\ndir = "{tmp_path / "tpl"}"\n')
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 78 and b"mail/ack.txt line 1" in out.stderr
