@@ -45,7 +45,7 @@ soak: $(STAMP) system-packages
 	exit $$rc
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache
