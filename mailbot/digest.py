@@ -1,7 +1,7 @@
 """The daily digest: what the list should know each morning, in one mail.
 
 Takes the store's live incidents, a small summary of recently closed incidents and their
-action items (kept in store state, see `sync_closed`), and the clock; hands a
+action items (kept by the store as incidents close, see `sync_closed`), and the clock; hands a
 `DigestView` to templates/mail/digest.txt and digest.html, and the rendered mail to the
 store and outbox under the day's slot key `job:digest:<local date>`.
 """
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLOSED_STATE = "digest-closed"  # store state: recently closed incidents, their action items
 _KEEP_CLOSED = dt.timedelta(days=2)  # closures stay in the summary this long
 _KEEP_ITEMS_OVERDUE = dt.timedelta(days=7)  # overdue action items are shown this long
 _RESOLVED_WINDOW = dt.timedelta(days=1)
@@ -189,45 +188,21 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
 
 
 def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[str, Any]:
-    """Bring the summary of recently closed incidents up to date and return it.
+    """The recently closed incidents and their action items, as the digest shows them.
 
-    Closed incidents live one file each; reading them all every morning would grow with
-    history. Instead the summary remembers the live ids and the next id it has seen: an
-    id that was live (or new) and is live no more has closed since, and only its file is
-    read. The summary is derived data: if a crash loses a write, the next sync redoes it.
+    The store keeps a summary of every closure in the commit that closes the incident
+    (`Store.recently_closed`), so this reads no closed incident's file: its cost does not
+    grow with history. `save` is kept for callers; there is nothing left to save.
     """
-    state = store.get_state(CLOSED_STATE)
-    checked_upto = int(state.get("checked_upto", 1))
-    watch = set(state.get("watch", []))
-    closed = [c for c in state.get("incidents", [])
-              if now - dt.datetime.fromisoformat(c["closed_at"]) <= _KEEP_CLOSED]
-    items = [i for i in state.get("items", [])
-             if dt.date.fromisoformat(i["due"]) >= (now - 4 * _KEEP_ITEMS_OVERDUE).date()]
-    live_ids = {inc.id for inc in store.live_incidents()}
-    next_id = store.allocate_id()
-    for incident_id in sorted(watch | set(range(checked_upto, next_id))):
-        if incident_id in live_ids:
-            continue
-        inc = store.get(incident_id)
-        if inc is None or inc.status != "closed":
-            continue
-        closed = [c for c in closed if c["id"] != incident_id]
-        items = [i for i in items if i["incident"] != incident_id]
-        closed.append({
-            "id": inc.id, "title": inc.title, "severity": inc.severity,
-            "resolved_at": inc.resolved_at.isoformat() if inc.resolved_at else None,
-            "closed_at": (inc.closed_at or now).isoformat(),
-        })
-        if inc.postmortem is not None:
-            for a in inc.postmortem.action_items:
-                if a.due is not None:
-                    items.append({"incident": inc.id, "text": a.text, "owner": a.owner,
-                                  "due": a.due.isoformat()})
-    new_state = {"checked_upto": next_id, "watch": sorted(live_ids), "incidents": closed,
-                 "items": items}
-    if save and new_state != state:
-        store.set_state(CLOSED_STATE, new_state)
-    return new_state
+    closed, items = [], []
+    for c in store.recently_closed():
+        if now - dt.datetime.fromisoformat(c["closed_at"]) <= _KEEP_CLOSED:
+            closed.append({k: c[k] for k in ("id", "title", "severity", "resolved_at",
+                                             "closed_at")})
+        for item in c.get("items", []):
+            if dt.date.fromisoformat(item["due"]) >= (now - 4 * _KEEP_ITEMS_OVERDUE).date():
+                items.append({"incident": c["id"], **item})
+    return {"incidents": closed, "items": items}
 
 
 # ---------------------------------------------------------------- the mail

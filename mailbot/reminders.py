@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
-from mailbot.digest import stale_after, sync_closed
+from mailbot.digest import stale_after
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
 from mailbot.scheduler import Every, Job, Slot, local_instant
 
@@ -47,7 +47,6 @@ def reminder_jobs(config: Config) -> list[Job]:
 
 def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
     """One sweep over the live incidents; returns how many reminders were queued."""
-    sync_closed(rt.store, now)  # notices closures and re-openings between digests
     sent = 0
     for incident in rt.store.live_incidents():
         if incident.status == "open":

@@ -107,6 +107,9 @@ class Store:
         self.meta = self.db.table("meta", cache_size=0)
         self.journal = self.db.table("journal", cache_size=0)
         self.sent_log = self.db.table("sent_log", cache_size=0)
+        # A summary of each incident closed in the last RECENT_DAYS, written in the same
+        # atomic commit that closes it, so the digest never reads the closed history.
+        self.recent = self.db.table("recently_closed", cache_size=0)
         self.lock = threading.RLock()
         self._finished: set[str] = set()  # journal keys done, dropped at the next commit
         # Index records journaled but not yet written to their files: lookups see them, so
@@ -256,9 +259,12 @@ class Store:
                 if incident.status == "closed":
                     if self.incidents.contains(doc_id=incident.id):
                         self.incidents.remove(doc_ids=[incident.id])
+                    self._note_closed(incident)
                 else:
                     self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
                     self._closed_path(incident.id).unlink(missing_ok=True)  # reopened
+                    if self.recent.contains(doc_id=incident.id):
+                        self.recent.remove(doc_ids=[incident.id])
             if next_incident_id is not None:
                 self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
             if now is not None and outgoing:
@@ -291,6 +297,7 @@ class Store:
         with self.lock, self._storage.batch():  # type: ignore[union-attr]
             for incident in incidents:
                 if incident.status == "closed":
+                    self._note_closed(incident)
                     path = self._closed_path(incident.id)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(
@@ -307,6 +314,28 @@ class Store:
                     made.add(path.parent)
                 path.write_text(json.dumps(record), "utf-8")
         os.sync()
+
+    def _note_closed(self, incident: Incident) -> None:
+        closed_at = incident.closed_at or incident.updated_at or dt.datetime.now(dt.timezone.utc)
+        items = []
+        if incident.postmortem is not None:
+            items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat()}
+                     for a in incident.postmortem.action_items if a.due is not None]
+        self.recent.upsert(Document({
+            "id": incident.id, "title": incident.title, "severity": incident.severity,
+            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+            "closed_at": closed_at.isoformat(), "items": items,
+        }, doc_id=incident.id))
+        horizon = (closed_at - dt.timedelta(days=RECENT_DAYS)).isoformat()
+        old = [d.doc_id for d in self.recent.all() if d["closed_at"] < horizon]
+        if old:
+            self.recent.remove(doc_ids=old)
+
+    def recently_closed(self) -> list[dict[str, Any]]:
+        """Summaries of incidents closed in the last RECENT_DAYS: id, title, severity,
+        resolved_at, closed_at (ISO strings) and action items (text, owner, due)."""
+        with self.lock:
+            return sorted((dict(d) for d in self.recent.all()), key=lambda d: d["id"])
 
     def pending_journal(self) -> list[tuple[str, dict[str, dict[str, Any]], list[OutgoingMail]]]:
         """Commits whose index and outbox writes may not have happened yet."""
@@ -377,6 +406,9 @@ class Store:
                         self.incidents.remove(doc_ids=[doc.doc_id])
                     else:
                         path.unlink()
+
+
+RECENT_DAYS = 120  # long enough for quarterly-planning action items to come due
 
 
 def _journal_id(key: str) -> int:
