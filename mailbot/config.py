@@ -30,6 +30,22 @@ class Severity:
     rank: int  # 1 is the most severe
 
 
+def _read_password(section: str, password_file: str, password_env: str) -> str:
+    """A secret from a file or an environment variable, read only when needed."""
+    if password_file:
+        try:
+            return Path(password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[{section}] password_file {password_file}: {exc.strerror}") \
+                from None
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise ConfigError(f"[{section}] password_env: ${password_env} is not set")
+        return value
+    return ""
+
+
 @dataclass(frozen=True)
 class ListConfig:
     address: str = "incidents@example.com"
@@ -68,21 +84,7 @@ class ImapIngressConfig:
 
     def password(self) -> str:
         """Read the password from its file or environment variable."""
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"[ingress.imap] password_file {self.password_file}: {exc.strerror}"
-                ) from None
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(
-                    f"[ingress.imap] password_env: ${self.password_env} is not set"
-                )
-            return value
-        return ""
+        return _read_password("ingress.imap", self.password_file, self.password_env)
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,8 @@ class OutboundConfig:
     retry_max_seconds: int = 3600
 
     def password(self) -> str:
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"[outbound] password_file {self.password_file}: {exc.strerror}"
-                ) from None
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"[outbound] password_env: ${self.password_env} is not set")
-            return value
-        return ""
+        """Read the relay password from its file or environment variable."""
+        return _read_password("outbound", self.password_file, self.password_env)
 
 
 @dataclass(frozen=True)

@@ -33,17 +33,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` and fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
 def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Replace `path` with `data` so that a crash leaves the old or the new content."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.{unique_suffix()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        write_synced(fd, data)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)

@@ -88,7 +88,7 @@ class Pipeline:
         self.store.repair()
         pending = self.store.pending_journal()
         for key, index, outgoing in pending:
-            self._finish(key, index, outgoing)
+            self.finish_commit(key, index, outgoing)
         if pending:
             log.info("recovered %d interrupted commit(s)", len(pending))
         return len(pending)
@@ -197,43 +197,6 @@ class Pipeline:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="durable")
         return self._pool
 
-    def process_one(self, name: str) -> Plan | None:
-        """Process one spooled message; park it in failed/ if processing raises."""
-        with self.lock:
-            return self._process_one(name)
-
-    def _process_one(self, name: str) -> Plan | None:
-        try:
-            spooled = self.spool.read(name)
-        except FileNotFoundError:
-            return None
-        try:
-            self._archive(spooled.name, spooled.path, spooled.received_at)
-            parsed = parse_mail(spooled.raw, self.language)
-            if self.store.is_processed(parsed.key):
-                log.info("%s <%s> duplicate: already processed", name, parsed.key)
-                self.spool.done(name)
-                return None
-            plan = self.evaluate(parsed, spooled.received_at)
-            journaled = self.store.commit(
-                parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
-                index=plan.index, next_incident_id=plan.next_incident_id,
-                now=spooled.received_at)
-            self._finish(parsed.key, journaled, plan.outgoing)
-        except OSError:
-            # Disk trouble is not the message's fault: leave it in the spool for later.
-            raise
-        except Exception:  # noqa: BLE001 - one bad message must not stop the list
-            error = traceback.format_exc()
-            log.error("%s failed, moved to failed/: %s", name, error.strip().splitlines()[-1])
-            self.spool.fail(name, error)
-            return None
-        self.spool.done(name)
-        self._log(plan)
-        if plan.incidents and self.on_change:
-            self.on_change()
-        return plan
-
     def finish_commit(self, key: str, index: dict[str, dict[str, Any]],
                       outgoing: list[OutgoingMail]) -> None:
         """After `store.commit(key, ...)`: write its index records, queue its mail, and
@@ -242,8 +205,6 @@ class Pipeline:
         for mail in outgoing:
             self.outbox.enqueue(mail)
         self.store.finish(key)
-
-    _finish = finish_commit  # the name the message path uses
 
     def _archive(self, name: str, path: Path, received: dt.datetime,
                  sync: bool = True) -> Path:

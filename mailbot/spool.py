@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.durable import fsync_dir, move_durably, remove_durably, unique_suffix, write_atomic
+from mailbot.durable import (fsync_dir, move_durably, remove_durably, unique_suffix,
+                             write_atomic, write_synced)
 from mailbot.faults import crash_point
 from mailbot.models import SpooledMail
 
@@ -63,10 +64,7 @@ class Spool:
         tmp_path = self.tmp / name
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_synced(fd, raw)
         except BaseException:
             os.close(fd)
             tmp_path.unlink(missing_ok=True)

@@ -47,14 +47,15 @@ class DurableStorage(Storage):
         self.path = Path(path)
         self._depth = 0
         self._dirty = False
+        self.rolled_back = False  # the last outermost batch was discarded
         try:
             text = self.path.read_text("utf-8")
         except FileNotFoundError:
-            self._data: dict[str, Any] = {}
-        else:
-            # An atomic rename never leaves a half file; anything unparsable is a bug
-            # or outside tampering, and must stop us rather than be silently reset.
-            self._data = json.loads(text) if text.strip() else {}
+            text = ""
+        # An atomic rename never leaves a half file; anything unparsable is a bug or
+        # outside tampering, and must stop us rather than be silently reset.
+        self._data: dict[str, Any] = json.loads(text) if text.strip() else {}
+        self._last = text  # what the file holds: memory goes back to it when a write fails
 
     def read(self) -> dict[str, Any]:
         return self._data
@@ -68,18 +69,37 @@ class DurableStorage(Storage):
 
     def _flush(self) -> None:
         payload = json.dumps(self._data, separators=(",", ":"), ensure_ascii=False)
-        write_atomic(self.path, payload.encode("utf-8"))
+        try:
+            write_atomic(self.path, payload.encode("utf-8"))
+        except BaseException:
+            # Disk full or the like: memory must not keep commits the file does not have,
+            # or a retry would take them for done and drop the messages from the spool.
+            self._rollback()
+            raise
+        self._last = payload
         self._dirty = False
         crash_point("committed")
 
+    def _rollback(self) -> None:
+        self._data = json.loads(self._last) if self._last.strip() else {}
+        self._dirty = False
+        self.rolled_back = True
+
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Group writes into one atomic file replacement."""
+        """Group writes into one atomic file replacement; if the group raises, or the
+        write fails, none of it stays (memory returns to what the file holds)."""
+        if self._depth == 0:
+            self.rolled_back = False
         self._depth += 1
         try:
             yield
-        finally:
+        except BaseException:
             self._depth -= 1
+            if self._depth == 0 and self._dirty:
+                self._rollback()
+            raise
+        self._depth -= 1
         if self._depth == 0 and self._dirty:
             self._flush()
 
@@ -125,13 +145,22 @@ class Store:
 
     @contextmanager
     def group(self) -> Iterator[None]:
-        """Commits made inside share one atomic write of the hot file, at the end."""
-        with self.lock, self._storage.batch():  # type: ignore[union-attr]
-            yield
+        """Commits made inside share one atomic write of the hot file, at the end.
+        If the group raises or the write fails, all of its commits are undone."""
+        with self.lock:
+            unwritten = dict(self._unwritten)
+            try:
+                with self._storage.batch():  # type: ignore[union-attr]
+                    yield
+            except BaseException:
+                if self._storage.rolled_back:  # type: ignore[union-attr]
+                    self._unwritten = unwritten
+                raise
 
     def is_flushed(self) -> bool:
-        """Every commit made so far is on disk (false after a failed write)."""
-        return not self._storage._dirty  # type: ignore[union-attr]
+        """Every commit made so far is on disk (false after a discarded group)."""
+        storage = self._storage
+        return not storage._dirty and not storage.rolled_back  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ incidents
 
@@ -251,39 +280,52 @@ class Store:
                 path = self._closed_path(incident.id)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _write_closed(path, incident)
-        with self.lock, self._storage.batch():  # type: ignore[union-attr]
-            for done in self._finished:
-                self.journal.remove(doc_ids=[_journal_id(done)])
-            self._finished.clear()
-            for incident in incidents:
-                if incident.status == "closed":
-                    if self.incidents.contains(doc_id=incident.id):
-                        self.incidents.remove(doc_ids=[incident.id])
-                    self._note_closed(incident)
-                else:
-                    self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
-                    self._closed_path(incident.id).unlink(missing_ok=True)  # reopened
-                    if self.recent.contains(doc_id=incident.id):
-                        self.recent.remove(doc_ids=[incident.id])
-            if next_incident_id is not None:
-                self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
-            if now is not None and outgoing:
-                horizon = (now - dt.timedelta(hours=1)).isoformat()
-                stale = [d.doc_id for d in self.sent_log.all() if d["at"] < horizon]
-                if stale:
-                    self.sent_log.remove(doc_ids=stale)
-                for mail in outgoing:
-                    for rcpt in mail.recipients:
-                        self.sent_log.insert({"to": rcpt.lower(), "at": now.isoformat()})
-            self.journal.upsert(Document({
-                "key": key,
-                "index": index,
-                "outgoing": [m.to_dict() for m in outgoing],
-            }, doc_id=_journal_id(key)))
-            for message_id, record in index.items():
-                kept = self._unwritten.get(message_id, {})
-                self._unwritten[message_id] = {
-                    **kept, **{k: v for k, v in record.items() if v is not None}}
+        unwritten, finished = dict(self._unwritten), set(self._finished)
+        reopened = []
+        try:
+            with self.lock, self._storage.batch():  # type: ignore[union-attr]
+                for done in self._finished:
+                    self.journal.remove(doc_ids=[_journal_id(done)])
+                self._finished.clear()
+                for incident in incidents:
+                    if incident.status == "closed":
+                        if self.incidents.contains(doc_id=incident.id):
+                            self.incidents.remove(doc_ids=[incident.id])
+                        self._note_closed(incident)
+                    else:
+                        self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
+                        reopened.append(incident.id)
+                        if self.recent.contains(doc_id=incident.id):
+                            self.recent.remove(doc_ids=[incident.id])
+                if next_incident_id is not None:
+                    self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
+                if now is not None and outgoing:
+                    horizon = (now - dt.timedelta(hours=1)).isoformat()
+                    stale = [d.doc_id for d in self.sent_log.all() if d["at"] < horizon]
+                    if stale:
+                        self.sent_log.remove(doc_ids=stale)
+                    for mail in outgoing:
+                        for rcpt in mail.recipients:
+                            self.sent_log.insert({"to": rcpt.lower(), "at": now.isoformat()})
+                self.journal.upsert(Document({
+                    "key": key,
+                    "index": index,
+                    "outgoing": [m.to_dict() for m in outgoing],
+                }, doc_id=_journal_id(key)))
+                for message_id, record in index.items():
+                    kept = self._unwritten.get(message_id, {})
+                    self._unwritten[message_id] = {
+                        **kept, **{k: v for k, v in record.items() if v is not None}}
+        except BaseException:
+            if self._storage.rolled_back:  # type: ignore[union-attr]
+                # The commit is undone: so are its records, and done work is done again.
+                self._unwritten, self._finished = unwritten, finished
+            raise
+        # Only once the hot file holds a reopened incident may its closed copy go.
+        for incident_id in reopened:
+            path = self._closed_path(incident_id)
+            if path.exists():
+                path.unlink()
         return index
 
     def load_history(self, incidents: Iterator[Incident],

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from mailbot.models import Incident
 from mailbot.store import Store
 from tests.core.support import REPO
@@ -57,3 +59,34 @@ def test_closed_incidents_leave_the_hot_file(tmp_path):
     store.commit("c", incidents=[reopened])
     assert [i.id for i in store.live_incidents()] == [1, 2]
     assert list(store.closed_incidents()) == []
+
+
+def test_a_failed_write_leaves_memory_as_the_file_is(tmp_path, monkeypatch):
+    import mailbot.store as store_module
+
+    store = Store(tmp_path)
+    store.commit("k1", incidents=[Incident(id=1, title="one")], next_incident_id=2)
+    real = store_module.write_atomic
+
+    def disk_full(path, data, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "write_atomic", disk_full)
+    try:
+        store.commit("k2", incidents=[Incident(id=2, title="two")], next_incident_id=3)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the write should have failed")
+    # Nothing of k2 may look done: a retry must process it again.
+    assert not store.is_processed("k2")
+    assert [i.id for i in store.live_incidents()] == [1]
+    assert store.allocate_id() == 2
+    with pytest.raises(OSError):
+        with store.group():
+            store.commit("k3", incidents=[Incident(id=2, title="two")], next_incident_id=3)
+    assert not store.is_processed("k3") and not store.is_flushed()
+    monkeypatch.setattr(store_module, "write_atomic", real)
+    store.commit("k2", incidents=[Incident(id=2, title="two")], next_incident_id=3)
+    assert store.is_processed("k2") and store.is_flushed()
+    assert [i.id for i in Store(tmp_path).live_incidents()] == [1, 2]
