@@ -45,6 +45,7 @@ MAX_DEPTH = 30  # MIME nesting we follow; deeper parts are ignored (and reported
 # Header characters decoded. The stdlib's decode_header is quadratic in the number of
 # encoded words (it pops from the front of a list), so an absurd header is cut first.
 MAX_HEADER = 16 * 1024
+MAX_HEADER_LINES = 10_000  # top-level header lines parsed; the rest are dropped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
@@ -156,6 +157,22 @@ def one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------- identity
+
+
+def _cap_header_lines(raw: bytes, defects: list[str]) -> bytes:
+    """`raw` with at most MAX_HEADER_LINES lines of top-level header.
+
+    The stdlib keeps every header as Python objects: a 10 MB message of 2.5 million empty
+    headers took 10 s and 700 MB to parse (tests/reliability/test_hostile.py). No real
+    mail has thousands of header lines, so the rest are dropped before parsing."""
+    head, body = _split_raw(raw)
+    if head.count(b"\n") < MAX_HEADER_LINES:
+        return raw
+    cut = -1
+    for _ in range(MAX_HEADER_LINES):
+        cut = head.index(b"\n", cut + 1)
+    defects.append(f"more than {MAX_HEADER_LINES} header lines; the rest were ignored")
+    return head[:cut + 1] + b"\r\n" + body
 
 
 def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
@@ -272,7 +289,9 @@ def _part_text(part: email.message.Message, defects: list[str]) -> str:
 
 
 def _is_attachment(part: email.message.Message) -> bool:
-    disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
+    # str(): compat32 hands back a Header object, not a str, for a value with 8-bit bytes
+    # (a fuzzed "Content-Disposition: in\x83line" raised here; tests/reliability/test_fuzz.py).
+    disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True
     if part.get_content_maintype() not in ("text", "multipart"):
@@ -361,6 +380,7 @@ def read_mime(raw: bytes) -> MimeMail:
     """Everything the MIME layer can read from `raw`; never raises."""
     out = MimeMail()
     msg: email.message.Message | None
+    raw = _cap_header_lines(raw, out.defects)
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # RecursionError on absurd nesting, mostly
