@@ -41,6 +41,51 @@ def write_synced(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
+def write_unsynced(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (temp file + rename) but without fsync.
+
+    Survives kill -9 (the page cache outlives the process), not a power cut: only for
+    files that a journal entry can rebuild until `sync_filesystem` has run."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.{unique_suffix()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_libc = None
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make everything written on `path`'s file system durable: one syncfs(2) for a whole
+    group of files instead of two fsyncs each (falls back to sync(2))."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.syncfs  # noqa: B018 - probe for the symbol
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _libc.syncfs(fd) != 0:
+                import ctypes
+
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+        finally:
+            os.close(fd)
+    else:
+        os.sync()
+
+
 def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Replace `path` with `data` so that a crash leaves the old or the new content."""
     path = Path(path)

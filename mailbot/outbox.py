@@ -28,7 +28,8 @@ from typing import Iterator, Protocol
 
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
-from mailbot.durable import fsync_dir, remove_durably, unique_suffix, write_atomic
+from mailbot.durable import (fsync_dir, remove_durably, sync_filesystem, unique_suffix,
+                             write_atomic, write_unsynced)
 from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 
@@ -150,6 +151,10 @@ class SmtpRelay:
             raise TemporaryFailure(f"relay said {reply}") from exc
         except (smtplib.SMTPException, OSError, socket.timeout) as exc:
             raise TemporaryFailure(f"relay {c.smtp_host}:{c.smtp_port}: {exc}") from exc
+        except UnicodeError as exc:
+            # smtplib speaks ASCII unless SMTPUTF8 is asked for: an address like
+            # alicé@example.com cannot go as it is, now or later.
+            raise PermanentFailure(f"address not sendable without SMTPUTF8: {exc}") from exc
 
 
 def relay_for(config: OutboundConfig, sent_maildir: Path) -> Relay:
@@ -209,8 +214,9 @@ class Outbox:
         h = hashlib.sha1(name.encode()).hexdigest()[:2]
         return self.sent / h / name
 
-    def enqueue(self, mail: OutgoingMail) -> bool:
-        """Queue `mail` durably unless it is already queued, sent or parked."""
+    def enqueue(self, mail: OutgoingMail, *, synced: bool = True) -> bool:
+        """Queue `mail` durably unless it is already queued, sent or parked.
+        `synced=False`: the caller runs `sync_filesystem` before relying on it."""
         if "/" in mail.name or mail.name.startswith("."):
             raise ValueError(f"bad outbox name {mail.name!r}")
         path = self.queue / f"{mail.name}.json"
@@ -219,7 +225,7 @@ class Outbox:
             return False
         record = {"mail": mail.to_dict(), "attempts": 0,
                   "next_try": self.clock.now().isoformat(), "last_error": ""}
-        write_atomic(path, json.dumps(record).encode("utf-8"))
+        (write_atomic if synced else write_unsynced)(path, json.dumps(record).encode("utf-8"))
         crash_point("enqueued")
         self.wake.set()
         return True
@@ -282,8 +288,11 @@ class Outbox:
                                 ",".join(mail.recipients), exc, record["attempts"], delay)
                     next_in = delay if next_in is None else min(next_in, delay)
                     continue
-                except PermanentFailure as exc:
-                    record["last_error"] = str(exc)
+                except Exception as exc:  # noqa: BLE001 - PermanentFailure, or a bug
+                    # Anything else a relay raises is parked too: it used to kill the
+                    # outbox thread, which stops the daemon, and the same mail killed it
+                    # again after each restart (found by tests/reliability/test_fuzz.py).
+                    record["last_error"] = str(exc) or type(exc).__name__
                     write_atomic(self.parked / path.name, json.dumps(record).encode("utf-8"))
                     remove_durably(path)
                     log.error("outbox %s to %s parked: %s (re-send with `mailbot outbox "
@@ -291,14 +300,18 @@ class Outbox:
                               mail.name)
                     continue
                 crash_point("relay-accepted")
+                # Marker and removal are made durable together at the end of the pass: a
+                # power cut before that can only repeat a mail, never lose one.
                 marker = self._sent_marker(mail.name)
                 marker.parent.mkdir(exist_ok=True)
-                write_atomic(marker, b"")
+                write_unsynced(marker, b"")
                 crash_point("marker-written")
-                remove_durably(path)
+                path.unlink()
                 delivered += 1
                 log.info("outbox %s %s delivered to %s", mail.name, mail.kind,
                          ",".join(mail.recipients))
+        if delivered:
+            sync_filesystem(self.root)
         return delivered, next_in
 
     def run(self, stop: threading.Event, idle: float = 30.0) -> None:

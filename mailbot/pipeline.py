@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,7 +20,7 @@ from mailbot import incidents as usecases
 from mailbot.clock import Clock
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.durable import fsync_dir
+from mailbot.durable import fsync_dir, sync_filesystem
 from mailbot.models import Change, Decision, Incident, OutgoingMail, ParsedMail
 from mailbot.outbox import Outbox
 from mailbot.parsing import Language, parse_mail
@@ -79,7 +78,6 @@ class Pipeline:
         # Held while one message (or one scheduled job) reads and commits incidents, so
         # the worker and the scheduler never interleave a read-modify-write.
         self.lock = threading.RLock()
-        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ running
 
@@ -169,20 +167,21 @@ class Pipeline:
 
     def _finish_group(self, committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],
                       duplicates: list[str]) -> None:
-        """After the group's hot-file write: index records and outgoing mail (written in
-        parallel, each still fsync'd), then the journal entries and spool entries go."""
+        """After the group's hot-file write: index records and outgoing mail, one sync,
+        then the journal entries and spool entries go."""
         index: dict[str, dict[str, Any]] = {}
         for _, _, journaled, _ in committed:
             for message_id, record in journaled.items():
                 index[message_id] = {**index.get(message_id, {}), **record}
-        jobs = [(self.store.write_index_records, {mid: record}) for mid, record in index.items()]
-        jobs += [(self.outbox.enqueue, mail) for *_, plan in committed for mail in plan.outgoing]
-        if len(jobs) > 1:
-            for future in [self._writers().submit(fn, arg) for fn, arg in jobs]:
-                future.result()
-        else:
-            for fn, arg in jobs:
-                fn(arg)
+        # Written without an fsync each: the journal (already durable in the hot file)
+        # holds all of it until one sync of the file system below, and only then may
+        # `finish` let the journal entries go.
+        self.store.write_index_records(index, synced=False)
+        for *_, plan in committed:
+            for mail in plan.outgoing:
+                self.outbox.enqueue(mail, synced=False)
+        if committed:
+            sync_filesystem(self.store.dir)
         for _, key, _, _ in committed:
             self.store.finish(key)
         self.spool.done_many([name for name, *_ in committed] + duplicates)
@@ -190,12 +189,6 @@ class Pipeline:
             self._log(plan)
         if self.on_change and any(plan.incidents for *_, plan in committed):
             self.on_change()
-
-    def _writers(self) -> ThreadPoolExecutor:
-        # fsyncs issued together share the file system's journal commits.
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="durable")
-        return self._pool
 
     def finish_commit(self, key: str, index: dict[str, dict[str, Any]],
                       outgoing: list[OutgoingMail]) -> None:

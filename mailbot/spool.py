@@ -19,8 +19,8 @@ import threading
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.durable import (fsync_dir, move_durably, remove_durably, unique_suffix,
-                             write_atomic, write_synced)
+from mailbot.durable import (fsync_dir, move_durably, remove_durably, sync_filesystem,
+                             unique_suffix, write_atomic, write_synced)
 from mailbot.faults import crash_point
 from mailbot.models import SpooledMail
 
@@ -50,8 +50,7 @@ class Spool:
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
 
-    def put(self, raw: bytes, source: str) -> str:
-        """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
+    def _name(self, source: str) -> str:
         if source not in _SOURCES:
             raise ValueError(f"unknown source {source!r}")
         # The arrival time first, strictly increasing within this process, so names sort
@@ -60,7 +59,11 @@ class Spool:
         with self._name_lock:
             stamp = max(int(self.clock.now().timestamp() * 1e9), self._last_ns + 1)
             self._last_ns = stamp
-        name = f"{stamp:020d}.{unique_suffix()}.{source}"
+        return f"{stamp:020d}.{unique_suffix()}.{source}"
+
+    def put(self, raw: bytes, source: str) -> str:
+        """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
+        name = self._name(source)
         tmp_path = self.tmp / name
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -75,6 +78,24 @@ class Spool:
         crash_point("spooled")
         self.arrived.set()
         return name
+
+    def put_many(self, raws: list[bytes], source: str) -> list[str]:
+        """`put` for a batch (pipe ingest of many files): one file-system sync for all of
+        them instead of two fsyncs each; durable when it returns."""
+        names = []
+        for raw in raws:
+            name = self._name(source)
+            tmp_path = self.tmp / name
+            try:
+                tmp_path.write_bytes(raw)
+                os.rename(tmp_path, self.new / name)
+            except BaseException:
+                tmp_path.unlink(missing_ok=True)
+                raise
+            names.append(name)
+        sync_filesystem(self.root)
+        self.arrived.set()
+        return names
 
     def pending(self) -> list[str]:
         """Names waiting in new/, oldest first."""

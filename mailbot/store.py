@@ -33,7 +33,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
-from mailbot.durable import write_atomic
+from mailbot.durable import write_atomic, write_unsynced
 from mailbot.faults import crash_point
 from mailbot.models import Incident, OutgoingMail
 
@@ -126,7 +126,9 @@ class Store:
         self.incidents = self.db.table("incidents", cache_size=0)
         self.meta = self.db.table("meta", cache_size=0)
         self.journal = self.db.table("journal", cache_size=0)
-        self.sent_log = self.db.table("sent_log", cache_size=0)
+        # Mail sent in the last hour, one document per address (its send times), for the
+        # hourly cap: a lookup reads one document, not the whole log.
+        self.sent_log = self.db.table("sent_by_address", cache_size=0)
         # A summary of each incident closed in the last RECENT_DAYS, written in the same
         # atomic commit that closes it, so the digest never reads the closed history.
         self.recent = self.db.table("recently_closed", cache_size=0)
@@ -241,7 +243,8 @@ class Store:
         record = self.message_record(message_id)
         return bool(record and record.get("own"))
 
-    def _write_index(self, message_id: str, record: dict[str, Any]) -> None:
+    def _write_index(self, message_id: str, record: dict[str, Any], *,
+                     synced: bool = True) -> None:
         path = _index_path(self.index_dir, message_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -250,7 +253,10 @@ class Store:
             old = {}
         merged = {**old, **{k: v for k, v in record.items() if v is not None}}
         if merged != old:
-            write_atomic(path, json.dumps(merged).encode("utf-8"))
+            if synced:
+                write_atomic(path, json.dumps(merged).encode("utf-8"))
+            else:
+                write_unsynced(path, json.dumps(merged).encode("utf-8"))
             crash_point("index-written")
 
     # ------------------------------------------------------------ commits
@@ -301,12 +307,13 @@ class Store:
                     self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
                 if now is not None and outgoing:
                     horizon = (now - dt.timedelta(hours=1)).isoformat()
-                    stale = [d.doc_id for d in self.sent_log.all() if d["at"] < horizon]
-                    if stale:
-                        self.sent_log.remove(doc_ids=stale)
-                    for mail in outgoing:
-                        for rcpt in mail.recipients:
-                            self.sent_log.insert({"to": rcpt.lower(), "at": now.isoformat()})
+                    for rcpt in {r.lower() for mail in outgoing for r in mail.recipients}:
+                        doc_id = _journal_id("sent:" + rcpt)
+                        doc = self.sent_log.get(doc_id=doc_id)
+                        times = [t for t in (doc or {}).get("at", []) if t >= horizon]
+                        times += [now.isoformat()] * sum(
+                            1 for mail in outgoing for r in mail.recipients if r.lower() == rcpt)
+                        self.sent_log.upsert(Document({"to": rcpt, "at": times}, doc_id=doc_id))
                 self.journal.upsert(Document({
                     "key": key,
                     "index": index,
@@ -388,9 +395,12 @@ class Store:
             for d in docs
         ]
 
-    def write_index_records(self, index: dict[str, dict[str, Any]]) -> None:
+    def write_index_records(self, index: dict[str, dict[str, Any]], *,
+                            synced: bool = True) -> None:
+        """Write index records; `synced=False` leaves the fsync to a later
+        `sync_filesystem`, which must run before `finish` lets the journal entry go."""
         for message_id, record in index.items():
-            self._write_index(message_id, record)
+            self._write_index(message_id, record, synced=synced)
             with self.lock:
                 self._unwritten.pop(message_id, None)
 
@@ -404,7 +414,8 @@ class Store:
         horizon = since.isoformat()
         address = address.lower()
         with self.lock:
-            return sum(1 for d in self.sent_log.all() if d["to"] == address and d["at"] >= horizon)
+            doc = self.sent_log.get(doc_id=_journal_id("sent:" + address))
+        return sum(1 for t in (doc or {}).get("at", []) if t >= horizon)
 
     # ------------------------------------------------------------ small state
 

@@ -39,4 +39,4 @@ def read_inputs(paths: list[str], stdin: BinaryIO | None = None) -> list[tuple[s
 
 def spool_inputs(spool: Spool, messages: list[tuple[str, bytes]]) -> list[str]:
     """Put each message in the spool (raises OSError when the disk cannot keep it)."""
-    return [spool.put(raw, "pipe") for _, raw in messages]
+    return spool.put_many([raw for _, raw in messages], "pipe")
