@@ -48,6 +48,31 @@ class Received:
     def message(self) -> email.message.EmailMessage:
         return email.message_from_bytes(self.data, policy=email.policy.default)
 
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.message["X-Mailbot-Kind"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content().replace("\r\n", "\n") if part is not None else ""
+
+    @property
+    def html(self) -> str | None:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part is not None else None
+
+    def attachment(self, filename_suffix: str) -> tuple[str, bytes] | None:
+        for part in self.message.iter_attachments():
+            name = part.get_filename() or ""
+            if name.endswith(filename_suffix):
+                return part.get_content_type(), part.get_payload(decode=True)
+        return None
+
 
 class SinkHandler:
     def __init__(self, sink: "SmtpSink") -> None:
@@ -72,6 +97,7 @@ class SmtpSink:
     refuse: str = ""
     cond: threading.Condition = field(default_factory=threading.Condition)
     controller: Controller | None = None
+    _read: int = 0
 
     def start(self) -> "SmtpSink":
         self.controller = Controller(SinkHandler(self), hostname="127.0.0.1", port=self.port)
@@ -88,6 +114,18 @@ class SmtpSink:
             ok = self.cond.wait_for(lambda: len(self.received) >= n, timeout)
         assert ok, f"sink got {len(self.received)} message(s), expected {n}"
         return list(self.received)
+
+    def take(self, expected: int, timeout: float = 10.0) -> list[Received]:
+        """The messages received since the last `take`: exactly `expected` of them."""
+        got = self.wait_count(self._read + expected, timeout)
+        new = got[self._read:]
+        self._read = len(got)
+        assert len(new) == expected, [m.subject for m in new]
+        return new
+
+    def unread(self) -> list[Received]:
+        with self.cond:
+            return list(self.received[self._read:])
 
 
 def write_config(tmp: Path, *, smtp_port: int, relay_port: int | None = None,

@@ -4,18 +4,13 @@ a simulated clock, and helpers to feed it mail and read what the sink received."
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import itertools
-import socket
-import threading
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
-from aiosmtpd.controller import Controller
 
 from mailbot.clock import FakeClock
+from tests.core.support import SmtpSink
 from mailbot.config import Config, load_config
 from mailbot.runtime import Runtime, build_runtime
 from mailbot.scheduler import Scheduler, build_scheduler
@@ -39,101 +34,6 @@ name = "Tara Singh"
 address = "tara@example.com"
 role = "owner"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-    @property
-    def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=email.policy.default)
-
-    @property
-    def subject(self) -> str:
-        return str(self.message["Subject"])
-
-    @property
-    def kind(self) -> str:
-        return str(self.message["X-Mailbot-Kind"])
-
-    @property
-    def text(self) -> str:
-        part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content().replace("\r\n", "\n") if part is not None else ""
-
-    @property
-    def html(self) -> str | None:
-        part = self.message.get_body(preferencelist=("html",))
-        return part.get_content() if part is not None else None
-
-    def attachment(self, filename_suffix: str) -> tuple[str, bytes] | None:
-        for part in self.message.iter_attachments():
-            name = part.get_filename() or ""
-            if name.endswith(filename_suffix):
-                return part.get_content_type(), part.get_payload(decode=True)
-        return None
-
-
-class _SinkHandler:
-    def __init__(self, sink: "SmtpSink") -> None:
-        self.sink = sink
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
-        with self.sink.cond:
-            self.sink.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                               envelope.original_content or envelope.content))
-            self.sink.cond.notify_all()
-        return "250 OK"
-
-
-@dataclass
-class SmtpSink:
-    """A real SMTP server on loopback keeping what it receives: mailbot's relay."""
-
-    port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    controller: Controller | None = None
-    _read: int = 0
-
-    def start(self) -> "SmtpSink":
-        self.controller = Controller(_SinkHandler(self), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self.controller:
-            self.controller.stop()
-            self.controller = None
-
-    def wait_count(self, n: int, timeout: float = 10.0) -> list[Received]:
-        """Bounded wait until at least `n` messages arrived in total."""
-        with self.cond:
-            ok = self.cond.wait_for(lambda: len(self.received) >= n, timeout)
-            got = list(self.received)
-        assert ok, f"sink got {len(got)} message(s), expected at least {n}"
-        return got
-
-    def take(self, expected: int, timeout: float = 10.0) -> list[Received]:
-        """The messages received since the last `take`: exactly `expected` of them."""
-        got = self.wait_count(self._read + expected, timeout)
-        new = got[self._read:]
-        self._read = len(got)
-        assert len(new) == expected, [m.subject for m in new]
-        return new
-
-    def unread(self) -> list[Received]:
-        with self.cond:
-            return list(self.received[self._read:])
 
 
 def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = "",
