@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import logging
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
@@ -121,6 +121,16 @@ def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
     return bool(kept)
 
 
+def _compose_about(rt: "Runtime", incident: Incident, template: str, key: str,
+                   **variables: Any) -> OutgoingMail:
+    """A scheduled mail about `incident`, threaded under its declaration."""
+    root = incident.root_message_id
+    return rt.composer.compose(
+        template, name=mail_name(key, template), in_reply_to=root,
+        references=[root] if root else [], auto_submitted="auto-generated",
+        **rt.pipeline.mail_context(incident), **variables)
+
+
 def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
             now: dt.datetime) -> None:
     index = {mail.message_id: {"incident": incident.id, "own": True}}
@@ -151,15 +161,8 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     to = _addresses([incident.commander]) or _addresses([incident.declared_by]) \
         or [config.list.address]
     cc = [config.list.address] if config.schedule.reminders_cc_list else []
-    common = rt.pipeline.mail_context(incident)
-    mail = rt.composer.compose(
-        "reminder_stale",
-        name=mail_name(key, "reminder_stale"),
-        to=to, cc=cc, now=now,
-        in_reply_to=incident.root_message_id,
-        references=[incident.root_message_id] if incident.root_message_id else [],
-        auto_submitted="auto-generated",
-        **common,
+    mail = _compose_about(
+        rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
         quiet_for=now - (incident.updated_at or incident.declared_at or now),
         stale_after=stale_after(config, incident.severity),
         commander_is_address=bool(address_of(incident.commander)),
@@ -208,16 +211,9 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
                             "text/calendar", ics))
     every = config.postmortem.reminder_days
-    common = rt.pipeline.mail_context(incident)
-    mail = rt.composer.compose(
-        "reminder_postmortem",
-        name=mail_name(key, "reminder_postmortem"),
-        to=to, cc=cc, now=now,
-        in_reply_to=incident.root_message_id,
-        references=[incident.root_message_id] if incident.root_message_id else [],
-        auto_submitted="auto-generated",
+    mail = _compose_about(
+        rt, incident, "reminder_postmortem", key, to=to, cc=cc, now=now,
         attachments=attachments,
-        **common,
         owner=owner,
         number=n + 1,
         reminder_days=every,
