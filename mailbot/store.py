@@ -129,8 +129,8 @@ class Store:
         # Mail sent in the last hour, one document per address (its send times), for the
         # hourly cap: a lookup reads one document, not the whole log.
         self.sent_log = self.db.table("sent_by_address", cache_size=0)
-        # A summary of each incident closed in the last RECENT_DAYS, written in the same
-        # atomic commit that closes it, so the digest never reads the closed history.
+        # A summary of each recently closed incident, written in the same atomic commit
+        # that closes it, so the digest never reads the closed history.
         self.recent = self.db.table("recently_closed", cache_size=0)
         self.lock = threading.RLock()
         self._finished: set[str] = set()  # journal keys done, dropped at the next commit
@@ -370,19 +370,27 @@ class Store:
         if incident.postmortem is not None:
             items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat()}
                      for a in incident.postmortem.action_items if a.due is not None]
+        # Kept only while the digest can show it, so the hot file stays small however
+        # many incidents close: the closure itself for a few days, action items until
+        # they are long overdue.
+        keep_until = closed_at + dt.timedelta(days=RECENT_CLOSED_DAYS)
+        for item in items:
+            due = dt.datetime.fromisoformat(item["due"]).replace(tzinfo=dt.timezone.utc)
+            keep_until = max(keep_until, due + dt.timedelta(days=ITEMS_OVERDUE_DAYS))
         self.recent.upsert(Document({
             "id": incident.id, "title": incident.title, "severity": incident.severity,
             "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
             "closed_at": closed_at.isoformat(), "items": items,
+            "keep_until": keep_until.isoformat(),
         }, doc_id=incident.id))
-        horizon = (closed_at - dt.timedelta(days=RECENT_DAYS)).isoformat()
-        old = [d.doc_id for d in self.recent.all() if d["closed_at"] < horizon]
-        if old:
-            self.recent.remove(doc_ids=old)
+        expired = [d.doc_id for d in self.recent.all()
+                   if d.get("keep_until", d["closed_at"]) < closed_at.isoformat()]
+        if expired:
+            self.recent.remove(doc_ids=expired)
 
     def recently_closed(self) -> list[dict[str, Any]]:
-        """Summaries of incidents closed in the last RECENT_DAYS: id, title, severity,
-        resolved_at, closed_at (ISO strings) and action items (text, owner, due)."""
+        """Summaries of recently closed incidents: id, title, severity, resolved_at,
+        closed_at (ISO strings) and action items (text, owner, due)."""
         with self.lock:
             return sorted((dict(d) for d in self.recent.all()), key=lambda d: d["id"])
 
@@ -461,7 +469,10 @@ class Store:
                         path.unlink()
 
 
-RECENT_DAYS = 120  # long enough for quarterly-planning action items to come due
+# How long the store keeps a closure's summary for the digest: the closure itself, and
+# its action items past their due date (the digest shows neither for longer).
+RECENT_CLOSED_DAYS = 3
+ITEMS_OVERDUE_DAYS = 28
 
 
 def _journal_id(key: str) -> int:

@@ -90,3 +90,26 @@ def test_a_failed_write_leaves_memory_as_the_file_is(tmp_path, monkeypatch):
     store.commit("k2", incidents=[Incident(id=2, title="two")], next_incident_id=3)
     assert store.is_processed("k2") and store.is_flushed()
     assert [i.id for i in Store(tmp_path).live_incidents()] == [1, 2]
+
+
+def test_the_closure_summary_stays_small_however_many_close(tmp_path):
+    import datetime as dt
+
+    from mailbot.models import ActionItem, Postmortem
+
+    store = Store(tmp_path)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for n in range(1, 301):  # one closure every 6 hours for 75 days
+        closed = t0 + dt.timedelta(hours=6 * n)
+        pm = None
+        if n == 1:  # one with an action item due far out: kept until it is long overdue
+            pm = Postmortem(closed, "a@example.com", "m", "text", {},
+                            (ActionItem("fix it", "bob@example.com",
+                                        (t0 + dt.timedelta(days=60)).date()),))
+        store.commit(f"k{n}", incidents=[Incident(id=n, title=f"t{n}", status="closed",
+                                                  closed_at=closed, postmortem=pm)])
+    recent = store.recently_closed()
+    # 3 days of closures every 6 hours, both ends included (13), plus the one with an item
+    assert len(recent) == 14
+    assert recent[0]["id"] == 1 and recent[0]["items"][0]["text"] == "fix it"
+    assert recent[-1]["id"] == 300
