@@ -155,7 +155,8 @@ def _blank(line: str) -> bool:
 
 
 def _attribution(window: str, first: str) -> str | None:
-    """'strong' for "… wrote:", 'weak' for "<date> <who> <addr>:", else None."""
+    """'strong' for "On <date>, … wrote:", 'strong-nostart' for "<addr> wrote:", 'bare' for
+    any other "… wrote:", 'weak' for "<date> <who> <addr>:", else None."""
     if len(window) > _MAX_HEADER or not window.endswith(":"):
         return None
     has_detail = "@" in window or any(c.isdigit() for c in window)
@@ -163,7 +164,10 @@ def _attribution(window: str, first: str) -> str | None:
         if has_detail and _STARTER.match(first):
             return "strong"
         # "Bob <bob@example.com> wrote:" -- without a date, only an address will do.
-        return "strong-nostart" if "@" in window else None
+        if "@" in window:
+            return "strong-nostart"
+        # "On Wed, Alice wrote:" -- no date or address: only right above quoted lines.
+        return "bare"
     if _STARTER.match(first) and "@" in window and _TIME.search(window):
         return "weak"
     return None
@@ -224,6 +228,8 @@ def split_reply(text: str) -> Split:
                 break
             if kind == "strong-nostart" and fallback is None:
                 fallback = (start, "strong")
+            if kind == "bare" and fallback is None:
+                fallback = (start, "bare")
         found = found or fallback
         if not found:
             continue
@@ -232,7 +238,7 @@ def split_reply(text: str) -> Split:
         while nxt < n and _blank(raw[nxt]):
             nxt += 1
         followed_by_quote = nxt < n and quoted[nxt]
-        if kind == "weak" and not followed_by_quote:
+        if kind in ("weak", "bare") and not followed_by_quote:
             continue
         for j in range(start, i + 1):
             quoted[j] = True

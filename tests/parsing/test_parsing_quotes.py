@@ -74,3 +74,13 @@ def test_language_from_config(tmp_path):
     p = parse_mail(wrap(b"Severity: p2\nPhase: Fixing\n", subject="[ops-3] [P1] x"), lang)
     assert (p.tags.incident_id, p.tags.severity) == (3, "P1")
     assert (p.fields.severity, p.fields.phase) == ("P2", "fixing")
+
+
+def test_bare_attribution_above_quoted_lines_is_quoted():
+    from mailbot.parsing.quotes import split_reply
+
+    split = split_reply("Rolled back.\n\nOn Wed, Alice wrote:\n> Phase: investigating\n")
+    assert split.new_text.strip() == "Rolled back."
+    # Without quoted lines under it, the same words are the author's own prose.
+    prose = split_reply("Rolled back.\nOn Wed, Alice wrote:\nthat it was fixed.\n")
+    assert "Alice wrote:" in prose.new_text
