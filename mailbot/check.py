@@ -12,6 +12,6 @@ def explain(rt: Any, raw: bytes, show_mail: bool = False) -> str:
     mail = parse_mail(raw, rt.pipeline.language)
     plan = rt.pipeline.evaluate(mail, rt.clock.now())
     template = rt.composer.env.get_template("cli/check.txt")
-    return template.render(mail=mail, plan=plan, show_mail=show_mail,
+    return template.render(mail=plan.mail, plan=plan, show_mail=show_mail,
                            prefix=rt.config.list.incident_prefix,
                            already=rt.store.is_processed(mail.key))

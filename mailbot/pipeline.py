@@ -27,6 +27,7 @@ from mailbot.parsing import Language, parse_mail
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import stated
+from mailbot.rules.senders import unmunge
 from mailbot.spool import Spool
 from mailbot.store import Store
 
@@ -236,6 +237,7 @@ class Pipeline:
 
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:
         """Decide and build every effect of `mail`, without writing anything."""
+        mail = unmunge(mail, self.config)
         facts = self.facts_for(mail)
         decision = decide(mail, facts, self.config)
         plan = Plan(mail=mail, decision=decision, facts=facts)

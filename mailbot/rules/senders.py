@@ -64,3 +64,41 @@ def check_sender(mail: ParsedMail, facts: "Facts", config: Config,
         if config.list.address not in recipients:
             return Decision("ignore", reason="not sent to the list")
     return None
+
+
+# Where lists that rewrite From (DMARC mitigation) keep the real author, in order.
+_ORIGINAL_AUTHOR_HEADERS = ("x-original-from", "x-original-sender", "reply-to")
+
+
+def original_author(mail: ParsedMail, config: Config) -> tuple[str, str] | None:
+    """For mail whose From is the list itself (Mailman's munge_from, Google Groups): the
+    real author's (name, address), or None if the list left no trace of it.
+
+    The list's own address is never an author: otherwise any post through such a list
+    would count as coming from the allowed domain."""
+    from email.utils import getaddresses
+
+    for header in _ORIGINAL_AUTHOR_HEADERS:
+        for value in mail.header_all(header):
+            try:
+                pairs = getaddresses([value])
+            except Exception:  # noqa: BLE001 - a mangled header just does not count
+                continue
+            for name, address in pairs:
+                address = address.strip().lower()
+                if "@" in address and address not in (config.list.address,
+                                                       config.list.bot_address):
+                    return name.strip(), address
+    return None
+
+
+def unmunge(mail: ParsedMail, config: Config) -> ParsedMail:
+    """`mail` with its real author when a list rewrote From to the list's address; a From
+    of "" (nobody may write as the list) when the author cannot be found."""
+    if mail.from_address != config.list.address:
+        return mail
+    import dataclasses
+
+    found = original_author(mail, config)
+    name, address = found if found else ("", "")
+    return dataclasses.replace(mail, from_address=address, from_name=name)

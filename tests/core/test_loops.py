@@ -48,9 +48,12 @@ class ListServer:
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         if self.munge:
+            original = [line for line in lines if line.lower().startswith(b"from:")]
             lines = [line for line in lines
                      if not line.lower().startswith((b"auto-submitted:", b"from:"))]
             lines.append(b"From: Someone via the list <" + list_address.encode() + b">")
+            # Like Mailman's munge_from: the author survives in a header of its own.
+            lines += [b"X-Original-From:" + line[5:] for line in original]
         lines.append(b"List-Id: <" + list_address.replace("@", ".").encode() + b">")
         return b"\r\n".join(lines) + b"\r\n\r\n" + body
 

@@ -163,3 +163,31 @@ def test_mail_not_to_the_list_is_ignored_when_configured(make_daemon, sink):
     sink.wait_count(1)
     settle(d)
     assert [i.title for i in d.rt.store.live_incidents()] == ["via list"]
+
+
+def _munged(subject: str, body: str, mid: str, author: str | None,
+            header: str = "X-Original-From") -> bytes:
+    headers = {header: f"Somebody <{author}>"} if author else {}
+    return message(subject, body, sender="Incidents list <incidents@example.com>",
+                   message_id=mid, headers=headers)
+
+
+def test_a_list_that_rewrites_from_is_read_through_to_the_author(daemon, sink):
+    # Mailman's munge_from / Google Groups: From is the list, the author is kept aside.
+    send(daemon.port, _munged("[DECLARE] Munged", DECLARATION_BODY, "m1@x",
+                              "alice@example.com"))
+    sink.wait_count(1)
+    incident = daemon.rt.store.get(1)
+    assert incident.declared_by == "alice@example.com"
+    send(daemon.port, _munged("Re: [INC-1] Munged", "Severity: SEV1\n\nworse", "m2@x",
+                              "bob@example.com", header="Reply-To"))
+    got = sink.wait_count(2)[-1]
+    assert got.rcpt_tos == ["bob@example.com"]  # the rejection goes to the author
+    # A stranger posting through such a list, and a post whose author is lost, get
+    # nothing and change nothing: the list's own address is never an author.
+    send(daemon.port, _munged("[DECLARE] stranger", DECLARATION_BODY, "m3@x",
+                              "mallory@evil.example"))
+    send(daemon.port, _munged("[DECLARE] anonymous", DECLARATION_BODY, "m4@x", None))
+    settle(daemon)
+    assert len(sink.received) == 2
+    assert [i.title for i in daemon.rt.store.live_incidents()] == ["Munged"]
