@@ -278,21 +278,28 @@ def _choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> str
     return value
 
 
-def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate the configuration file; raise ConfigError with one clear line."""
-    if path is None:
-        path = os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """A TOML file as a dict; None if it does not exist; ConfigError in one line else."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        return None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the configuration file; raise ConfigError with one clear line."""
+    if path is None:
+        path = os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
+    path = Path(path)
+    raw = read_toml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: no such file")
     try:
         return _build(path, raw)
     except ConfigError as exc:

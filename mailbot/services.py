@@ -17,13 +17,12 @@ line naming the service and key.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
-from mailbot.config import ConfigError
+from mailbot.config import ConfigError, read_toml
 
 _SERVICE_KEYS = {"description", "experts", "escalation", "depends_on", "aliases", "runbook"}
 _EXPERT_KEYS = {"name", "address", "role"}
@@ -149,16 +148,9 @@ class ServiceDirectory:
 def load_services(path: Path | str) -> ServiceDirectory:
     """Read and validate a services file; a missing file is an empty directory."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_toml(path)
+    if raw is None:
         return ServiceDirectory(path=path)
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     try:
         return ServiceDirectory(_build(raw), path=path)
     except ConfigError as exc:
