@@ -81,6 +81,7 @@ class ImapIngressConfig:
     start_at: str = "new"  # new | all | an ISO date (YYYY-MM-DD)
     batch_size: int = 200
     connect_timeout: int = 30
+    ca_file: str = ""  # a CA bundle to trust instead of the system's (private CAs)
 
     def password(self) -> str:
         """Read the password from its file or environment variable."""
@@ -214,7 +215,7 @@ _KNOWN: dict[str, set[str]] = {
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
-                     "connect_timeout"},
+                     "connect_timeout", "ca_file"},
     "outbound": {"smtp_host", "smtp_port", "tls", "username", "password_file", "password_env",
                  "timeout", "retry_initial_seconds", "retry_max_seconds"},
     "storage": {"dir"},
@@ -375,7 +376,10 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
             start_at=start_at,
             batch_size=_get(t, s, "batch_size", int, 200),
             connect_timeout=_get(t, s, "connect_timeout", int, 30),
+            ca_file=_get(t, s, "ca_file", str, ""),
         )
+        if imap.ca_file and not Path(imap.ca_file).is_file():
+            raise ConfigError(f"[ingress.imap] ca_file {imap.ca_file}: no such file")
         if imap.tls == "none" and not _is_loopback(imap.host):
             raise ConfigError(
                 "[ingress.imap] tls = \"none\" is only allowed for a loopback host "

@@ -208,7 +208,8 @@ class ImapIngress:
         if not password:
             raise ImapSetupError("no password: set password_file or password_env "
                                  "in [ingress.imap]")
-        context = self._ssl_context or ssl.create_default_context()
+        context = self._ssl_context or ssl.create_default_context(
+            cafile=cfg.ca_file or None)
         try:
             client = IMAPClient(cfg.host, cfg.port, ssl=cfg.tls == "implicit",
                                 ssl_context=context if cfg.tls == "implicit" else None,
