@@ -52,7 +52,6 @@ class ListConfig:
     bot_address: str = "mailbot@example.com"
     name: str = "Incidents"
     incident_prefix: str = "INC"
-    list_id: str = ""  # the List-Id the list server adds, if known
 
 
 @dataclass(frozen=True)
@@ -191,10 +190,6 @@ class Config:
                 return sev
         return None
 
-    @property
-    def resolved_phase(self) -> str:
-        return "resolved"
-
 
 DEFAULT_SEVERITIES = (
     Severity("SEV1", "Critical: the future of the company is at stake; customers broadly "
@@ -209,7 +204,7 @@ DEFAULT_PHASES = ("investigating", "identified", "mitigating", "monitoring", "re
 _KNOWN: dict[str, set[str]] = {
     "": {"list", "ingress", "outbound", "storage", "policy", "severity", "phases",
          "schedule", "postmortem", "publish", "services", "logging", "templates"},
-    "list": {"address", "bot_address", "name", "incident_prefix", "list_id"},
+    "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
     "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
@@ -322,7 +317,6 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         ),
         name=_get(t, "list", "name", str, ListConfig.name),
         incident_prefix=prefix.upper(),
-        list_id=_get(t, "list", "list_id", str, ""),
     )
     if lst.address == lst.bot_address:
         raise ConfigError("[list] address and bot_address must differ")

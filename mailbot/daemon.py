@@ -54,7 +54,6 @@ class Daemon:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.controller = None
-        self.worker_healthy = threading.Event()
         self.site_changed = threading.Event()
 
     # the worker: one message at a time, oldest first
@@ -68,7 +67,6 @@ class Daemon:
                 log.error("worker: cannot process now (%s); retrying in 5s", exc)
                 self.stop.wait(5)
                 continue
-            self.worker_healthy.set()
             # Also rescan each second: `mailbot ingest` may spool from another process.
             spool.arrived.wait(1.0)
 

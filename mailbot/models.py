@@ -227,12 +227,6 @@ class Postmortem:
         )
 
 
-# The fields a follow-up may change, in the order they are shown to people.
-STATE_FIELDS = (
-    "severity", "phase", "commander", "roles", "channel", "summary", "impact",
-    "customer_impact", "services", "postmortem_owner",
-)
-
 _DATETIME_FIELDS = ("declared_at", "updated_at", "resolved_at", "closed_at",
                     "last_reminder_at", "postmortem_reminded_at")
 

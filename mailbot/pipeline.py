@@ -146,8 +146,7 @@ class Pipeline:
         except FileNotFoundError:
             return None
         try:
-            folders.add(self._archive(spooled.name, spooled.path, spooled.received_at,
-                                      sync=False))
+            folders.add(self._archive(spooled.name, spooled.path, spooled.received_at))
             parsed = parse_mail(spooled.raw, self.language)
             if self.store.is_processed(parsed.key):
                 log.info("%s <%s> duplicate: already processed", name, parsed.key)
@@ -200,15 +199,14 @@ class Pipeline:
             self.outbox.enqueue(mail)
         self.store.finish(key)
 
-    def _archive(self, name: str, path: Path, received: dt.datetime,
-                 sync: bool = True) -> Path:
+    def _archive(self, name: str, path: Path, received: dt.datetime) -> Path:
+        """Link the raw message into the monthly archive; returns the folder, whose
+        directory the caller syncs once for the whole group."""
         folder = self.archive_dir / received.strftime("%Y-%m")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
         if not target.exists():
             os.link(path, target)  # same bytes, no copy; the spool entry goes later
-            if sync:
-                fsync_dir(folder)
         return folder
 
     def _log(self, plan: Plan) -> None:

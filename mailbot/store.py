@@ -425,19 +425,7 @@ class Store:
             doc = self.sent_log.get(doc_id=_journal_id("sent:" + address))
         return sum(1 for t in (doc or {}).get("at", []) if t >= horizon)
 
-    # ------------------------------------------------------------ small state
-
-    def get_state(self, name: str) -> dict[str, Any]:
-        """A named record of small state (job runs, checkpoints)."""
-        with self.lock:
-            table = self.db.table("state", cache_size=0)
-            doc = table.get(doc_id=_journal_id(name))
-            return dict(doc.get("value", {})) if doc else {}
-
-    def set_state(self, name: str, value: dict[str, Any]) -> None:
-        with self.lock:
-            table = self.db.table("state", cache_size=0)
-            table.upsert(Document({"name": name, "value": value}, doc_id=_journal_id(name)))
+    # ------------------------------------------------------------ health
 
     def check_integrity(self) -> list[str]:
         """Problems found in the store (empty when healthy)."""
