@@ -200,6 +200,8 @@ class Outbox:
         self.retry_max = retry_max
         self.wake = threading.Event()
         self._lock = threading.Lock()
+        # name -> ((inode, mtime), next try) of mail waiting for a retry
+        self._due: dict[str, tuple[tuple[int, int], dt.datetime]] = {}
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -256,14 +258,27 @@ class Outbox:
         # One relay connection per pass, not one per mail.
         session = getattr(self.relay, "session", None)
         with self._lock, (session() if session else nullcontext()):
+            known, self._due = self._due, {}
             for path in sorted(self.queue.glob("*.json")):
                 try:
+                    st = path.stat()
+                    stamp = (st.st_ino, st.st_mtime_ns)
+                    now = self.clock.now()
+                    # A mail waiting for its retry costs a stat, not a read and a parse,
+                    # on each pass: a long relay outage must not eat the CPU. A rewrite
+                    # of the file (a retry, `outbox resend`: a new inode) is read again.
+                    cached = known.get(path.name)
+                    if cached and cached[0] == stamp and cached[1] > now:
+                        self._due[path.name] = cached
+                        wait = (cached[1] - now).total_seconds()
+                        next_in = wait if next_in is None else min(next_in, wait)
+                        continue
                     record = json.loads(path.read_text("utf-8"))
                 except FileNotFoundError:
                     continue
-                now = self.clock.now()
                 due = dt.datetime.fromisoformat(record["next_try"])
                 if due > now:
+                    self._due[path.name] = (stamp, due)
                     wait = (due - now).total_seconds()
                     next_in = wait if next_in is None else min(next_in, wait)
                     continue

@@ -83,3 +83,40 @@ def test_temporary_refusal_is_retried(tmp_path):
         assert outbox.queued() == [] and len(sink.received) == 1
     finally:
         sink.stop()
+
+
+def test_waiting_mail_is_not_reread_each_pass_but_an_outside_rewrite_is_seen(tmp_path,
+                                                                              monkeypatch):
+    import json
+
+    import mailbot.outbox as outbox_module
+    from mailbot.models import OutgoingMail
+
+    sink = SmtpSink()  # down
+    clock = FakeClock(dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc))
+    outbox = Outbox(tmp_path / "outbox", SmtpRelay(OutboundConfig(
+        smtp_host="127.0.0.1", smtp_port=sink.port, timeout=5)), clock, retry_initial=600)
+    outbox.enqueue(OutgoingMail("w1", "mailbot@example.com", ("a@example.com",),
+                                b"Subject: t\r\n\r\nhi\r\n"))
+    assert outbox.deliver_due()[0] == 0  # fails, retry in ~10 minutes
+    outbox.deliver_due()  # reads the rewritten file once and remembers its due time
+    reads = []
+    real_loads = json.loads
+    monkeypatch.setattr(outbox_module.json, "loads",
+                        lambda text, *a, **k: reads.append(1) or real_loads(text, *a, **k))
+    for _ in range(5):
+        assert outbox.deliver_due()[0] == 0
+    assert reads == []  # waiting mail costs a stat per pass, not a read and a parse
+    # Another process (`mailbot outbox resend`) makes it due now by rewriting the file.
+    path = tmp_path / "outbox" / "queue" / "w1.json"
+    record = real_loads(path.read_text())
+    record["next_try"] = clock.now().isoformat()
+    import os
+    path.write_text(json.dumps(record))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    sink.start()
+    try:
+        assert outbox.deliver_due()[0] == 1
+        assert len(sink.wait_count(1)) == 1
+    finally:
+        sink.stop()
