@@ -122,6 +122,9 @@ def test_declaration_gaps_and_liaison_flag_are_in_the_ack(daemon, sink):
     for item in ("Severity:", "Commander:", "Channel:", "Roles:"):
         assert item in body
     assert "did not say" in body and "no customer liaison" in body
+    gap_lines = [line for line in body.splitlines() if line.startswith("  - ")]
+    assert len([line for line in gap_lines if "(Channel:)" in line or "(Roles:)" in line
+                or "(Phase:)" in line]) == 3  # one missing item per line
     assert daemon.rt.store.get(1).status == "open"  # declaring never blocks
 
 
