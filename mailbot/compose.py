@@ -15,17 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-
-_POLICY = SMTP.clone(max_line_length=200)
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
 
+from mailbot import wire
 from mailbot.models import OutgoingMail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
@@ -92,6 +88,16 @@ class Composer:
         self.bot_name = bot_name
         self.domain = bot_address.rsplit("@", 1)[-1]
         self.common = dict(common or {})
+        self._html: frozenset[str] | None = None
+
+    def _html_templates(self) -> frozenset[str]:
+        """Templates with an HTML alternative (listed once: a walk of the directory)."""
+        if self._html is None:
+            self._html = frozenset(
+                name[len("mail/"):-len(".html")]
+                for name in self.env.list_templates(extensions=["html"])
+                if name.startswith("mail/"))
+        return self._html
 
     def message_id_for(self, name: str) -> str:
         """A deterministic Message-ID, so a re-run after a crash makes the same mail."""
@@ -118,50 +124,41 @@ class Composer:
         subject = clean_header("".join(text_tmpl.blocks["subject"](ctx)))
         body = "".join(text_tmpl.blocks["body"](ctx))
         html = None
-        html_path = f"mail/{template}.html"
-        if html_path in self.env.list_templates(extensions=["html"]):
-            html = self.env.get_template(html_path).render(context)
+        if template in self._html_templates():
+            html = self.env.get_template(f"mail/{template}.html").render(context)
 
         to = [a for a in (clean_header(x) for x in to) if a]
         cc = [a for a in (clean_header(x) for x in cc) if a and a not in to]
         message_id = self.message_id_for(name)
-        msg = EmailMessage(policy=_POLICY)
-        msg["From"] = Address(clean_header(self.bot_name), addr_spec=self.bot_address)
-        msg["To"] = ", ".join(to)
-        if cc:
-            msg["Cc"] = ", ".join(cc)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = f"<{message_id}>"
         refs = [clean_header(r) for r in references if r]
-        if in_reply_to:
-            msg["In-Reply-To"] = f"<{clean_header(in_reply_to)}>"
-            if in_reply_to not in refs:
-                refs.append(in_reply_to)
-        if refs:
-            # RFC 5322 3.6.4: keep the thread root and the most recent ids.
-            kept = refs if len(refs) <= 20 else [refs[0], *refs[-19:]]
-            msg["References"] = " ".join(f"<{r}>" for r in kept)
-        # RFC 3834: marks us as automatic so well-behaved responders leave us alone;
-        # X-Loop and Outlook's suppression header cover the rest.
-        msg["Auto-Submitted"] = auto_submitted
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["X-Loop"] = self.bot_address
-        msg["X-Mailbot-Kind"] = template
-        # Plain ASCII stays readable on the wire; anything else is quoted-printable.
-        ascii_ok = body.isascii() and all(len(line) < 990 for line in body.splitlines())
-        msg.set_content(body, charset="utf-8", cte="7bit" if ascii_ok else "quoted-printable")
-        if html is not None:
-            msg.add_alternative(html, subtype="html", charset="utf-8")
-        for filename, ctype, data in attachments:
-            maintype, _, subtype = ctype.partition("/")
-            msg.add_attachment(data, maintype=maintype, subtype=subtype,
-                               filename=clean_header(filename))
+        if in_reply_to and in_reply_to not in refs:
+            refs.append(in_reply_to)
+        # RFC 5322 3.6.4: keep the thread root and the most recent ids.
+        kept = refs if len(refs) <= 20 else [refs[0], *refs[-19:]]
+        headers = [
+            "From: " + wire.mailbox(clean_header(self.bot_name), self.bot_address),
+            wire.address_header("To", to),
+            wire.address_header("Cc", cc),
+            wire.text_header("Subject", subject),
+            "Date: " + format_datetime(now),
+            wire.msgid_header("Message-ID", [message_id]),
+            wire.msgid_header("In-Reply-To", [clean_header(in_reply_to)] if in_reply_to else []),
+            wire.msgid_header("References", kept),
+            # RFC 3834: marks us as automatic so well-behaved responders leave us alone;
+            # X-Loop and Outlook's suppression header cover the rest.
+            wire.text_header("Auto-Submitted", clean_header(auto_submitted)),
+            "X-Auto-Response-Suppress: All",
+            "X-Loop: " + self.bot_address,
+            wire.text_header("X-Mailbot-Kind", clean_header(template)),
+        ]
+        attachments = [(clean_header(f), ctype, data) for f, ctype, data in attachments]
+        message = wire.assemble(headers, body, html=html, attachments=attachments,
+                                seed=message_id)
         return OutgoingMail(
             name=name,
             mail_from=self.bot_address,
             recipients=tuple(dict.fromkeys([*to, *cc])),
-            message=msg.as_bytes(),
+            message=message,
             message_id=message_id,
             kind=template,
         )
