@@ -107,15 +107,32 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
             len(names), rt.lock.holder() or "?")
         return Exit.OK
     try:
-        rt.pipeline.recover()
-        rt.pipeline.process_pending()
-        rt.outbox.deliver_due()
+        _process_and_deliver(rt)
     except OSError as exc:
         # Spooled durably already: the next run or the daemon will finish the work.
         logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
     finally:
         rt.lock.release()
     return Exit.OK
+
+
+def _process_and_deliver(rt) -> None:
+    """Process the spool while a second thread delivers what each group queued (its
+    waits on the relay overlap the parsing of the next group), then one last pass."""
+    import threading
+
+    stop = threading.Event()
+    sender = threading.Thread(target=rt.outbox.run, args=(stop,), name="outbox",
+                              daemon=True)
+    sender.start()
+    try:
+        rt.pipeline.recover()
+        rt.pipeline.process_pending()
+    finally:
+        stop.set()
+        rt.outbox.wake.set()
+        sender.join()
+    rt.outbox.deliver_due()
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
