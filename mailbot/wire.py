@@ -13,7 +13,8 @@ per-message work together. What it did for us is small and fixed, and is done he
 - unstructured text (Subject): ASCII is folded at blanks to 78 characters; anything else
   becomes a run of base64 encoded words (RFC 2047 section 4.1, each at most 75 characters,
   split between characters, never inside one);
-- mailboxes: `email.utils.formataddr` (quotes specials, encodes a non-ASCII name);
+- mailboxes: `email.utils.formataddr` for an ASCII name (quoted when it holds specials),
+  encoded words of at most 75 characters for any other;
 - message ids: only `<id>` with printable ASCII and no blanks or brackets is written;
 - bodies: `text/*; charset="utf-8"`, 7bit when ASCII with lines under 990 octets, else
   quoted-printable; attachments base64 at 76 columns;
@@ -90,10 +91,13 @@ def mailbox(name: str, address: str) -> str:
     """`Name <address>` with the name quoted or encoded as needed; `address` alone."""
     if not name:
         return address
-    try:
-        return formataddr((name, address), charset="utf-8")
-    except UnicodeError:  # a non-ASCII address: only SMTPUTF8 can carry it (RFC 6532)
+    if not address.isascii():  # only SMTPUTF8 can carry it (RFC 6532): no name then
         return address
+    if name.isascii():
+        return formataddr((name, address))  # quoted when it holds specials
+    # formataddr would make one encoded word of any length (a long name passed 998
+    # octets); ours are at most 75 characters each, folded between words.
+    return (CRLF + " ").join(_encoded_words(name)) + f" <{address}>"
 
 
 def address_header(name: str, addresses: Iterable[str]) -> str:
