@@ -8,11 +8,12 @@ the hot path. The points, in the order a message meets them:
     spooled         spool.py: message file and directory entry fsync'd; no 250 sent yet
     committed       store.py: a store file replaced (hot.json: the incident changes and
                     the journal entry of one commit or group); index and outbox not yet
-    index-written   store.py: one Message-ID index record written (the others, the
+    index-written   store.py (appendmap.py): one Message-ID index record appended (passed
+                    once per record, after its bucket's write; the other buckets, the
                     outbox and the journal clean-up not yet)
     enqueued        outbox.py: one outgoing mail queued; not yet relayed
     relay-accepted  outbox.py: the relay said 250; the sent-marker is not written
-    marker-written  outbox.py: the sent-marker is written; the queue file is not removed
+    marker-written  outbox.py: the sent-marker is appended; the queue file is not removed
 
 tests/reliability/test_chaos.py kills mailbot at each of them and checks that nothing
 accepted is lost and nothing is done twice.

@@ -3,7 +3,9 @@
 Knows envelopes and bytes, nothing of incidents. Layout under `<storage>/outbox/`:
 
     queue/NAME.json     waiting (with attempts and the time of the next try)
-    sent/ab/NAME        marker: delivered; makes a re-enqueue after a crash a no-op
+    sent/xyz.log        sent markers, an AppendMap (mailbot/appendmap.py): NAME ->
+                        {"sent": time}, appended to one of 4096 bucket files, so a delivery
+                        creates no file; makes a re-enqueue after a crash a no-op
     parked/NAME.json    refused for good (5xx): kept with the reason for `mailbot outbox resend`
 
 With no relay configured, delivery is a write into the Maildir `<storage>/outbox-sent/`
@@ -13,7 +15,6 @@ under the mail's own name, so that too happens once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from mailbot.appendmap import AppendMap
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
 from mailbot.durable import (fsync_dir, remove_durably, sync_filesystem, unique_suffix,
@@ -194,6 +196,7 @@ class Outbox:
         self.parked = self.root / "parked"
         for d in (self.queue, self.sent, self.parked):
             d.mkdir(parents=True, exist_ok=True)
+        self.sent_markers = AppendMap(self.sent)
         self.relay = relay
         self.clock = clock
         self.retry_initial = retry_initial
@@ -212,9 +215,9 @@ class Outbox:
             if pid.isdigit() and not _alive(int(pid)):
                 path.unlink(missing_ok=True)
 
-    def _sent_marker(self, name: str) -> Path:
-        h = hashlib.sha1(name.encode()).hexdigest()[:2]
-        return self.sent / h / name
+    def is_sent(self, name: str) -> bool:
+        """The relay (or the Maildir) has accepted the mail `name`."""
+        return self.sent_markers.get(name) is not None
 
     def enqueue(self, mail: OutgoingMail, *, synced: bool = True) -> bool:
         """Queue `mail` durably unless it is already queued, sent or parked.
@@ -222,7 +225,7 @@ class Outbox:
         if "/" in mail.name or mail.name.startswith("."):
             raise ValueError(f"bad outbox name {mail.name!r}")
         path = self.queue / f"{mail.name}.json"
-        if path.exists() or self._sent_marker(mail.name).exists() or \
+        if path.exists() or self.is_sent(mail.name) or \
                 (self.parked / f"{mail.name}.json").exists():
             return False
         record = {"mail": mail.to_dict(), "attempts": 0,
@@ -283,7 +286,7 @@ class Outbox:
                     next_in = wait if next_in is None else min(next_in, wait)
                     continue
                 mail = OutgoingMail.from_dict(record["mail"])
-                if self._sent_marker(mail.name).exists():
+                if self.is_sent(mail.name):
                     # A crash between the sent-marker and the queue file's removal: the
                     # relay has it already; sending again would repeat it (found by
                     # tests/reliability/test_chaos.py, crash point marker-written).
@@ -315,11 +318,10 @@ class Outbox:
                               mail.name)
                     continue
                 crash_point("relay-accepted")
-                # Marker and removal are made durable together at the end of the pass: a
-                # power cut before that can only repeat a mail, never lose one.
-                marker = self._sent_marker(mail.name)
-                marker.parent.mkdir(exist_ok=True)
-                write_unsynced(marker, b"")
+                # Marker (one append, no fsync) and removal are made durable together at
+                # the end of the pass: a power cut before that can only repeat a mail,
+                # never lose one.
+                self.sent_markers.put(mail.name, {"sent": now.isoformat()})
                 crash_point("marker-written")
                 path.unlink()
                 delivered += 1

@@ -7,9 +7,12 @@ Laid out so that the cost of one message does not grow with history:
                            counters, job runs, the hourly send log. Small: rewritten whole
                            on each commit (atomically: temp file, fsync, rename, dir fsync).
     db/closed/NNNN/ID.json TinyDB, one per closed incident: written once when it closes.
-    db/index/ab/cd/<sha1>  one small JSON record per Message-ID: processed or not, which
-                           incident it belongs to, whether mailbot wrote it. A lookup is one
-                           stat/read whatever the history holds.
+    db/index/xyz.log       the Message-ID index (mailbot/appendmap.py): 4096 append-only
+                           bucket files, chosen by the first 3 hex digits of sha1(ID); one
+                           JSON line per record: processed or not, which incident it
+                           belongs to, whether mailbot wrote it. A lookup reads one bucket
+                           (~20 KB at 1,000,000 IDs); a write appends to one, so a message
+                           creates no index file.
 
 A commit is one atomic rewrite of hot.json that carries the incident changes and a journal
 entry (the message key, the index records to write, the mail to queue). Index records and
@@ -23,7 +26,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +35,8 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
-from mailbot.durable import write_atomic, write_unsynced
+from mailbot.appendmap import AppendMap
+from mailbot.durable import sync_filesystem, write_atomic
 from mailbot.faults import crash_point
 from mailbot.models import Incident, OutgoingMail
 
@@ -107,11 +110,6 @@ class DurableStorage(Storage):
         pass
 
 
-def _index_path(root: Path, message_id: str) -> Path:
-    digest = hashlib.sha1(message_id.encode("utf-8", "surrogateescape")).hexdigest()
-    return root / digest[:2] / digest[2:4] / digest
-
-
 class Store:
     """Incidents, the message index, the journal and small counters."""
 
@@ -121,6 +119,7 @@ class Store:
         self.closed_dir = self.dir / "closed"
         for d in (self.dir, self.index_dir, self.closed_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.message_index = AppendMap(self.index_dir, crash_point_name="index-written")
         self._storage: DurableStorage | None = None
         self.db = TinyDB(self.dir / "hot.json", storage=self._make_storage)
         self.incidents = self.db.table("incidents", cache_size=0)
@@ -215,11 +214,7 @@ class Store:
             return None
         with self.lock:
             unwritten = self._unwritten.get(message_id)
-        path = _index_path(self.index_dir, message_id)
-        try:
-            record = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            record = None
+        record = self.message_index.get(message_id)
         if unwritten is not None:
             return {**(record or {}), **unwritten}
         return record
@@ -242,22 +237,6 @@ class Store:
     def is_own_message(self, message_id: str) -> bool:
         record = self.message_record(message_id)
         return bool(record and record.get("own"))
-
-    def _write_index(self, message_id: str, record: dict[str, Any], *,
-                     synced: bool = True) -> None:
-        path = _index_path(self.index_dir, message_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            old = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            old = {}
-        merged = {**old, **{k: v for k, v in record.items() if v is not None}}
-        if merged != old:
-            if synced:
-                write_atomic(path, json.dumps(merged).encode("utf-8"))
-            else:
-                write_unsynced(path, json.dumps(merged).encode("utf-8"))
-            crash_point("index-written")
 
     # ------------------------------------------------------------ commits
 
@@ -339,7 +318,8 @@ class Store:
                      index: Iterator[tuple[str, dict[str, Any]]],
                      next_incident_id: int) -> None:
         """Bulk-write a history (imports, benchmarks) in the store's own layout: closed
-        incidents to their files, live ones to the hot file, index records as given.
+        incidents to their files, live ones to the hot file, index records as given
+        (appended to their buckets, each bucket opened once per 64 MB of records).
 
         Files are written plainly and made durable by one sync at the end instead of an
         fsync each: for filling an empty store, never while mailbot runs on it."""
@@ -355,14 +335,8 @@ class Store:
                 else:
                     self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
             self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
-            made: set[Path] = set()
-            for message_id, record in index:
-                path = _index_path(self.index_dir, message_id)
-                if path.parent not in made:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(path.parent)
-                path.write_text(json.dumps(record), "utf-8")
-        os.sync()
+            self.message_index.load(index)
+        sync_filesystem(self.dir)
 
     def _note_closed(self, incident: Incident) -> None:
         closed_at = incident.closed_at or incident.updated_at or dt.datetime.now(dt.timezone.utc)
@@ -405,11 +379,15 @@ class Store:
 
     def write_index_records(self, index: dict[str, dict[str, Any]], *,
                             synced: bool = True) -> None:
-        """Write index records; `synced=False` leaves the fsync to a later
-        `sync_filesystem`, which must run before `finish` lets the journal entry go."""
-        for message_id, record in index.items():
-            self._write_index(message_id, record, synced=synced)
-            with self.lock:
+        """Write index records (appended to their buckets, each bucket opened once).
+
+        `synced=False` (the pipeline's group): no fsync; a later `sync_filesystem` must
+        run before `finish` lets the journal entry go. `synced=True` (recovery, scheduled
+        jobs): the touched buckets are fsync'd, and records that would change nothing are
+        left out, so replaying a journal entry after a crash adds no lines."""
+        self.message_index.put_many(index, sync=synced, skip_unchanged=synced)
+        with self.lock:
+            for message_id in index:
                 self._unwritten.pop(message_id, None)
 
     def finish(self, key: str) -> None:
