@@ -52,6 +52,7 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 _SANE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 _FLOWED_QUOTE = re.compile(r">+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -112,7 +113,7 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str], what: str
 
 def _unsurrogate(value: str) -> str:
     """compat32 keeps raw 8-bit header bytes as surrogates; read them as UTF-8 (RFC 6532)."""
-    if not any("\udc80" <= c <= "\udcff" for c in value):
+    if not _SURROGATE.search(value):
         return value
     data = value.encode("ascii", "surrogateescape")
     try:
@@ -394,6 +395,7 @@ def read_mime(raw: bytes) -> MimeMail:
         except Exception:
             msg = None
         _read_headers(out, msg, raw)
+        _stdlib_fill(out)
         out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
         return out
 
@@ -417,6 +419,7 @@ def read_mime(raw: bytes) -> MimeMail:
         _stdlib_defects(msg, out.defects)
     elif not _read_with_mailparser(out, msg):
         _stdlib_defects(msg, out.defects)  # (on success it has read them already)
+    _stdlib_fill(out)  # only where mail-parser found nothing
     return out
 
 
@@ -454,15 +457,23 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes) 
         out.envelope_sender = one_line(addr)
     out.in_reply_to = message_ids(first.get("in-reply-to", ""))
     out.references = message_ids(" ".join(v for n, v in out.headers if n == "references"))
-    # Fallbacks for when mail-parser cannot help; overwritten by its better reading.
-    out.from_name, out.from_address = _stdlib_address(first.get("from", ""))
-    out.to = _stdlib_addresses(first.get("to", ""))
-    out.cc = _stdlib_addresses(first.get("cc", ""))
-    try:
-        date = email.utils.parsedate_to_datetime(first.get("date", ""))
-        out.date = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
-    except Exception:
-        out.date = None
+
+
+def _stdlib_fill(out: MimeMail) -> None:
+    """The stdlib's reading of what mail-parser could not read (or was not asked to)."""
+    first: dict[str, str] = {}
+    for name, value in out.headers:
+        first.setdefault(name, value)
+    if not out.from_address:
+        out.from_name, out.from_address = _stdlib_address(first.get("from", ""))
+    out.to = out.to or _stdlib_addresses(first.get("to", ""))
+    out.cc = out.cc or _stdlib_addresses(first.get("cc", ""))
+    if out.date is None:
+        try:
+            date = email.utils.parsedate_to_datetime(first.get("date", ""))
+            out.date = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
+        except Exception:
+            out.date = None
 
 
 def _stdlib_address(value: str) -> tuple[str, str]:
