@@ -205,6 +205,9 @@ class Outbox:
         self._lock = threading.Lock()
         # name -> ((inode, mtime), next try) of mail waiting for a retry
         self._due: dict[str, tuple[tuple[int, int], dt.datetime]] = {}
+        # queue file name -> ((inode, mtime), record, mail) of mail this process queued
+        # and has not tried yet: delivering it needs no read, parse or sent-marker check.
+        self._fresh: dict[str, tuple[tuple[int, int], dict, OutgoingMail]] = {}
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
@@ -231,6 +234,8 @@ class Outbox:
         record = {"mail": mail.to_dict(), "attempts": 0,
                   "next_try": self.clock.now().isoformat(), "last_error": ""}
         (write_atomic if synced else write_unsynced)(path, json.dumps(record).encode("utf-8"))
+        st = path.stat()
+        self._fresh[path.name] = ((st.st_ino, st.st_mtime_ns), record, mail)
         crash_point("enqueued")
         self.wake.set()
         return True
@@ -262,7 +267,12 @@ class Outbox:
         session = getattr(self.relay, "session", None)
         with self._lock, (session() if session else nullcontext()):
             known, self._due = self._due, {}
-            for path in sorted(self.queue.glob("*.json")):
+            listing = sorted(self.queue.glob("*.json"))
+            if len(self._fresh) > 10_000:  # sent by another process meanwhile: forget
+                names = {p.name for p in listing}
+                for name in [n for n in self._fresh if n not in names]:
+                    self._fresh.pop(name, None)
+            for path in listing:
                 try:
                     st = path.stat()
                     stamp = (st.st_ino, st.st_mtime_ns)
@@ -276,7 +286,10 @@ class Outbox:
                         wait = (cached[1] - now).total_seconds()
                         next_in = wait if next_in is None else min(next_in, wait)
                         continue
-                    record = json.loads(path.read_text("utf-8"))
+                    fresh = self._fresh.pop(path.name, None)
+                    if fresh is not None and fresh[0] != stamp:
+                        fresh = None  # rewritten since (by `outbox resend`, say): read it
+                    record = fresh[1] if fresh else json.loads(path.read_text("utf-8"))
                 except FileNotFoundError:
                     continue
                 due = dt.datetime.fromisoformat(record["next_try"])
@@ -285,8 +298,9 @@ class Outbox:
                     wait = (due - now).total_seconds()
                     next_in = wait if next_in is None else min(next_in, wait)
                     continue
-                mail = OutgoingMail.from_dict(record["mail"])
-                if self.is_sent(mail.name):
+                mail = fresh[2] if fresh else OutgoingMail.from_dict(record["mail"])
+                # Queued by this process after it checked the markers: cannot be sent yet.
+                if not fresh and self.is_sent(mail.name):
                     # A crash between the sent-marker and the queue file's removal: the
                     # relay has it already; sending again would repeat it (found by
                     # tests/reliability/test_chaos.py, crash point marker-written).

@@ -120,3 +120,45 @@ def test_waiting_mail_is_not_reread_each_pass_but_an_outside_rewrite_is_seen(tmp
         assert len(sink.wait_count(1)) == 1
     finally:
         sink.stop()
+
+
+def test_fresh_mail_is_sent_from_memory_unless_its_file_was_rewritten(tmp_path, monkeypatch):
+    import json
+    import os
+
+    import mailbot.outbox as outbox_module
+    from mailbot.models import OutgoingMail
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, mail: OutgoingMail) -> None:
+            self.sent.append(mail.message)
+
+    clock = FakeClock(dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc))
+    relay = Recorder()
+    outbox = Outbox(tmp_path / "outbox", relay, clock)
+    mail = lambda name, body: OutgoingMail(  # noqa: E731
+        name, "mailbot@example.com", ("a@example.com",), b"Subject: t\r\n\r\n" + body)
+    outbox.enqueue(mail("f1", b"one\r\n"))
+    outbox.enqueue(mail("f2", b"two\r\n"))
+    # f2's file is replaced behind this process's back (another process's resend, say):
+    # the bytes on disk win over the copy in memory.
+    path = tmp_path / "outbox" / "queue" / "f2.json"
+    record = json.loads(path.read_text())
+    record["mail"]["message"] = "Subject: t\r\n\r\nrewritten\r\n"
+    path.write_text(json.dumps(record))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    reads = []
+    real_loads = json.loads
+    monkeypatch.setattr(outbox_module.json, "loads",
+                        lambda text, *a, **k: reads.append(1) or real_loads(text, *a, **k))
+    assert outbox.deliver_due()[0] == 2
+    assert relay.sent == [b"Subject: t\r\n\r\none\r\n", b"Subject: t\r\n\r\nrewritten\r\n"]
+    assert len(reads) == 1  # only f2 was read from disk
+    # A new process has nothing in memory: it reads the queue (and checks the markers).
+    outbox.enqueue(mail("f3", b"three\r\n"))
+    again = Outbox(tmp_path / "outbox", relay, clock)
+    assert again.deliver_due()[0] == 1 and relay.sent[-1].endswith(b"three\r\n")
+    assert outbox.deliver_due()[0] == 0  # gone from the queue: the memory copy is unused
