@@ -52,6 +52,9 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Templates are read once per process (restart to pick up an edit): otherwise
+        # every render stats each template it uses to see whether it changed.
+        auto_reload=False,
     )
     env.filters["when"] = _format_when
     env.filters["ago"] = _format_ago

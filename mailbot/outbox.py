@@ -15,6 +15,7 @@ under the mail's own name, so that too happens once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -86,10 +87,11 @@ class SmtpRelay:
         c = self.config
         if c.tls == "implicit":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                c.smtp_host, c.smtp_port, timeout=c.timeout,
+                c.smtp_host, c.smtp_port, timeout=c.timeout, local_hostname=_local_hostname(),
                 context=ssl.create_default_context())
         else:
-            smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout)
+            smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout,
+                                local_hostname=_local_hostname())
         try:
             if c.tls == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
@@ -164,6 +166,12 @@ def relay_for(config: OutboundConfig, sent_maildir: Path) -> Relay:
     if config.smtp_host:
         return SmtpRelay(config)
     return MaildirRelay(sent_maildir)
+
+
+@functools.lru_cache(maxsize=1)
+def _local_hostname() -> str:
+    """The EHLO name: smtplib looks it up (socket.getfqdn, DNS) on every connection."""
+    return socket.getfqdn()
 
 
 def _alive(pid: int) -> bool:

@@ -76,6 +76,7 @@ class Pipeline:
         self.experts_for = experts_for or (lambda services: [])
         self.on_change = on_change
         self.archive_dir = config.storage.archive_dir
+        self._archive_folders: set[Path] = set()  # made already (a mkdir per message less)
         # Held while one message (or one scheduled job) reads and commits incidents, so
         # the worker and the scheduler never interleave a read-modify-write.
         self.lock = threading.RLock()
@@ -203,10 +204,13 @@ class Pipeline:
         """Link the raw message into the monthly archive; returns the folder, whose
         directory the caller syncs once for the whole group."""
         folder = self.archive_dir / received.strftime("%Y-%m")
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / name
-        if not target.exists():
-            os.link(path, target)  # same bytes, no copy; the spool entry goes later
+        if folder not in self._archive_folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._archive_folders.add(folder)
+        try:
+            os.link(path, folder / name)  # same bytes, no copy; the spool entry goes later
+        except FileExistsError:
+            pass  # linked before a crash
         return folder
 
     def _log(self, plan: Plan) -> None:

@@ -19,8 +19,9 @@ import threading
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.durable import (fsync_dir, move_durably, remove_durably, sync_filesystem,
-                             unique_suffix, write_atomic, write_synced)
+from mailbot.durable import (fsync_dir, move_durably, read_whole, remove_durably,
+                             sync_filesystem, unique_suffix, write_atomic, write_new,
+                             write_synced)
 from mailbot.faults import crash_point
 from mailbot.models import SpooledMail
 
@@ -87,7 +88,7 @@ class Spool:
             name = self._name(source)
             tmp_path = self.tmp / name
             try:
-                tmp_path.write_bytes(raw)
+                write_new(tmp_path, raw)
                 os.rename(tmp_path, self.new / name)
             except BaseException:
                 tmp_path.unlink(missing_ok=True)
@@ -103,7 +104,7 @@ class Spool:
 
     def read(self, name: str) -> SpooledMail:
         path = self.new / name
-        raw = path.read_bytes()
+        raw = read_whole(path)
         stamp, _, rest = name.partition(".")
         received = dt.datetime.fromtimestamp(int(stamp) / 1e9, dt.timezone.utc)
         source = rest.rsplit(".", 1)[-1]
