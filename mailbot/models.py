@@ -9,7 +9,7 @@ No stage passes raw dicts, TinyDB documents or mail-parser objects to the next o
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field, fields as dc_fields
+from dataclasses import dataclass, field, fields as dc_fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -347,10 +347,11 @@ class OutgoingMail:
     kind: str = ""  # the template it came from, for logs
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["message"] = self.message.decode("utf-8", "surrogateescape")
-        d["recipients"] = list(self.recipients)
-        return d
+        # By hand: dataclasses.asdict deep-copies every field (a copy of the whole message).
+        return {"name": self.name, "mail_from": self.mail_from,
+                "recipients": list(self.recipients),
+                "message": self.message.decode("utf-8", "surrogateescape"),
+                "message_id": self.message_id, "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "OutgoingMail":

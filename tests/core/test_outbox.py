@@ -162,3 +162,15 @@ def test_fresh_mail_is_sent_from_memory_unless_its_file_was_rewritten(tmp_path, 
     again = Outbox(tmp_path / "outbox", relay, clock)
     assert again.deliver_due()[0] == 1 and relay.sent[-1].endswith(b"three\r\n")
     assert outbox.deliver_due()[0] == 0  # gone from the queue: the memory copy is unused
+
+
+def test_a_queued_mail_keeps_every_field_through_its_file_form():
+    from dataclasses import fields
+
+    from mailbot.models import OutgoingMail
+
+    mail = OutgoingMail("n.ack.0", "bot@example.com", ("a@example.com", "b@example.com"),
+                        b"Subject: x\r\n\r\n\xff\xfe raw 8-bit\r\n", "id@example.com", "ack")
+    record = mail.to_dict()
+    assert set(record) == {f.name for f in fields(OutgoingMail)}
+    assert OutgoingMail.from_dict(record) == mail
