@@ -145,7 +145,10 @@ def fresh_messages(n: int, run: int) -> list[bytes]:
 
 
 def per_message_ms(root: Path, run: int, n: int) -> float:
-    """spool.put + process_pending + deliver_due (Maildir) for FRESH messages, in-process."""
+    """spool.put_many + process_pending + deliver_due (Maildir) for FRESH messages,
+    in-process. put_many spools them with one sync: a put each (two fsyncs) made the
+    figure mostly the disk's fsync latency, which does not depend on the history and on
+    this VM varied 2x from run to run (after building a store, say)."""
     from mailbot.config import load_config
     from mailbot.runtime import build_runtime
 
@@ -154,8 +157,7 @@ def per_message_ms(root: Path, run: int, n: int) -> float:
     rt = build_runtime(load_config(root / "mailbot.toml"))
     try:
         t0 = time.perf_counter()
-        for raw in messages:
-            rt.spool.put(raw, "pipe")
+        rt.spool.put_many(messages, "pipe")
         rt.pipeline.process_pending()
         rt.outbox.deliver_due()
         elapsed = time.perf_counter() - t0
