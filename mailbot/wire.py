@@ -10,9 +10,9 @@ serialising an EmailMessage cost ~0.9 ms per reply (its header registry re-parse
 value we set, and `policy.default` folds them again), more than all of mailbot's other
 per-message work together. What it did for us is small and fixed, and is done here:
 
-- unstructured text (Subject): ASCII is folded at blanks to 78 characters; anything else
-  becomes a run of base64 encoded words (RFC 2047 section 4.1, each at most 75 characters,
-  split between characters, never inside one);
+- unstructured text (Subject): folded at blanks to 78 characters; ASCII words are written
+  as they are and each run of other words becomes base64 encoded words (RFC 2047 section
+  4.1, each at most 75 characters, split between characters, never inside one);
 - mailboxes: `email.utils.formataddr` for an ASCII name (quoted when it holds specials),
   encoded words of at most 75 characters for any other;
 - message ids: only `<id>` with printable ASCII and no blanks or brackets is written;
@@ -79,12 +79,30 @@ def _b_word(data: bytes) -> str:
 
 
 def text_header(name: str, value: str) -> str:
-    """An unstructured header field (RFC 5322 3.2.5, RFC 2047) from a one-line value."""
+    """An unstructured header field (RFC 5322 3.2.5, RFC 2047) from a one-line value.
+
+    ASCII words stay as they are (a filter or a person reading the raw mail still sees
+    `[INC-7] Declared:`); each run of words with other characters becomes encoded words.
+    Decoders drop the blanks between two encoded words, so the blanks inside a run travel
+    inside its words, and the single blank between a run and a plain word is kept."""
     if value.isascii():
         return _fold_words(name, value.split(" ")) if value else f"{name}: "
-    # Encoded words separated by folding white space: decoders drop that white space,
-    # so the blanks of the text travel inside the words.
-    return _fold_words(name, _encoded_words(value))
+    words = value.split(" ")
+    if "" in words:  # leading, trailing or doubled blanks: keep them exactly, all encoded
+        return _fold_words(name, _encoded_words(value))
+    out: list[str] = []
+    run: list[str] = []
+    for word in words:
+        if word.isascii():
+            if run:
+                out.extend(_encoded_words(" ".join(run)))
+                run = []
+            out.append(word)
+        else:
+            run.append(word)
+    if run:
+        out.extend(_encoded_words(" ".join(run)))
+    return _fold_words(name, out)
 
 
 def mailbox(name: str, address: str) -> str:

@@ -186,3 +186,13 @@ def test_a_long_non_ascii_name_is_folded_into_short_encoded_words():
     raw = (field + "\r\n\r\n").encode()
     assert raw.isascii()
     assert display_name(raw) == name.strip()
+
+
+def test_ascii_words_of_a_non_ascii_subject_stay_readable():
+    value = "[INC-7] Declared: Zahlungen — schlagen fehl für alle (SEV2, investigating)"
+    field = wire.text_header("Subject", value)
+    assert field.startswith("Subject: [INC-7] Declared: Zahlungen =?utf-8?b?")
+    assert "(SEV2, investigating)" in field.replace("\r\n ", " ")
+    assert str(parse((field + "\r\n\r\n").encode())["subject"]) == value
+    assert str(email.header.make_header(email.header.decode_header(
+        email.message_from_bytes((field + "\r\n\r\n").encode())["Subject"]))) == value
