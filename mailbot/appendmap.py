@@ -46,7 +46,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mailbot.durable import fsync_dir
+from mailbot.durable import fsync_dir, read_whole, write_all
 from mailbot.faults import crash_point
 
 BUCKET_DIGITS = 3  # 16**3 = 4096 buckets
@@ -92,9 +92,6 @@ class AppendMap:
         """The merged record of `key`, or None if it has none."""
         data = _read_all(self._path(self.bucket_of(key)))
         return _lookup(data, key, _encode_key(key)) if data else None
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
 
     def items(self) -> Iterable[tuple[str, dict[str, Any]]]:
         """Every key with its merged record (reads every bucket; for checks and tools)."""
@@ -182,9 +179,7 @@ def _append(path: str | Path, payload: bytes | bytearray, *, sync: bool) -> bool
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         new = sync and os.fstat(fd).st_size == 0
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, payload)
         if sync:
             os.fsync(fd)
     finally:
@@ -193,20 +188,11 @@ def _append(path: str | Path, payload: bytes | bytearray, *, sync: bool) -> bool
 
 
 def _read_all(path: str | Path) -> bytes:
+    """A bucket's bytes; b"" for a bucket not created yet."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return read_whole(path)
     except FileNotFoundError:
         return b""
-    try:
-        # Ask for more than the size seen: an append may land meanwhile. A short read
-        # of a regular file is its end.
-        want = os.fstat(fd).st_size + 4096
-        chunks = [os.read(fd, want)]
-        while len(chunks[-1]) == want:
-            chunks.append(os.read(fd, want))
-    finally:
-        os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _lookup(data: bytes, key: str, needle: bytes) -> dict[str, Any] | None:

@@ -42,11 +42,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_synced(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd` and fsync it."""
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """Write all of `data` to `fd` (os.write may write less than it is given)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` and fsync it."""
+    write_all(fd, data)
     os.fsync(fd)
 
 
@@ -70,22 +75,22 @@ def write_new(path: Path | str, data: bytes) -> None:
     buffered `open()` adds an isatty ioctl, an lseek and a buffer per file."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
 
 def read_whole(path: Path | str) -> bytes:
-    """All of `path`'s bytes (os calls only, see `write_new`)."""
+    """All of `path`'s bytes (os calls only, see `write_new`), also while another
+    process or thread appends to it."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        chunks = [os.read(fd, size + 1)]
-        while len(chunks[-1]) > size:  # it grew meanwhile (a short read is the end)
-            chunks.append(os.read(fd, 1 << 20))
-            size = len(chunks[-1]) - 1
+        # Ask for more than the size seen: an append may land meanwhile. A short read
+        # of a regular file is its end.
+        want = os.fstat(fd).st_size + 4096
+        chunks = [os.read(fd, want)]
+        while len(chunks[-1]) == want:
+            chunks.append(os.read(fd, want))
     finally:
         os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
