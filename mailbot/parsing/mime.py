@@ -394,12 +394,11 @@ def read_mime(raw: bytes) -> MimeMail:
             msg = BytesHeaderParser().parsebytes(_split_raw(raw)[0] + b"\n\n")
         except Exception:
             msg = None
-        _read_headers(out, msg, raw)
-        _stdlib_fill(out)
+        _stdlib_fill(out, _read_headers(out, msg, raw))
         out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
         return out
 
-    _read_headers(out, msg, raw)
+    first = _read_headers(out, msg, raw)
     out.content_type = msg.get_content_type()
 
     texts: list[str] = []
@@ -419,7 +418,7 @@ def read_mime(raw: bytes) -> MimeMail:
         _stdlib_defects(msg, out.defects)
     elif not _read_with_mailparser(out, msg):
         _stdlib_defects(msg, out.defects)  # (on success it has read them already)
-    _stdlib_fill(out)  # only where mail-parser found nothing
+    _stdlib_fill(out, first)  # only where mail-parser found nothing
     return out
 
 
@@ -434,10 +433,12 @@ def _stdlib_defects(msg: email.message.Message, defects: list[str]) -> None:
                          if isinstance(c, email.message.Message))
 
 
-def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes) -> None:
+def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
+                  ) -> dict[str, str]:
+    """Headers, subject, ids and key into `out`; returns each header's first value."""
     if msg is None:
         out.key = digest_key(raw, None)
-        return
+        return {}
     for name, value in msg.raw_items():
         try:
             # No CR/LF/NUL survives: values may be copied into outgoing headers.
@@ -445,7 +446,7 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes) 
         except Exception:
             decoded = ""
         out.headers.append((name.lower().strip(), decoded))
-    first = {}
+    first: dict[str, str] = {}
     for name, value in out.headers:
         first.setdefault(name, value)
     out.subject = one_line(first.get("subject", ""))
@@ -457,13 +458,12 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes) 
         out.envelope_sender = one_line(addr)
     out.in_reply_to = message_ids(first.get("in-reply-to", ""))
     out.references = message_ids(" ".join(v for n, v in out.headers if n == "references"))
+    return first
 
 
-def _stdlib_fill(out: MimeMail) -> None:
-    """The stdlib's reading of what mail-parser could not read (or was not asked to)."""
-    first: dict[str, str] = {}
-    for name, value in out.headers:
-        first.setdefault(name, value)
+def _stdlib_fill(out: MimeMail, first: dict[str, str]) -> None:
+    """The stdlib's reading of what mail-parser could not read (or was not asked to);
+    `first`: the first value of each decoded header, as `_read_headers` returned it."""
     if not out.from_address:
         out.from_name, out.from_address = _stdlib_address(first.get("from", ""))
     out.to = out.to or _stdlib_addresses(first.get("to", ""))
