@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONFIG = Path("config/mailbot.toml")
@@ -234,10 +234,15 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+$")
 
 
 def _check_keys(section: str, table: dict[str, Any]) -> None:
-    known = _KNOWN[section]
+    reject_unknown_keys(table, f"[{section}]" if section else "top level", _KNOWN[section])
+
+
+def reject_unknown_keys(table: Mapping[str, Any], where: str, known: Iterable[str]) -> None:
+    """ConfigError naming the first key of `table` not in `known` (a typo must not be
+    silently ignored); `where` says which table, as the error shows it."""
+    known = set(known)
     for key in table:
         if key not in known:
-            where = f"[{section}]" if section else "top level"
             raise ConfigError(
                 f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})"
             )

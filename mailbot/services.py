@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
-from mailbot.config import ConfigError, read_toml
+from mailbot.config import ConfigError, read_toml, reject_unknown_keys
 
 _SERVICE_KEYS = {"description", "experts", "escalation", "depends_on", "aliases", "runbook"}
 _EXPERT_KEYS = {"name", "address", "role"}
@@ -191,10 +191,7 @@ def _build(raw: Mapping[str, Any]) -> list[Service]:
     services = []
     for key, body in table.items():
         where = f"[services.{key}]"
-        for k in body:
-            if k not in _SERVICE_KEYS:
-                raise ConfigError(f"unknown key {k!r} in {where} "
-                                  f"(known: {', '.join(sorted(_SERVICE_KEYS))})")
+        reject_unknown_keys(body, where, _SERVICE_KEYS)
         description = _string(body, where, "description").strip()
         if not description:
             raise ConfigError(f"{where} description is required")
@@ -230,10 +227,7 @@ def _experts(body: Mapping[str, Any], where: str) -> tuple[Expert, ...]:
     experts = []
     for n, item in enumerate(items, start=1):
         at = f"{where} expert {n}"
-        for k in item:
-            if k not in _EXPERT_KEYS:
-                raise ConfigError(f"unknown key {k!r} in {at} "
-                                  f"(known: {', '.join(sorted(_EXPERT_KEYS))})")
+        reject_unknown_keys(item, at, _EXPERT_KEYS)
         address = _string(item, at, "address").strip()
         if not address:
             raise ConfigError(f"{at}: address is required")
