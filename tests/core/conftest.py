@@ -2,14 +2,7 @@ import pytest
 
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import SmtpSink, free_port, load
-
-
-@pytest.fixture
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
+from tests.core.support import free_port, load
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
-"""Fixtures shared with the core tests: the SMTP sink (the relay) and in-process daemons."""
+"""Fixtures shared with the core tests: in-process daemons. (The SMTP sink, the relay,
+comes from tests/conftest.py.)"""
 
-from tests.core.conftest import daemon, make_daemon, sink  # noqa: F401 - pytest fixtures
+from tests.core.conftest import daemon, make_daemon  # noqa: F401 - pytest fixtures

@@ -6,14 +6,7 @@ import pytest
 
 from mailbot.clock import FakeClock
 
-from .support import Bot, SmtpSink, load, utc, write_config
-
-
-@pytest.fixture
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
+from .support import Bot, load, utc, write_config
 
 
 @pytest.fixture
