@@ -128,6 +128,10 @@ class StorageConfig:
     def sent_maildir(self) -> Path:
         return self.dir / "outbox-sent"
 
+    @property
+    def template_cache_dir(self) -> Path:
+        return self.dir / "cache" / "templates"
+
 
 @dataclass(frozen=True)
 class PolicyConfig:

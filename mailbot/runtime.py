@@ -54,7 +54,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
         retry_initial=config.outbound.retry_initial_seconds,
         retry_max=config.outbound.retry_max_seconds,
     )
-    env = make_environment(config.templates_dir)
+    env = make_environment(config.templates_dir, storage.template_cache_dir)
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
     directory = load_services(config.services_file)
     pipeline = Pipeline(config, store, spool, outbox, composer, clock,
