@@ -3,6 +3,7 @@ parallel clients, and reply latency at a steady offered load. Replies go to the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -31,18 +32,25 @@ def ingest(items, sink: Sink, run: int, *, wrap: list[str] | None = None) -> dic
         path.write_bytes(item.raw)
         files.append(str(path))
     sink.reset()
-    t0 = time.monotonic()
-    proc = subprocess.run([*(wrap or []), *MAILBOT, "ingest", "--config", str(config),
-                           *files], capture_output=True, text=True, cwd=REPO)
-    exited = time.monotonic()
-    if proc.returncode != 0:
-        raise RuntimeError(f"mailbot ingest exited {proc.returncode}: {proc.stderr[-500:]}")
+    err = root / "ingest.log"
+    with open(err, "wb") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([*(wrap or []), *MAILBOT, "ingest", "--config", str(config),
+                                 *files], stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        exited = time.monotonic()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = err.read_text("utf-8", "replace")[-500:]
+        raise RuntimeError(f"mailbot ingest exited {code}: {tail}")
     last = sink.wait_replies([i.message_id for i in items], timeout=120)
     elapsed = max(last, exited) - t0
     problem = _check_clean(root)
     if problem:
         raise RuntimeError(problem)
-    return {"seconds": elapsed, "rate": len(items) / elapsed}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": elapsed, "rate": len(items) / elapsed,
+            "cpu_ms": 1000 * cpu / len(items)}
 
 
 def serve(items, sink: Sink, run: int, clients: int = 4, *, profiler=None) -> dict:

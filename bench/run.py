@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus  # noqa: E402
+import floor  # noqa: E402
 import flows  # noqa: E402
 import peer  # noqa: E402
 import profiles  # noqa: E402
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         ingest_rate = median([r["rate"] for r in res]) if res else None
         if res:
             table.add("ingest: msg/s (1 process, 1,000 files, replies at the sink)",
-                      f"{ingest_rate:.0f} msg/s ({median([r['seconds'] for r in res]):.2f} s)",
-                      str(runs))
+                      f"{ingest_rate:.0f} msg/s ({median([r['seconds'] for r in res]):.2f} s,"
+                      f" {median([r['cpu_ms'] for r in res]):.2f} ms CPU/msg)", str(runs))
         log("throughput: mailbot serve, 4 SMTP clients ...")
         res = attempt(table, "serve, 1,000 msgs", lambda: [
             flows.serve(items, sink, r) for r in range(runs)])
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{median([r['accept_rate'] for r in res]):.0f} msg/s", str(runs))
 
         # ---------------------------------------------------------- 2. the peer
+        peer_rate = None
         if args.no_peer:
             table.add("Roundup mailgw", "skipped (--no-peer)")
         else:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     return [peer.run_once(template, items, r) for r in range(runs)]
                 res = attempt(table, "Roundup mailgw", run_peer)
                 if res:
-                    rate = median([r["rate"] for r in res])
+                    rate = peer_rate = median([r["rate"] for r in res])
                     table.add(f"Roundup {peer.version()} mailgw (sqlite, mbox): msg/s",
                               f"{rate:.0f} msg/s ({median([r['seconds'] for r in res]):.1f} s,"
                               f" peak RSS {median([r['rss_mb'] for r in res]):.0f} MB, "
@@ -144,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{ratio:.1f}x", str(runs),
                                   f">= {TARGETS['ingest_vs_peer']:.0f}x",
                                   verdict(ratio >= TARGETS["ingest_vs_peer"]))
+
+        # ------------------------------------------- 2b. the libraries' floor
+        log("floor: the design card's libraries alone, same corpus and sink ...")
+        res = attempt(table, "floor", lambda: [floor.run_once(items, sink)
+                                               for _ in range(runs)])
+        if res:
+            rate = median([r["rate"] for r in res])
+            vs = f", {rate / peer_rate:.1f}x Roundup" if peer_rate else ""
+            table.add("floor: parse + render + upsert + sendmail only (bench/floor.py)",
+                      f"{rate:.0f} msg/s ({median([r['cpu_ms'] for r in res]):.2f} ms "
+                      f"CPU/msg{vs})", str(runs))
 
         # ---------------------------------------------------------- 3. latency
         log(f"latency: 50 msg/s over SMTP for {latency_s:.0f} s ...")
