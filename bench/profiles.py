@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from harness import OUT, PYTHON
+from harness import PYTHON
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
 

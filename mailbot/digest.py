@@ -212,7 +212,7 @@ def collect_digest(rt: "Runtime", now: dt.datetime, *, save: bool = True) -> Dig
     """The digest as of `now`, from the store."""
     closed = sync_closed(rt.store, now, save=save)
     return build_digest(rt.config, now, rt.store.live_incidents(), closed,
-                        rt.pipeline.experts_for)
+                        rt.planner.experts_for)
 
 
 def compose_digest(rt: "Runtime", view: DigestView, key: str) -> OutgoingMail:

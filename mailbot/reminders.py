@@ -115,7 +115,7 @@ def review_start(config: Config, incident: Incident) -> dt.datetime | None:
 
 def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
     """The pipeline's hourly per-address cap applies to scheduled mail too."""
-    kept, notes = rt.pipeline.cap_outgoing([mail], now)
+    kept, notes = rt.planner.cap_outgoing([mail], now)
     for note in notes:
         log.warning("%s", note)
     return bool(kept)
@@ -128,7 +128,7 @@ def _compose_about(rt: "Runtime", incident: Incident, template: str, key: str,
     return rt.composer.compose(
         template, name=mail_name(key, template), in_reply_to=root,
         references=[root] if root else [], auto_submitted="auto-generated",
-        **rt.pipeline.mail_context(incident), **variables)
+        **rt.planner.mail_context(incident), **variables)
 
 
 def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
@@ -240,7 +240,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
 
 def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
     tmpl = rt.composer.env.get_template("mail/reminder_postmortem.invite.txt")
-    return tmpl.render(**rt.pipeline.mail_context(incident), start=start).strip()
+    return tmpl.render(**rt.planner.mail_context(incident), start=start).strip()
 
 
 # ---------------------------------------------------------------- iCalendar (RFC 5545)

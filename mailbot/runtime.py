@@ -15,6 +15,7 @@ from mailbot.config import Config
 from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
+from mailbot.planning import Planner
 from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
 from mailbot.store import Store
@@ -28,6 +29,7 @@ class Runtime:
     spool: Spool
     outbox: Outbox
     composer: Composer
+    planner: Planner
     pipeline: Pipeline
     lock: WriterLock
     directory: ServiceDirectory
@@ -57,8 +59,9 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     env = make_environment(config.templates_dir, storage.template_cache_dir)
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
     directory = load_services(config.services_file)
-    pipeline = Pipeline(config, store, spool, outbox, composer, clock,
-                        experts_for=lambda services: directory.experts_for(list(services)))
+    planner = Planner(config, store, composer,
+                      experts_for=lambda services: directory.experts_for(list(services)))
+    pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
-                   composer=composer, pipeline=pipeline, directory=directory,
+                   composer=composer, planner=planner, pipeline=pipeline, directory=directory,
                    lock=WriterLock(Path(storage.dir) / "mailbot.lock"))

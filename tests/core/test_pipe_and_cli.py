@@ -68,14 +68,14 @@ def test_ingest_when_spool_cannot_be_written_asks_mta_to_retry(tmp_path):
 def test_a_message_that_breaks_processing_goes_to_failed_and_can_be_rerun(tmp_path):
     config = load(tmp_path, smtp_port=free_port())
     rt = build_runtime(config)
-    original = rt.pipeline.evaluate
+    original = rt.planner.evaluate
 
     def explode(mail, received):
         if "explode" in mail.subject:
             raise ValueError("boom in processing")
         return original(mail, received)
 
-    rt.pipeline.evaluate = explode  # fault injection inside our own code, not a boundary
+    rt.planner.evaluate = explode  # fault injection inside our own code, not a boundary
     rt.spool.put(message("[DECLARE] explode", DECLARATION_BODY, message_id="e1@x"), "pipe")
     rt.spool.put(message("[DECLARE] fine", DECLARATION_BODY, message_id="e2@x"), "pipe")
     rt.pipeline.process_pending()

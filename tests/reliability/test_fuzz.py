@@ -60,7 +60,7 @@ class Harness:
         for value in (parsed.subject, parsed.from_address, parsed.message_id, parsed.key,
                       parsed.tags.title, *parsed.in_reply_to, *parsed.references):
             assert not UNSAFE.search(value), f"control character in {value!r}"
-        plan = self.rt.pipeline.evaluate(parsed, NOW)
+        plan = self.rt.planner.evaluate(parsed, NOW)
         for mail in plan.outgoing:
             self.mails += 1
             head = mail.message.split(b"\r\n\r\n", 1)[0]
