@@ -3,13 +3,11 @@ parallel clients, and reply latency at a steady offered load. Replies go to the 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
 from harness import (MAILBOT, REPO, OrderGate, Serve, Sink, free_port, fresh_dir,
-                     percentile, send_all, write_config)
+                     percentile, run_measured, send_all, write_config)
 
 
 def _check_clean(root: Path) -> str:
@@ -31,25 +29,17 @@ def ingest(items, sink: Sink, run: int, *, wrap: list[str] | None = None) -> dic
         path.write_bytes(item.raw)
         files.append(str(path))
     sink.reset()
-    err = root / "ingest.log"
-    with open(err, "wb") as log:
-        t0 = time.monotonic()
-        proc = subprocess.Popen([*(wrap or []), *MAILBOT, "ingest", "--config", str(config),
-                                 *files], stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
-        exited = time.monotonic()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = err.read_text("utf-8", "replace")[-500:]
-        raise RuntimeError(f"mailbot ingest exited {code}: {tail}")
+    child = run_measured([*(wrap or []), *MAILBOT, "ingest", "--config", str(config), *files],
+                         root / "ingest.log", cwd=REPO)
+    if child.code != 0:
+        raise RuntimeError(f"mailbot ingest exited {child.code}: {child.log_tail()}")
     last = sink.wait_replies([i.message_id for i in items], timeout=120)
-    elapsed = max(last, exited) - t0
+    elapsed = max(last, child.exited) - child.started
     problem = _check_clean(root)
     if problem:
         raise RuntimeError(problem)
-    cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": elapsed, "rate": len(items) / elapsed,
-            "cpu_ms": 1000 * cpu / len(items)}
+            "cpu_ms": 1000 * child.cpu_s / len(items)}
 
 
 def serve(items, sink: Sink, run: int, clients: int = 4, *, profiler=None) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -137,6 +138,36 @@ level = "WARNING"
     path = root / "mailbot.toml"
     path.write_text(text)
     return path
+
+
+@dataclass
+class Measured:
+    """One finished child process: exit code, monotonic start and exit, its rusage."""
+
+    code: int
+    started: float
+    exited: float
+    usage: resource.struct_rusage
+    log: Path
+
+    @property
+    def cpu_s(self) -> float:
+        return self.usage.ru_utime + self.usage.ru_stime
+
+    def log_tail(self, n: int = 500) -> str:
+        return self.log.read_text("utf-8", "replace")[-n:] if self.log.exists() else ""
+
+
+def run_measured(argv: list[str], log: Path, *, cwd: Path | None = None) -> Measured:
+    """Run `argv` to its end with stderr to the file `log` (a pipe left unread can fill
+    and stall the child), timed, with its own CPU and peak RSS from `wait4`."""
+    with open(log, "wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        exited = time.monotonic()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(proc.returncode, started, exited, usage, log)
 
 
 def fresh_dir(name: str) -> Path:

@@ -9,15 +9,13 @@ each timed run; the timed part is one `roundup-mailgw TRACKER mailbox FILE` call
 from __future__ import annotations
 
 import configparser
-import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from corpus import SENDERS, to_mbox
-from harness import OUT
+from harness import OUT, run_measured
 
 VENV = OUT / "roundup-venv"
 BIN = VENV / "bin"
@@ -89,20 +87,16 @@ def run_once(template: Path, items, run: int) -> dict:
     shutil.copytree(template, tracker)
     mbox = template.parent / f"corpus{run}.mbox"
     mbox.write_bytes(to_mbox(items))
-    t0 = time.monotonic()
-    proc = subprocess.Popen([str(BIN / "roundup-mailgw"), str(tracker), "mailbox", str(mbox)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"roundup-mailgw exited {proc.returncode}: {err[-300:]}")
+    child = run_measured([str(BIN / "roundup-mailgw"), str(tracker), "mailbox", str(mbox)],
+                         template.parent / f"mailgw{run}.log")
+    if child.code != 0:
+        raise RuntimeError(f"roundup-mailgw exited {child.code}: {child.log_tail(300)}")
+    elapsed = child.exited - child.started
     out = tracker / "nosy-mail.txt"
     text = out.read_bytes() if out.exists() else b""
     mails = text.count(b"\nSubject: ") + text.startswith(b"Subject: ")
     issues = subprocess.run([str(BIN / "roundup-admin"), "-i", str(tracker), "list", "issue"],
                             capture_output=True, text=True).stdout.count("\n")
     shutil.rmtree(tracker, ignore_errors=True)
-    return {"seconds": elapsed, "rate": len(items) / elapsed, "rss_mb": usage.ru_maxrss / 1024,
-            "mails": mails, "issues": issues}
+    return {"seconds": elapsed, "rate": len(items) / elapsed,
+            "rss_mb": child.usage.ru_maxrss / 1024, "mails": mails, "issues": issues}
