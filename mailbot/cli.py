@@ -294,17 +294,25 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
 # ---------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(after_command: bool) -> argparse.ArgumentParser:
+    """--config, -v and --debug, accepted before and after the command. After it, they
+    have no default: a subparser's default would overwrite the value given before the
+    command (`mailbot --config X incidents` used to read config/mailbot.toml)."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH",
+    common.add_argument("--config", metavar="PATH", **unset,
                         help="configuration file (default: $MAILBOT_CONFIG, else "
                              "config/mailbot.toml)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging", **unset)
+    common.add_argument("--debug", action="store_true", help="show tracebacks", **unset)
+    return common
 
-    parser = argparse.ArgumentParser(prog="mailbot", parents=[common],
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailbot", parents=[_common_options(False)],
                                      description="An incident mailing-list daemon.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common_options(True)
 
     def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)

@@ -113,3 +113,23 @@ def test_check_config_finds_a_broken_template(tmp_path):
     cfg = write_config(tmp_path, smtp_port=free_port(), extra=f'[templates]\ndir = "{tmp_path / "tpl"}"\n')
     out = run("check-config", "--config", str(cfg))
     assert out.returncode == 78 and b"mail/ack.txt line 1" in out.stderr
+
+
+def test_config_before_or_after_the_command_is_the_one_used(tmp_path):
+    # From the repository, whose config/mailbot.toml is the default: the option must win
+    # wherever it is written (before the command it used to be dropped silently).
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    eml = tmp_path / "d.eml"
+    eml.write_bytes(message("[DECLARE] config placement", DECLARATION_BODY, message_id="cp1@x"))
+    assert run("--config", str(cfg), "ingest", str(eml)).returncode == 0
+    assert (tmp_path / "var" / "db" / "hot.json").exists()
+    before = run("--config", str(cfg), "incidents", "--json")
+    after = run("incidents", "--json", "--config", str(cfg))
+    assert before.returncode == after.returncode == 0, before.stderr
+    titles = [[i["title"] for i in json.loads(out.stdout)] for out in (before, after)]
+    assert titles == [["config placement"], ["config placement"]]
+    checked = run("--config", str(cfg), "check-config")
+    assert checked.returncode == 0 and str(cfg).encode() in checked.stdout
+    # After the command, it still overrides the one before it.
+    missing = run("--config", str(cfg), "incidents", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 78 and b"nope.toml" in missing.stderr
