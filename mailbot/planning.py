@@ -59,11 +59,17 @@ class Planner:
     def facts_for(self, mail: ParsedMail) -> Facts:
         incident_id = mail.tags.incident_id
         via_thread = False
+        thread_incident = None
+        # The thread is looked up when the subject names no incident, and for every
+        # declaration: whether it replies in an incident's thread decides what it is.
+        if incident_id is None or mail.tags.declare:
+            thread_incident = self.store.incident_for_thread(mail.thread_ids)
         if incident_id is None:
-            incident_id = self.store.incident_for_thread(mail.thread_ids)
+            incident_id = thread_incident
             via_thread = incident_id is not None
         incident = self.store.get(incident_id) if incident_id is not None else None
         return Facts(incident=incident, incident_id=incident_id, via_thread=via_thread,
+                     in_incident_thread=thread_incident is not None,
                      own_message=self.store.is_own_message(mail.message_id))
 
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:

@@ -24,6 +24,8 @@ class Facts:
     incident: Incident | None = None  # the incident the mail is about, if it exists
     incident_id: int | None = None  # the id it refers to (tag or thread), even if unknown
     via_thread: bool = False  # the id came from In-Reply-To/References, not the subject
+    in_incident_thread: bool = False  # it replies in an incident's thread (known when the
+    # subject names no incident, or carries [DECLARE])
     own_message: bool = False  # its Message-ID is one mailbot generated
 
 

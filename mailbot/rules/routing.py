@@ -16,9 +16,10 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
     tags = mail.tags
     if tags.status:
         return Decision("status", reason="status request", incident_id=facts.incident_id)
-    # A reply in a declaration's thread that kept "[DECLARE]" in its subject is about
-    # that incident, not a new one.
-    if tags.declare and facts.incident_id is None:
+    # A [DECLARE] always opens a new incident, even when its subject names another one
+    # ("[DECLARE] Checkout down again, like [INC-1]"). Only a reply in an incident's
+    # thread that kept the tag ("Re: [DECLARE] Checkout down") is about that incident.
+    if tags.declare and not facts.in_incident_thread:
         return Decision("declare", reason="declaration")
     if facts.incident_id is None:
         if tags.postmortem:

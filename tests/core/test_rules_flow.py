@@ -37,6 +37,28 @@ def test_reply_keeping_declare_in_subject_updates_not_redeclares(daemon, sink):
     assert [i.id for i in daemon.rt.store.live_incidents()] == [1]
 
 
+def test_declaration_naming_another_incident_opens_a_new_one(daemon, sink):
+    declare(daemon, sink)
+    # Not a reply: the tag of an earlier incident is only mentioned.
+    send(daemon.port, message("[DECLARE] Checkout down again, like [INC-1]",
+                              DECLARATION_BODY, message_id="d2@x"))
+    got = sink.wait_count(2)[-1]
+    assert "[INC-2]" in got.message["Subject"] and got.rcpt_tos == ["incidents@example.com"]
+    assert [i.id for i in daemon.rt.store.live_incidents()] == [1, 2]
+    assert [e.kind for e in daemon.rt.store.get(1).timeline] == ["declared"]
+    # Naming an incident that does not exist is no reason to refuse a declaration.
+    send(daemon.port, message("[DECLARE] [INC-99] Search down", DECLARATION_BODY,
+                              message_id="d3@x"))
+    got = sink.wait_count(3)[-1]
+    assert "[INC-3]" in got.message["Subject"]
+    # In the thread of INC-1, both tags: a follow-up of INC-1, no fourth incident.
+    send(daemon.port, message("Re: [INC-1] [DECLARE] Checkout down", UPDATE,
+                              message_id="u3@x", headers={"In-Reply-To": "<d@x>"}))
+    sink.wait_count(4)
+    assert [i.id for i in daemon.rt.store.live_incidents()] == [1, 2, 3]
+    assert daemon.rt.store.get(1).phase == "mitigating"
+
+
 def test_auto_reply_bounce_and_echo_get_nothing(daemon, sink):
     ack = declare(daemon, sink)
     ooo = message("Re: [INC-1] Automatic reply: out of office", UPDATE, message_id="a1@x",
