@@ -103,17 +103,45 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
     if not rt.lock.acquire():
         logging.getLogger("mailbot.ingest").info(
-            "spooled %d message(s); the running daemon (pid %s) will process them",
-            len(names), rt.lock.holder() or "?")
+            "spooled %d message(s); the process holding the writer lock (pid %s) will "
+            "process them", len(names), rt.lock.holder() or "?")
         return Exit.OK
     try:
         _process_and_deliver(rt)
     except OSError as exc:
         # Spooled durably already: the next run or the daemon will finish the work.
         logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
-    finally:
         rt.lock.release()
+        return Exit.OK
+    rt.lock.release()
+    _process_left_behind(rt)
     return Exit.OK
+
+
+def _process_left_behind(rt) -> None:
+    """After letting go of the writer lock: process what was spooled while it was held.
+
+    A `mailbot ingest` that finds the lock taken spools its message and leaves it to the
+    holder. `serve` rescans its spool every second, but a one-shot holder (another
+    `ingest`, `retry`, `digest --send`) has already looked, so it looks again here, after
+    letting go: a message spooled before that is seen now, one spooled after it finds
+    the lock free. Stops when the spool is empty or another process holds the lock (and
+    so will do the same when it lets go)."""
+    seen: list[str] = []
+    while True:
+        waiting = rt.spool.pending()
+        if not waiting or waiting == seen:  # nothing left, or nothing it could do
+            return
+        seen = waiting
+        if not rt.lock.acquire():
+            return
+        try:
+            _process_and_deliver(rt)
+        except OSError as exc:
+            logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+            return
+        finally:
+            rt.lock.release()
 
 
 def _process_and_deliver(rt) -> None:
@@ -212,6 +240,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
             rt.outbox.deliver_due()
         finally:
             rt.lock.release()
+        _process_left_behind(rt)
     return Exit.OK
 
 
@@ -272,7 +301,11 @@ def cmd_digest(args: argparse.Namespace, config: Config) -> int:
         from mailbot.digest import run_digest_command
     except ImportError:
         raise CommandError("the digest is not available in this build", Exit.SOFTWARE)
-    return run_digest_command(_runtime(config), send=args.send)
+    rt = _runtime(config)
+    code = run_digest_command(rt, send=args.send)
+    if args.send:
+        _process_left_behind(rt)  # it held the writer lock while it sent
+    return code
 
 
 def cmd_publish(args: argparse.Namespace, config: Config) -> int:

@@ -133,3 +133,64 @@ def test_config_before_or_after_the_command_is_the_one_used(tmp_path):
     # After the command, it still overrides the one before it.
     missing = run("--config", str(cfg), "incidents", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 78 and b"nope.toml" in missing.stderr
+
+
+class _GatedRelay:
+    """A real SMTP relay that holds its answer to each DATA until `gate` is set, so a
+    `mailbot ingest` can be kept holding the writer lock after it took its spool listing."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.gate = threading.Event()
+        self.cond = threading.Condition()
+        self.data: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        import asyncio
+
+        with self.cond:
+            self.data.append(envelope.content)
+            self.cond.notify_all()
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 60)
+        return "250 OK"
+
+    def wait(self, n: int, timeout: float = 60) -> list[bytes]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.data) >= n, timeout), self.data
+            return list(self.data)
+
+
+def test_mail_spooled_while_another_ingest_holds_the_lock_is_processed(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    relay = _GatedRelay()
+    controller = Controller(relay, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        cfg = write_config(tmp_path, smtp_port=free_port(), relay_port=controller.port)
+        first, second = tmp_path / "a.eml", tmp_path / "b.eml"
+        first.write_bytes(message("[DECLARE] first", DECLARATION_BODY, message_id="lk1@x"))
+        second.write_bytes(message("[DECLARE] second", DECLARATION_BODY, message_id="lk2@x"))
+        holder = subprocess.Popen([sys.executable, "-m", "mailbot", "ingest", str(first),
+                                   "--config", str(cfg)], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # Its ack is at the relay: it has processed its listing and still holds the lock.
+            assert b"[INC-1]" in relay.wait(1)[0]
+            late = run("ingest", str(second), "--config", str(cfg))
+            assert late.returncode == 0, late.stderr
+            assert b"writer lock" in late.stderr  # left to the holder, and says so
+            relay.gate.set()
+            out, err = holder.communicate(timeout=120)
+        finally:
+            relay.gate.set()
+            if holder.poll() is None:
+                holder.kill()
+        assert holder.returncode == 0, err
+        acks = relay.wait(2)
+        assert any(b"[INC-2]" in a and b"second" in a for a in acks), acks
+        spool_new = tmp_path / "var" / "spool" / "new"
+        assert [p.name for p in spool_new.iterdir() if not p.name.startswith(".")] == []
+    finally:
+        controller.stop()
