@@ -53,6 +53,10 @@ _PEOPLE = {"commander", "postmortem_owner"}
 _KEY_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,39}")
 _LEAD = re.compile(r"[ \t*•+·–—◦▪-]{0,12}(?:[0-9]{1,2}[.)][ \t]+)?[ \t*•+·◦▪-]{0,4}")
 _EMPHASIS = " \t*_`"
+# HTML emphasis typed into a plain-text mail ("<b>Commander:</b> alice@example.com"):
+# around the key, and closing tags left at the start of the value.
+_INLINE_TAG = re.compile(r"</?(?:b|strong|i|em|u)>", re.IGNORECASE)
+_LEADING_TAGS = re.compile(r"(?:[ \t]*</?(?:b|strong|i|em|u)>)+", re.IGNORECASE)
 _PLACEHOLDERS = {"", "?", "??", "-", "--", "tbd", "tba", "n/a", "na", "none", "nobody",
                  "unknown", "...", "…"}
 _SELF = {"me", "myself", "i", "me.", "i am", "i'm"}
@@ -94,6 +98,10 @@ def split_field_line(line: str, lang: Language) -> tuple[str, str, str] | None:
         key_raw, value = text[:dash_key[0]], text[dash_key[0] + dash_key[1]:]
     else:
         key_raw, value = text[:colon], text[colon + 1:]
+    if "<" in key_raw:
+        key_raw = _INLINE_TAG.sub("", key_raw)
+    if value.lstrip().startswith("<"):
+        value = _LEADING_TAGS.sub("", value, count=1)
     key_written = key_raw.strip(_EMPHASIS)
     if not _KEY_TEXT.fullmatch(key_written):
         return None

@@ -122,6 +122,9 @@ def test_roles_continue_after_trailing_comma():
     "* Severity: SEV1", "• Severity: SEV1", "1. Severity: SEV1", "*Severity:* SEV1",
     "**Severity**: SEV1", "**Severity:** **SEV1**", "__Severity__: SEV1", "Severity : SEV1",
     "  Severity:   SEV1  ", "Severity - SEV1", "Severity：SEV1", "`Severity`: `SEV1`",
+    # HTML typed into a plain-text mail
+    "<b>Severity:</b> SEV1", "<b>Severity</b>: SEV1", "- <strong>Severity:</strong> SEV1",
+    "<B>Severity:</B> <b>SEV1</b>", "<em>Severity</em> - SEV1",
 ])
 def test_decoration_is_ignored(line):
     assert fields_of(f"Hi all,\n\n{line}\n\nMore soon.\n").severity == "SEV1"
@@ -133,6 +136,14 @@ def test_html_bold_keys():
             "<p><b>Commander:</b> <a href=\"mailto:alice@example.com\">alice@example.com</a></p>")
     f = fields_of(body, "text/html")
     assert (f.severity, f.phase, f.commander) == ("SEV2", "mitigating", "alice@example.com")
+
+
+def test_html_bold_key_in_plain_text_mail():
+    f = fields_of("Taking over.\n<b>Commander:</b> alice@example.com\n<b>Phase:</b> "
+                  "mitigating\n")
+    assert (f.commander, f.phase) == ("alice@example.com", "mitigating")
+    # Other markup is not a key: no field is invented from it.
+    assert fields_of("<div>Severity: SEV1</div>\n").severity is None
 
 
 def test_prose_with_colons_is_not_a_field():
