@@ -165,6 +165,17 @@ def test_status_request_answers_sender_only(daemon, sink):
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]
     assert "INC-1" in got.message.get_content()
+    assert got.message["Subject"] == "Status: 1 open incident"
+    # A resolved incident is listed, but not counted as open.
+    declare(daemon, sink, mid="d2@x", subject="[DECLARE] Search down")
+    send(daemon.port, message("Re: [INC-2] x", UPDATE.replace("mitigating", "resolved"),
+                              message_id="r2@x"))
+    sink.wait_count(4)
+    send(daemon.port, message("[STATUS]", "", sender="bob@example.com", message_id="q2@x"),
+         mail_from="bob@example.com")
+    got = sink.wait_count(5)[-1]
+    assert got.message["Subject"] == "Status: 1 open incident, 1 resolved"
+    assert "INC-2" in got.message.get_content()
 
 
 def test_hourly_cap_stops_a_runaway_conversation(make_daemon, sink):
