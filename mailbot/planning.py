@@ -50,11 +50,15 @@ class Planner:
         composer: Composer,
         *,
         experts_for: Callable[[Iterable[str]], list[Any]] | None = None,
+        unknown_services: Callable[[Iterable[str]], list[str]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.composer = composer
         self.experts_for = experts_for or (lambda services: [])
+        # Named services the directory does not know (a typo, a service not yet listed):
+        # said in the mail, so nobody waits for experts who will not be named.
+        self.unknown_services = unknown_services or (lambda services: [])
 
     def facts_for(self, mail: ParsedMail) -> Facts:
         incident_id = mail.tags.incident_id
@@ -102,6 +106,7 @@ class Planner:
             "list_address": self.config.list.address,
             "tz": self.config.schedule.tz,
             "experts": self.experts_for(incident.services) if incident else [],
+            "unknown_services": self.unknown_services(incident.services) if incident else [],
         }
 
     def _reply(self, plan: Plan, template: str, to: list[str], incident: Incident | None,

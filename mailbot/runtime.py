@@ -60,7 +60,8 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
     directory = load_services(config.services_file)
     planner = Planner(config, store, composer,
-                      experts_for=lambda services: directory.experts_for(list(services)))
+                      experts_for=lambda services: directory.experts_for(list(services)),
+                      unknown_services=lambda services: directory.unknown(list(services)))
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
                    composer=composer, planner=planner, pipeline=pipeline, directory=directory,
