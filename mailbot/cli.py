@@ -163,6 +163,31 @@ def _process_and_deliver(rt) -> None:
     rt.outbox.deliver_due()
 
 
+def cmd_tick(args: argparse.Namespace, config: Config) -> int:
+    """What `serve` does on its own, once: for setups without it (mail fed by `ingest`),
+    run every minute by systemd/mailbot-tick.timer or cron."""
+    from mailbot.scheduler import build_scheduler
+
+    _setup_logging(config.log_level, args.verbose)
+    log = logging.getLogger("mailbot.tick")
+    rt = _runtime(config)
+    if not rt.lock.acquire():
+        log.info("pid %s holds the writer lock (serve runs all this itself); nothing done",
+                 rt.lock.holder() or "?")
+        return Exit.OK
+    try:
+        rt.pipeline.recover()
+        rt.pipeline.process_pending()  # anything an interrupted ingest left in the spool
+        ran = build_scheduler(rt).run_due()  # the digest, reminders: each slot once
+        delivered, _ = rt.outbox.deliver_due()  # theirs, and retries that are due
+    finally:
+        rt.lock.release()
+    _process_left_behind(rt)
+    log.info("ran %s; delivered %d mail(s); %d waiting in the outbox",
+             ", ".join(ran) or "nothing due", delivered, len(rt.outbox.queued()))
+    return Exit.OK
+
+
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from mailbot.check import explain
 
@@ -368,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send", action="store_true")
     p = add("publish", cmd_publish, "write the static HTML site")
     p.add_argument("--out", metavar="DIR")
+    add("tick", cmd_tick, "once: process the spool, send what is due (digest, reminders), "
+                          "retry queued mail; for setups without serve")
     add("check-config", cmd_check_config, "validate the configuration")
     add("failed", cmd_failed, "list messages whose processing failed")
     p = add("retry", cmd_retry, "put failed messages back in the spool and process them")
