@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from mailbot.config import Config
@@ -13,13 +14,16 @@ if TYPE_CHECKING:
 # Vacation responders that predate RFC 3834 mark themselves with these instead.
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
 _BOUNCE_LOCALPARTS = ("mailer-daemon", "postmaster")
+_COMMENT = re.compile(r"\([^()]*\)")
 
 
 def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
                 decision: Decision | None) -> Decision | None:
     """Ignore (and never apply) automatic mail, bounces and echoes of our own mail."""
     auto = (mail.header("auto-submitted") or "").strip().lower()
-    if auto and auto.split(";")[0].strip() != "no":
+    # RFC 3834 5.1: the keyword, then optional parameters (";") and comments ("(...)"):
+    # "No (manual)" is a person.
+    if auto and _COMMENT.sub(" ", auto).split(";")[0].strip() != "no":
         return Decision("ignore", reason=f"auto-submitted ({auto})")
     if any(mail.header(h) for h in _AUTOREPLY_HEADERS):
         return Decision("ignore", reason="auto-reply header")
