@@ -224,6 +224,9 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
             continue
         if not value.strip(_EMPHASIS):
             continue  # an empty key from a pasted template: not stated
+        blank = value.strip(_EMPHASIS + ".").lower()
+        if blank in _PLACEHOLDERS and not (field == "customer_impact" and blank in _NO):
+            continue  # "?", "TBD", "n/a": a blank someone left, not a value to store
         result: object
         if field == "severity":
             result = parse_severity(value, lang)
@@ -238,6 +241,8 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
         elif field == "services":
             names: list[str] = []
             for item in _items(value):
+                if item.strip(_EMPHASIS + ".").lower() in _PLACEHOLDERS:
+                    continue
                 if item.lower() not in (x.lower() for x in names):
                     names.append(item)
             result = tuple(names) if names else None

@@ -146,6 +146,20 @@ def test_html_bold_key_in_plain_text_mail():
     assert fields_of("<div>Severity: SEV1</div>\n").severity is None
 
 
+@pytest.mark.parametrize("blank", ["?", "TBD", "n/a", "N/A", "-", "unknown", "tba."])
+def test_placeholders_are_not_values(blank):
+    f = fields_of(f"Summary: {blank}\nImpact: {blank}\nChannel: {blank}\n"
+                  f"Services: {blank}\nSeverity: {blank}\nPhase: {blank}\n")
+    assert (f.summary, f.impact, f.channel, f.services, f.severity, f.phase) == (
+        None, None, None, None, None, None)
+    assert f.invalid == ()
+
+
+def test_placeholder_items_are_dropped_from_lists_and_none_is_no_impact():
+    f = fields_of("Services: db, TBD, api\nCustomer-Impact: none\n")
+    assert f.services == ("db", "api") and f.customer_impact is False
+
+
 def test_prose_with_colons_is_not_a_field():
     f = fields_of("The status: well, we don't know yet.\nNote: severity unclear\n")
     assert f.lines == () and f.phase is None and f.severity is None
