@@ -33,6 +33,11 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
                         incident_id=facts.incident_id,
                         details={"problem": "unknown-incident"})
     if tags.postmortem:
+        if facts.incident.status == "open":
+            # An accepted postmortem closes the incident: not while it is still going on.
+            return Decision("reject", reason="postmortem for an incident not yet resolved",
+                            incident_id=facts.incident_id,
+                            details={"problem": "postmortem-before-resolved"})
         return Decision("postmortem", reason="postmortem submission",
                         incident_id=facts.incident_id)
     return Decision("update", reason="follow-up", incident_id=facts.incident_id)

@@ -235,3 +235,19 @@ def test_an_accepted_postmortem_closes_the_incident_and_tells_the_list(make_bot)
     # Closed: no more postmortem reminders.
     bot.tick(utc(2026, 3, 28, 12, 0))
     assert all(m.kind != "reminder_postmortem" for m in bot.sink.unread())
+
+
+def test_a_postmortem_for_an_incident_still_open_is_refused_and_changes_nothing(make_bot):
+    bot = make_bot(digest_time="23:30")
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    bot.sink.take(1)
+    bot.clock.set(utc(2026, 3, 23, 10, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
+    [reply] = bot.sink.take(1)
+    assert reply.kind == "rejection" and reply.rcpt_tos == ["bob@example.com"]
+    assert "INC-1 is still open" in reply.text and '"Phase: resolved"' in reply.text
+    incident = bot.incident(1)
+    assert incident.status == "open" and incident.postmortem is None
+    assert incident.resolved_at is None and incident.rejected_count == 1
