@@ -165,6 +165,7 @@ class Planner:
         prefix = self.config.list.incident_prefix
         variables = {
             "problem": d.details.get("problem", ""),
+            "looks_like_postmortem": bool(d.details.get("looks_like_postmortem")),
             "missing": d.missing,
             "invalid": d.invalid,
             "labels": dict(SIX_ITEMS),

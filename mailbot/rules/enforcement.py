@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailbot.config import Config
 from mailbot.models import Decision, ParsedMail
+from mailbot.rules.postmortem import split_sections
 
 if TYPE_CHECKING:
     from mailbot.rules import Facts
@@ -48,7 +49,12 @@ def enforce(mail: ParsedMail, facts: "Facts", config: Config,
             parts.append("missing " + ", ".join(missing))
         if invalid:
             parts.append("invalid " + ", ".join(i.field for i in invalid))
+        details: dict[str, object] = {"problem": "incomplete-follow-up"}
+        if facts.incident is not None and facts.incident.status == "resolved" and \
+                len(split_sections(mail.new_text)) >= 3:
+            # A reply to the postmortem reminder that is the postmortem, sent without
+            # the [POSTMORTEM] tag: say so, instead of only asking for severity & co.
+            details["looks_like_postmortem"] = True
         return Decision("reject", reason="; ".join(parts), incident_id=decision.incident_id,
-                        missing=missing, invalid=invalid,
-                        details={"problem": "incomplete-follow-up"})
+                        missing=missing, invalid=invalid, details=details)
     return None

@@ -97,8 +97,8 @@ def digest_of(bot, sink):
 def check_text(mail, n: int) -> None:
     text = mail.text
     assert text.startswith("Incident digest for 2026-03-24, as of 2026-03-24 09:00 CET.")
-    assert text.rstrip().endswith("Reply with Severity:, Phase: and Commander: lines to update "
-                                  "the incident.")
+    assert text.rstrip().endswith("To update an incident, reply in its thread (or put [INC-n] "
+                                  "in the subject) with\nSeverity:, Phase: and Commander: lines.")
     assert "SEV4: Low: a temporary internal outage" in text
     for i in range(1, n + 1):
         assert f"\n  INC-{i}  " in text

@@ -251,3 +251,21 @@ def test_a_postmortem_for_an_incident_still_open_is_refused_and_changes_nothing(
     incident = bot.incident(1)
     assert incident.status == "open" and incident.postmortem is None
     assert incident.resolved_at is None and incident.rejected_count == 1
+
+
+def test_a_postmortem_sent_as_a_reply_without_the_tag_is_pointed_at_the_tag(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("Re: [INC-1] Postmortem due: Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
+    [reply] = bot.sink.take(1)
+    assert reply.kind == "rejection" and reply.rcpt_tos == ["bob@example.com"]
+    assert "This looks like the postmortem for INC-1" in reply.text
+    assert "[POSTMORTEM] [INC-1] Checkout failing" in reply.text
+    assert bot.incident(1).status == "resolved"
+    # An ordinary incomplete follow-up gets no such hint.
+    bot.receive(message("Re: [INC-1] Checkout failing", "Still looking at it.",
+                        sender="bob@example.com"))
+    [plain] = bot.sink.take(1)
+    assert plain.kind == "rejection" and "looks like the postmortem" not in plain.text
