@@ -122,11 +122,16 @@ class Composer:
     """Builds OutgoingMail from templates with the headers every mailbot mail carries."""
 
     def __init__(self, env: jinja2.Environment, bot_address: str, bot_name: str,
-                 common: dict[str, Any] | None = None) -> None:
+                 common: dict[str, Any] | None = None, *, list_address: str = "") -> None:
         self.env = env
         self.bot_address = bot_address
         self.bot_name = bot_name
         self.domain = bot_address.rsplit("@", 1)[-1]
+        # Two mailbots whose bot addresses share a domain (one per list) must not write
+        # the same Message-ID for the same day's digest, or for the acks of one message
+        # cross-posted to both lists: a client keeps only one of two equal ids.
+        instance = f"{bot_address.lower()} {list_address.lower()}"
+        self._instance = hashlib.sha1(instance.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         self.common = dict(common or {})
         self._html: frozenset[str] | None = None
 
@@ -141,7 +146,7 @@ class Composer:
 
     def message_id_for(self, name: str) -> str:
         """A deterministic Message-ID, so a re-run after a crash makes the same mail."""
-        return f"mailbot.{name}@{self.domain}"
+        return f"mailbot.{name}.{self._instance}@{self.domain}"
 
     def compose(
         self,

@@ -57,7 +57,8 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
         retry_max=config.outbound.retry_max_seconds,
     )
     env = make_environment(config.templates_dir, storage.template_cache_dir)
-    composer = Composer(env, config.list.bot_address, f"{config.list.name} bot")
+    composer = Composer(env, config.list.bot_address, f"{config.list.name} bot",
+                        list_address=config.list.address)
     directory = load_services(config.services_file)
     planner = Planner(config, store, composer,
                       experts_for=lambda services: directory.experts_for(list(services)),

@@ -196,3 +196,16 @@ def test_ascii_words_of_a_non_ascii_subject_stay_readable():
     assert str(parse((field + "\r\n\r\n").encode())["subject"]) == value
     assert str(email.header.make_header(email.header.decode_header(
         email.message_from_bytes((field + "\r\n\r\n").encode())["Subject"]))) == value
+
+
+def test_message_ids_are_stable_per_instance_and_differ_between_lists():
+    env = make_environment(Path(__file__).resolve().parents[2] / "templates")
+    ops = Composer(env, "mailbot@example.com", "ops", list_address="ops@example.com")
+    ops_again = Composer(env, "mailbot@example.com", "ops", list_address="ops@example.com")
+    db = Composer(env, "mailbot@example.com", "db", list_address="db-incidents@example.com")
+    name = "c6e9179c9de9a6760ffd.digest.0"
+    # The same mail after a crash and restart: the same id, so it is never sent as new.
+    assert ops.message_id_for(name) == ops_again.message_id_for(name)
+    # Two lists whose bots share a domain: a reader on both keeps both digests.
+    assert ops.message_id_for(name) != db.message_id_for(name)
+    assert ops.message_id_for(name).endswith("@example.com")
