@@ -318,6 +318,10 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
             raise CommandError(f"template {name} line {exc.lineno}: {exc.message}",
                                Exit.CONFIG) from None
     print(f"{config.path}: OK")
+    if not config.services_file.exists():
+        # Allowed (an empty directory), but most likely a wrong path: say so.
+        print(f"note: {config.services_file} does not exist: no experts will be listed "
+              "in acknowledgements, digests or on the site")
     return Exit.OK
 
 

@@ -252,7 +252,8 @@ def reject_unknown_keys(table: Mapping[str, Any], where: str, known: Iterable[st
             )
 
 
-def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any,
+         *, minimum: int | None = None) -> Any:
     if key not in table:
         return default
     value = table[key]
@@ -262,6 +263,8 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
         names = kind if isinstance(kind, tuple) else (kind,)
         wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in names)
         raise ConfigError(f"[{section}] {key} must be {wanted}, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"[{section}] {key} must be at least {minimum}, not {value!r}")
     return value
 
 
@@ -340,7 +343,8 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         port=_port("ingress.smtp", "port", _get(t, "ingress.smtp", "port", int, 8025)),
         protocol=_choice("ingress.smtp", "protocol",
                          _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
-        max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024),
+        max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
+                              minimum=1),
     )
     if smtp.max_message_size < 1024:
         raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
@@ -374,11 +378,11 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                                      ("flag", "move")),
             processed_flag=_get(t, s, "processed_flag", str, "$MailbotProcessed"),
             move_to=_get(t, s, "move_to", str, "Processed"),
-            poll_interval=_get(t, s, "poll_interval", int, 60),
-            idle_timeout=_get(t, s, "idle_timeout", int, 25 * 60),
+            poll_interval=_get(t, s, "poll_interval", int, 60, minimum=1),
+            idle_timeout=_get(t, s, "idle_timeout", int, 25 * 60, minimum=1),
             start_at=start_at,
-            batch_size=_get(t, s, "batch_size", int, 200),
-            connect_timeout=_get(t, s, "connect_timeout", int, 30),
+            batch_size=_get(t, s, "batch_size", int, 200, minimum=1),
+            connect_timeout=_get(t, s, "connect_timeout", int, 30, minimum=1),
             ca_file=_get(t, s, "ca_file", str, ""),
         )
         if imap.ca_file and not Path(imap.ca_file).is_file():
@@ -401,9 +405,9 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         username=_get(t, "outbound", "username", str, ""),
         password_file=_get(t, "outbound", "password_file", str, ""),
         password_env=_get(t, "outbound", "password_env", str, ""),
-        timeout=_get(t, "outbound", "timeout", int, 30),
-        retry_initial_seconds=_get(t, "outbound", "retry_initial_seconds", int, 30),
-        retry_max_seconds=_get(t, "outbound", "retry_max_seconds", int, 3600),
+        timeout=_get(t, "outbound", "timeout", int, 30, minimum=1),
+        retry_initial_seconds=_get(t, "outbound", "retry_initial_seconds", int, 30, minimum=1),
+        retry_max_seconds=_get(t, "outbound", "retry_max_seconds", int, 3600, minimum=1),
     )
 
     t = raw.get("storage", {})
@@ -427,8 +431,9 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         trusted_authserv_ids=tuple(
             x.lower() for x in _get(t, "policy", "trusted_authserv_ids", list, [])
         ),
-        max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int, 20),
-        max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200),
+        max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int,
+                                           20, minimum=1),
+        max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200, minimum=1),
         accept_direct_to_bot=_get(t, "policy", "accept_direct_to_bot", bool, True),
     )
     if policy.require_dkim and not policy.trusted_authserv_ids:
@@ -453,7 +458,8 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
             built.append(Severity(
                 name=name.upper(),
                 description=_get(item, "severity", "description", str, ""),
-                stale_after_minutes=_get(item, "severity", "stale_after_minutes", int, 60),
+                stale_after_minutes=_get(item, "severity", "stale_after_minutes", int, 60,
+                                         minimum=1),
                 rank=rank,
             ))
         if len({s.name for s in built}) != len(built):
@@ -494,8 +500,9 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
     t = raw.get("postmortem", {})
     _check_keys("postmortem", t)
     postmortem = PostmortemConfig(
-        reminder_days=_get(t, "postmortem", "reminder_days", int, 2),
-        action_item_horizon_days=_get(t, "postmortem", "action_item_horizon_days", int, 7),
+        reminder_days=_get(t, "postmortem", "reminder_days", int, 2, minimum=0),
+        action_item_horizon_days=_get(t, "postmortem", "action_item_horizon_days", int, 7,
+                                      minimum=0),
         leadership=tuple(
             _address("postmortem", "leadership", a)
             for a in _get(t, "postmortem", "leadership", list, [])
@@ -504,7 +511,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
             s.upper() for s in _get(t, "postmortem", "leadership_severities", list,
                                     ["SEV1", "SEV2"])
         ),
-        review_after_days=_get(t, "postmortem", "review_after_days", int, 3),
+        review_after_days=_get(t, "postmortem", "review_after_days", int, 3, minimum=0),
     )
 
     t = raw.get("publish", {})

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mailbot.runtime import build_runtime
 from tests.core.support import DECLARATION_BODY, REPO, free_port, load, message, write_config
 
@@ -99,6 +101,34 @@ def test_bad_config_key_is_one_line(tmp_path):
     out = run("check-config", "--config", str(cfg))
     assert out.returncode == 78
     assert out.stderr.decode().count("\n") == 1 and b"bogus" in out.stderr
+
+
+@pytest.mark.parametrize("old, new, named", [
+    ("max_mail_per_address_per_hour = 1000", "max_mail_per_address_per_hour = 0",
+     "max_mail_per_address_per_hour"),
+    ("retry_initial_seconds = 1", "retry_initial_seconds = -5", "retry_initial_seconds"),
+    ("[services]", "[postmortem]\naction_item_horizon_days = -3\n[services]",
+     "action_item_horizon_days"),
+])
+def test_out_of_range_numbers_are_one_line(tmp_path, old, new, named):
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    text = cfg.read_text()
+    assert old in text
+    cfg.write_text(text.replace(old, new, 1))
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 78, out.stdout
+    assert named.encode() in out.stderr and b"at least" in out.stderr
+    assert out.stderr.decode().count("\n") == 1
+
+
+def test_missing_services_file_is_pointed_out(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port(),
+                       extra=f'[templates]\ndir = "{REPO / "templates"}"\n')
+    text = cfg.read_text().replace(str(REPO / "config" / "services.toml"),
+                                   str(tmp_path / "nope.toml"))
+    cfg.write_text(text)
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 0 and b"nope.toml does not exist" in out.stdout
 
 
 def test_default_config_is_valid():
