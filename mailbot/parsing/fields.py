@@ -126,6 +126,8 @@ def _person(value: str, sender: str) -> str | None:
     value = _MAILTO.sub(unmailto, value).strip()
     if value.lower().startswith("mailto:"):
         value = value[7:]
+    if value.startswith("@") and value.endswith(">") and "<" in value:
+        value = value[1:]  # an @-mention with its address: "@Grace Liu <grace@x>"
     value = _SPACES.sub(" ", value).strip()
     low = value.lower()
     if low in _PLACEHOLDERS or (low.startswith("<") and low.endswith(">") and "@" not in low):

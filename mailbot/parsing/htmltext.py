@@ -53,6 +53,8 @@ class _Converter(HTMLParser):
         self.skip_depth = 0
         self.pre_depth = 0
         self.rest_quoted = False
+        # Open <a> elements: (mailto address, lines so far, pieces of the line so far).
+        self.links: list[tuple[str, int, int]] = []
 
     # -- output ------------------------------------------------------------------------
 
@@ -113,6 +115,10 @@ class _Converter(HTMLParser):
         skips = tag in _SKIP
         if tag in _BLOCK:
             self._soft_break()
+        if tag == "a":
+            href = a.get("href", "").strip()
+            addr = href[7:].split("?", 1)[0].strip() if href.lower().startswith("mailto:") else ""
+            self.links.append((addr, len(self.lines), len(self.current)))
         # A <p> is shown with a gap after it, except Outlook's MsoNormal paragraphs, which
         # have no margin and stand for single lines (it writes empty ones for blank lines).
         gap = tag == "p" and "msonormal" not in classes
@@ -141,6 +147,13 @@ class _Converter(HTMLParser):
             return
         if not self.open_count.get(tag):
             return  # stray end tag: ignore, as browsers do
+        if tag == "a" and self.links:
+            # A mailto link shown as a name (Outlook's "@Grace Liu" mention): keep the
+            # address, which is what a Commander: or role line needs.
+            addr, lines, pieces = self.links.pop()
+            shown = "".join(self.current[pieces:]) if len(self.lines) == lines else ""
+            if "@" in addr and addr.lower() not in shown.lower() and self.skip_depth == 0:
+                self._text(f" <{addr}>")
         if tag in _BLOCK:
             self._soft_break()
         while self.stack:

@@ -138,6 +138,16 @@ def test_html_bold_keys():
     assert (f.severity, f.phase, f.commander) == ("SEV2", "mitigating", "alice@example.com")
 
 
+def test_html_mailto_links_shown_as_names_keep_their_address():
+    body = ('<p>Commander: <a href="mailto:grace@example.com">@Grace Liu</a></p>'
+            '<p>Liaison: <a href="mailto:carol@example.com?subject=x">Carol Jones</a></p>'
+            '<p>Comms: <a href="mailto:bob@example.com">bob@example.com</a></p>')
+    f = fields_of(body, "text/html")
+    assert f.commander == "Grace Liu <grace@example.com>"
+    assert dict(f.roles) == {"liaison": "Carol Jones <carol@example.com>",
+                             "comms": "bob@example.com"}
+
+
 def test_html_bold_key_in_plain_text_mail():
     f = fields_of("Taking over.\n<b>Commander:</b> alice@example.com\n<b>Phase:</b> "
                   "mitigating\n")
