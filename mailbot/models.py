@@ -88,6 +88,9 @@ class Fields:
     postmortem_owner: str | None = None
     invalid: tuple[InvalidField, ...] = ()
     lines: tuple[FieldLine, ...] = ()
+    # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
+    # (the key as written, the field key it is probably meant to be).
+    misspelled: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

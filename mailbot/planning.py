@@ -168,10 +168,16 @@ class Planner:
             "looks_like_postmortem": bool(d.details.get("looks_like_postmortem")),
             "missing": d.missing,
             "invalid": d.invalid,
+            "misspelled": plan.mail.fields.misspelled,
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,
             "original_title": plan.mail.tags.title,
         }
+        if incident is not None and d.details.get("problem") == "incomplete-follow-up":
+            # The block to paste back: the current values with what the message did
+            # state put in, so the sender only adds what is missing.
+            variables["prefill"] = usecases.apply_followup(
+                plan.facts.incident, plan.mail, received)[0]
         context_incident = incident
         self._reply(plan, "rejection", [plan.mail.from_address], context_incident, received,
                     **variables)

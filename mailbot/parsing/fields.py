@@ -22,6 +22,7 @@ acceptable leaves the field None and is listed in `Fields.invalid` with the vali
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Sequence
 
@@ -182,11 +183,16 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
     """Fields stated in the new lines; and the indexes of every line read as a field."""
     read: list[tuple[FieldLine, str]] = []  # (line, internal field name)
     consumed: set[int] = set()
+    misspelled: list[tuple[str, str]] = []
     i, n = 0, len(lines)
     while i < n:
         line = lines[i]
         found = split_field_line(line.text, lang) if line.text.strip() else None
         if found is None:
+            if line.where == NEW and ":" in line.text[:40]:
+                guess = _misspelled_key(line.text, lang)
+                if guess and guess not in misspelled:
+                    misspelled.append(guess)
             i += 1
             continue
         key, field, value = found
@@ -280,4 +286,24 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
         postmortem_owner=state.get("postmortem_owner"),  # type: ignore[arg-type]
         invalid=tuple(invalid.values()) + tuple(role_invalid),
         lines=tuple(fl for fl, _ in read),
+        misspelled=tuple(misspelled),
     ), consumed
+
+
+_KEY_LIKE = re.compile(r"[ \t*•+·–—◦▪-]{0,6}([A-Za-z][A-Za-z_ -]{1,24}?)[ \t*_`]*[:：]")
+
+
+def _misspelled_key(text: str, lang: Language) -> tuple[str, str] | None:
+    """(key as written, the known key it is closest to) for a "Key: value" line whose key
+    is one or two letters away from a field's or a role's ("sevrity", "Comander"), else
+    None: prose with a colon ("Note: ...", "The status: ...") is left alone."""
+    m = _KEY_LIKE.match(text)
+    if m is None:
+        return None
+    written = m.group(1).strip()
+    key = normalise_key(written)
+    if len(key) < 4 or key in _KEY_TO_FIELD or key in lang.roles:
+        return None
+    known = [*_KEY_TO_FIELD, *lang.roles]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+    return (written, close[0].capitalize()) if close else None

@@ -170,6 +170,24 @@ def test_invalid_severity_in_follow_up_lists_valid_levels(daemon, sink):
     assert "SEV9" in body and "SEV1, SEV2, SEV3, SEV4" in body
 
 
+def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x",
+                              "sevrity: sev 1\nPhase: monitoring\nIC: me\n"
+                              "Liaison: carol@example.com\n\nLooks better.",
+                              sender="bob@example.com", message_id="m1@x"),
+         mail_from="bob@example.com")
+    got = sink.wait_count(2)[-1]
+    assert got.rcpt_tos == ["bob@example.com"]
+    body = got.message.get_content().replace("\r\n", "\n")
+    assert '"sevrity:" (did you mean "Severity:"?)' in body
+    # The block to paste back carries what bob did state; only the severity is to add.
+    assert "Severity: SEV2\nPhase: monitoring\nCommander: bob@example.com" in body
+    assert "liaison=carol@example.com" in body
+    incident = daemon.rt.store.get(1)
+    assert incident.phase == "investigating" and incident.rejected_count == 1  # not applied
+
+
 def test_status_request_answers_sender_only(daemon, sink):
     declare(daemon, sink)
     send(daemon.port, message("[STATUS]", "", sender="bob@example.com", message_id="q1@x"),
