@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from email.utils import parseaddr
 
 from mailbot.models import Change, Incident, ParsedMail, Postmortem, TimelineEntry
 from mailbot.rules.enforcement import stated
@@ -103,13 +104,22 @@ def close_with_postmortem(incident: Incident, postmortem: Postmortem,
     return incident
 
 
+def _same_person(old: object, new: object) -> bool:
+    """"Lena Fischer <lena@x>" and "lena@x" are one person: restating someone in another
+    form is not a change."""
+    if not isinstance(old, str) or not isinstance(new, str):
+        return False
+    a, b = parseaddr(old)[1].lower(), parseaddr(new)[1].lower()
+    return "@" in a and a == b
+
+
 def _assign(incident: Incident, values: dict[str, object]) -> tuple[Change, ...]:
     changes = []
     for name, new in values.items():
         if name == "roles":
             merged = dict(incident.roles)
             for role, person in dict(new).items():  # type: ignore[call-overload]
-                if merged.get(role) != person:
+                if merged.get(role) != person and not _same_person(merged.get(role), person):
                     changes.append(Change(f"roles.{role}", merged.get(role), person))
                     merged[role] = person
             incident.roles = merged
@@ -117,6 +127,8 @@ def _assign(incident: Incident, values: dict[str, object]) -> tuple[Change, ...]
         if name == "services":
             new = tuple(new)  # type: ignore[arg-type]
         old = getattr(incident, name)
+        if name in ("commander", "postmortem_owner") and _same_person(old, new):
+            continue
         if old != new:
             changes.append(Change(name, list(old) if isinstance(old, tuple) else old,
                                   list(new) if isinstance(new, tuple) else new))

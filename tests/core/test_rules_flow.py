@@ -179,6 +179,8 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
          mail_from="bob@example.com")
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]
+    # The subject names the incident by its title, not by the reply's "Re: ..." text.
+    assert got.message["Subject"] == "[INC-1] Not applied (missing severity): Checkout down"
     body = got.message.get_content().replace("\r\n", "\n")
     assert '"sevrity:" (did you mean "Severity:"?)' in body
     # The block to paste back carries what bob did state; only the severity is to add.
@@ -186,6 +188,20 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
     assert "liaison=carol@example.com" in body
     incident = daemon.rt.store.get(1)
     assert incident.phase == "investigating" and incident.rejected_count == 1  # not applied
+
+
+def test_what_changed_reads_as_words_and_a_restated_person_is_no_change(daemon, sink):
+    declare(daemon, sink)  # commander alice@example.com
+    send(daemon.port, message(
+        "Re: [INC-1] x", "Severity: SEV2\nPhase: mitigating\n"
+        "Commander: Alice Example <alice@example.com>\nServices: db, api\n"
+        "Customer-Impact: no\n\nRolling back.", message_id="w1@x"))
+    body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
+    changed = body.split("What changed:\n", 1)[1].split("\n\n", 1)[0]
+    assert "  - services: (none) -> db, api" in changed
+    assert "  - customer_impact: (none) -> no" in changed
+    assert "commander" not in changed and "[" not in changed and "False" not in changed
+    assert daemon.rt.store.get(1).commander == "alice@example.com"
 
 
 def test_status_request_answers_sender_only(daemon, sink):
