@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail
-from mailbot.scheduler import DailyAt, Job, Slot
+from mailbot.scheduler import DailyAt, Job, Slot, local_instant
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -103,6 +103,23 @@ class DigestView:
                     or self.postmortems_overdue or self.action_items)
 
 
+REVIEW_TIME = dt.time(14, 0)  # local time proposed for the postmortem review
+
+
+def review_start(config: Config, incident: Incident) -> dt.datetime | None:
+    """The proposed postmortem review, which is also when the postmortem is due:
+    `review_after_days` after resolution, at REVIEW_TIME local, moved to Monday when
+    that is a weekend (the reminder's invitation and the digest's "due by" agree)."""
+    if incident.resolved_at is None:
+        return None
+    tz = config.schedule.tz
+    day = incident.resolved_at.astimezone(tz).date() + dt.timedelta(
+        days=config.postmortem.review_after_days)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return local_instant(day, REVIEW_TIME, tz)
+
+
 def stale_after(config: Config, severity: str | None) -> dt.timedelta:
     """How long an open incident may go without an accepted update.
 
@@ -139,7 +156,7 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
             key = inc.severity if inc.severity and config.severity(inc.severity) else ""
             by_sev.setdefault(key, []).append(row)
         elif inc.status == "resolved" and inc.resolved_at is not None:
-            due_by = inc.resolved_at + dt.timedelta(days=config.postmortem.review_after_days)
+            due_by = review_start(config, inc) or inc.resolved_at
             postmortems.append(PostmortemRow(
                 ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
                 owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,

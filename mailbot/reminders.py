@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
-from mailbot.digest import stale_after
+from mailbot.digest import review_start, stale_after
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
-from mailbot.scheduler import Every, Job, Slot, local_instant
+from mailbot.scheduler import Every, Job, Slot
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP = dt.timedelta(minutes=1)
-REVIEW_TIME = dt.time(14, 0)  # local time proposed for the postmortem review
 REVIEW_LENGTH = dt.timedelta(hours=1)
 
 
@@ -95,19 +94,6 @@ def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int 
         return None  # reminder_days = 0: only the one at resolution
     due = incident.resolved_at + dt.timedelta(days=max(days, 0)) * n
     return n if now >= due else None
-
-
-def review_start(config: Config, incident: Incident) -> dt.datetime | None:
-    """The proposed review: `review_after_days` after resolution, at REVIEW_TIME local,
-    moved to Monday when that is a weekend."""
-    if incident.resolved_at is None:
-        return None
-    tz = config.schedule.tz
-    day = incident.resolved_at.astimezone(tz).date() + dt.timedelta(
-        days=config.postmortem.review_after_days)
-    while day.weekday() >= 5:
-        day += dt.timedelta(days=1)
-    return local_instant(day, REVIEW_TIME, tz)
 
 
 # ---------------------------------------------------------------- committing

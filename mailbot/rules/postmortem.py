@@ -64,10 +64,14 @@ class ReviewedItem:
     due: dt.date | None
     far: bool = False  # due after the horizon: a quarterly-planning candidate
     past: bool = False  # due before the submission day
+    unread_due: str = ""  # what followed "due" when it was no date mailbot reads
 
     @property
     def problems(self) -> tuple[str, ...]:
-        return tuple(p for p, ok in (("owner", self.owner), ("due date", self.due)) if not ok)
+        due = "due date"
+        if self.unread_due:
+            due = f'due date mailbot can read ("{self.unread_due}": write it as YYYY-MM-DD)'
+        return tuple(p for p, ok in (("owner", self.owner), (due, self.due)) if not ok)
 
 
 @dataclass(frozen=True)
@@ -198,14 +202,21 @@ _BARE_EMAIL = re.compile(r"(?P<v>" + _EMAIL + r")")
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
     start=1)}
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY = r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|rsday|urday)?\.?"
 _MON = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATE = (r"(?:\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}"
          r"|\d{1,2}(?:st|nd|rd|th)?\s+" + _MON + r"(?:,?\s+\d{4})?"
          r"|" + _MON + r"\s+\d{1,2}(?:st|nd|rd|th)?(?:,?\s+\d{4})?"
+         r"|\d{1,2}\.\d{1,2}\.\d{4}|\d{1,2}/\d{1,2}/\d{4}"
+         r"|(?:next\s+)?" + _WEEKDAY +
          r"|today|tomorrow|in\s+\d{1,3}\s+(?:days?|weeks?)|next\s+week)")
 _DUE = re.compile(r"(?i)\b(?:due(?:\s+(?:date|by|on))?|deadline|by|until|eta|when)\s*[:=]?\s*"
                   r"(?P<d>" + _DATE + r")\b")
 _BARE_ISO = re.compile(r"\b(?P<d>\d{4}-\d{2}-\d{2})\b")
+# "due ..." followed by something that is no date mailbot reads: named in the reply.
+_DUE_TEXT = re.compile(r"(?i)\b(?:due(?:\s+(?:date|by|on))?|deadline|eta)\s*[:=]\s*"
+                       r"(?P<d>[^\s,;|()\[\]—–][^,;|()\[\]—–]{0,29}?)\s*(?:$|[,;|()\[\]—–]|\s-\s)")
 
 
 def parse_date(text: str, today: dt.date) -> dt.date | None:
@@ -215,6 +226,21 @@ def parse_date(text: str, today: dt.date) -> dt.date | None:
         if re.fullmatch(r"\d{4}[-/]\d{1,2}[-/]\d{1,2}", t):
             y, m, d = (int(x) for x in re.split(r"[-/]", t))
             return dt.date(y, m, d)
+        m = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", t)  # 28.11.2026: day first
+        if m:
+            return dt.date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", t)
+        if m:  # 11/28/2026 or 28/11/2026; 03/04/2026 could be either: not guessed
+            a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            if a > 12 >= b:
+                return dt.date(y, b, a)
+            if b > 12 >= a:
+                return dt.date(y, a, b)
+            return None
+        m = re.fullmatch(r"(?:next\s+)?([a-z]{3})[a-z]*", t)
+        if m and m.group(1) in _WEEKDAYS:  # the next such day after today
+            ahead = (_WEEKDAYS.index(m.group(1)) - today.weekday() - 1) % 7 + 1
+            return today + dt.timedelta(days=ahead)
         if t == "today":
             return today
         if t == "tomorrow":
@@ -269,15 +295,21 @@ def parse_action_item(raw: str, today: dt.date, horizon: dt.date) -> ReviewedIte
         if h:
             owner = h.group("v")
             spans.append(h.span())
+    unread = ""
     d = _DUE.search(raw)
     if d:
         due = parse_date(d.group("d"), today)
         spans.append(d.span())
+        if due is None:
+            unread = d.group("d").strip()
     else:
         b = _BARE_ISO.search(raw)
         if b:
             due = parse_date(b.group("d"), today)
             spans.append(b.span())
+        else:
+            t = _DUE_TEXT.search(raw)
+            unread = t.group("d").strip() if t else ""
     text = raw
     for start, end in sorted(spans, reverse=True):
         text = text[:start] + " " + text[end:]
@@ -285,7 +317,8 @@ def parse_action_item(raw: str, today: dt.date, horizon: dt.date) -> ReviewedIte
     text = re.sub(r"(?:\s*(?:[—–|;,]|\s-\s))+\s*$", "", text)
     text = re.sub(r"\s+", " ", text).strip(" —–|;,-").strip()
     return ReviewedItem(raw=raw, text=text or raw, owner=owner, due=due,
-                        far=bool(due and due > horizon), past=bool(due and due < today))
+                        far=bool(due and due > horizon), past=bool(due and due < today),
+                        unread_due="" if due else unread)
 
 
 # ---------------------------------------------------------------- blame

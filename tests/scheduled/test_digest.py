@@ -190,7 +190,8 @@ Action items:
     assert "INC-2  Checkout failing (SEV2), resolved 2026-03-23 13:00 CET; postmortem accepted" \
         in view_text
     assert "POSTMORTEMS: 0 overdue, 1 due" in view_text
-    assert "INC-1  Search slow: due by 2026-03-26 13:00 CET" in view_text
+    # Due at the proposed review: resolved + 3 days, at 14:00 local (a Thursday).
+    assert "INC-1  Search slow: due by 2026-03-26 14:00 CET" in view_text
     assert "2026-03-25  INC-2  Add a canary (owner carol@example.com)" in view_text
     assert "2026-03-27  INC-2  Add a pool check" in view_text
     assert "Rewrite the pool" not in view_text  # beyond the 7-day horizon
@@ -198,7 +199,7 @@ Action items:
     bot.clock.set(utc(2026, 3, 26, 14, 0))
     later = run_print(bot)
     assert "2026-03-25 OVERDUE  INC-2  Add a canary" in later
-    assert "INC-1  Search slow: OVERDUE since 2026-03-26 13:00 CET" in later
+    assert "INC-1  Search slow: OVERDUE since 2026-03-26 14:00 CET" in later
     assert "RESOLVED IN THE LAST DAY: 0" in later
 
 
@@ -305,3 +306,16 @@ def save_and_screenshot(html: str, name: str) -> Path | None:
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     return page
+
+
+def test_postmortem_due_date_is_the_proposed_review_even_across_a_weekend(make_bot):
+    from mailbot.digest import review_start
+    from mailbot.models import Incident
+
+    bot = make_bot()
+    # Resolved on Wednesday 2026-03-25 15:06 CET: + 3 days is a Saturday.
+    incident = Incident(id=1, title="x", status="resolved",
+                        resolved_at=utc(2026, 3, 25, 14, 6))
+    due = review_start(bot.config, incident)
+    assert due == utc(2026, 3, 30, 12, 0)  # Monday 14:00 CEST (DST began on the 29th)
+    assert due.astimezone(bot.config.schedule.tz).strftime("%a %H:%M") == "Mon 14:00"
