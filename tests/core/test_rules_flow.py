@@ -186,6 +186,9 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
     # The block to paste back carries what bob did state; only the severity is to add.
     assert "Severity: SEV2\nPhase: monitoring\nCommander: bob@example.com" in body
     assert "liaison=carol@example.com" in body
+    # No summary was given: the block leaves it blank rather than offering the title,
+    # which pasted back would have become a summary nobody wrote.
+    assert "\nSummary: \n" in body
     incident = daemon.rt.store.get(1)
     assert incident.phase == "investigating" and incident.rejected_count == 1  # not applied
 
