@@ -45,6 +45,7 @@ class SubjectTags:
 
     declare: bool = False
     incident_id: int | None = None
+    other_incidents: tuple[int, ...] = ()  # more [INC-n] tags, other numbers, in order
     severity: str | None = None  # canonical configured name, e.g. "SEV1"
     phase: str | None = None  # canonical configured phase
     postmortem: bool = False

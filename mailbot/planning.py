@@ -169,6 +169,7 @@ class Planner:
             "missing": d.missing,
             "invalid": d.invalid,
             "misspelled": plan.mail.fields.misspelled,
+            "several": [f"{prefix}-{n}" for n in d.details.get("ids", ())],
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,
             "original_title": plan.mail.tags.title,

@@ -50,6 +50,7 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
     severity: str | None = None
     phase: str | None = None
     unknown: list[str] = []
+    others: list[int] = []
     kept: list[str] = []  # pieces of the subject that make the title
     pos = 0
     for m in _BRACKETED.finditer(subject):
@@ -62,6 +63,8 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
         elif number is not None:
             if incident_id is None:
                 incident_id = number
+            elif number != incident_id and number not in others:
+                others.append(number)
         elif low in ("postmortem", "post-mortem", "post mortem", "pm"):
             postmortem = True
         elif low == "status":
@@ -83,6 +86,7 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
     return SubjectTags(
         declare=declare,
         incident_id=incident_id,
+        other_incidents=tuple(others),
         severity=severity,
         phase=phase,
         postmortem=postmortem,

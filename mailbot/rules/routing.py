@@ -21,6 +21,13 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
     # thread that kept the tag ("Re: [DECLARE] Checkout down") is about that incident.
     if tags.declare and not facts.in_incident_thread:
         return Decision("declare", reason="declaration")
+    if tags.other_incidents:
+        # "[INC-1] [INC-2] both fixed": a follow-up changes one incident; guessing which
+        # (or applying it to both) could be wrong at the worst time. Ask for one each.
+        return Decision("reject", reason="names several incidents",
+                        incident_id=facts.incident_id,
+                        details={"problem": "several-incidents",
+                                 "ids": (tags.incident_id, *tags.other_incidents)})
     if facts.incident_id is None:
         if tags.postmortem:
             return Decision("reject", reason="postmortem without [INC-n]",

@@ -207,6 +207,21 @@ def test_what_changed_reads_as_words_and_a_restated_person_is_no_change(daemon, 
     assert daemon.rt.store.get(1).commander == "alice@example.com"
 
 
+def test_a_follow_up_naming_two_incidents_changes_neither(daemon, sink):
+    declare(daemon, sink)
+    declare(daemon, sink, mid="d2@x", subject="[DECLARE] Search down")
+    send(daemon.port, message("Re: [INC-1] [INC-2] both fixed", UPDATE, message_id="b2@x",
+                              sender="bob@example.com"), mail_from="bob@example.com")
+    got = sink.wait_count(3)[-1]
+    assert got.rcpt_tos == ["bob@example.com"]
+    assert "names INC-1 and INC-2" in got.message.get_content().replace("\r\n", "\n")
+    assert daemon.rt.store.get(1).phase == daemon.rt.store.get(2).phase == "investigating"
+    # The same tag twice is one incident.
+    send(daemon.port, message("Re: [INC-1] [INC-1] x", UPDATE, message_id="b3@x"))
+    sink.wait_count(4)
+    assert daemon.rt.store.get(1).phase == "mitigating"
+
+
 def test_status_request_answers_sender_only(daemon, sink):
     declare(daemon, sink)
     send(daemon.port, message("[STATUS]", "", sender="bob@example.com", message_id="q1@x"),
