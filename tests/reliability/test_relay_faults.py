@@ -237,7 +237,10 @@ def test_5xx_is_parked_with_a_clear_line_and_resent_from_the_cli(tmp_path):
         wait_for(lambda: any(parked_dir.glob("*.ack.*.json")), timeout=30, what="parked")
         name = next(parked_dir.glob("*.ack.*.json")).stem
         # One line says what happened, why, and the command that fixes it.
-        line = next(l for l in daemon.log().splitlines() if "parked" in l and name in l)
+        # The log line is written just after the parked file: wait for it, not read once.
+        line = wait_for(lambda: next((l for l in daemon.log().splitlines()
+                                      if "parked" in l and name in l), None),
+                        timeout=30, what="the parked log line")
         assert "550" in line and f"mailbot outbox resend {name}" in line and "ERROR" in line
 
         # Parked survives a restart, and is not retried on its own.
