@@ -67,7 +67,7 @@ def test_an_accepted_update_resets_the_clock_and_resolution_stops_it(bot, sink):
     assert sink.take(1)[0].kind == "reminder_stale"
     bot.clock.set(utc(2026, 3, 23, 12, 0))
     bot.receive(message("Re: [INC-1] Checkout failing", state(phase="resolved")))
-    assert sink.take(1)[0].subject.startswith("[INC-1] Resolved")
+    assert sink.take(1)[0].text.startswith("Resolved: INC-1 is resolved")
     for hour in (13, 15, 20):
         bot.tick(utc(2026, 3, 23, hour, 0))
     # Resolved: the postmortem reminder starts, the stale-update reminders stop.
