@@ -46,6 +46,7 @@ class SubjectTags:
     declare: bool = False
     incident_id: int | None = None
     other_incidents: tuple[int, ...] = ()  # more [INC-n] tags, other numbers, in order
+    reply: bool = False  # the subject starts with Re:/AW:/SV:/Fwd:… (a reply or forward)
     severity: str | None = None  # canonical configured name, e.g. "SEV1"
     phase: str | None = None  # canonical configured phase
     postmortem: bool = False

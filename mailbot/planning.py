@@ -61,16 +61,19 @@ class Planner:
         self.unknown_services = unknown_services or (lambda services: [])
 
     def facts_for(self, mail: ParsedMail) -> Facts:
-        incident_id = mail.tags.incident_id
+        tags = mail.tags
+        incident_id = tags.incident_id
         via_thread = False
         thread_incident = None
         # The thread is looked up when the subject names no incident, and for every
         # declaration: whether it replies in an incident's thread decides what it is.
-        if incident_id is None or mail.tags.declare:
+        if incident_id is None or tags.declare:
             thread_incident = self.store.incident_for_thread(mail.thread_ids)
-        if incident_id is None:
+        # A reply that kept "[DECLARE] ... like [INC-1]" belongs to its thread's incident,
+        # not to the one its subject mentions.
+        if thread_incident is not None and (incident_id is None or tags.declare):
             incident_id = thread_incident
-            via_thread = incident_id is not None
+            via_thread = True
         incident = self.store.get(incident_id) if incident_id is not None else None
         return Facts(incident=incident, incident_id=incident_id, via_thread=via_thread,
                      in_incident_thread=thread_incident is not None,

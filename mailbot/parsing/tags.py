@@ -51,6 +51,7 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
     phase: str | None = None
     unknown: list[str] = []
     others: list[int] = []
+    mentions: list[int] = []  # where the [INC-n] tags start
     kept: list[str] = []  # pieces of the subject that make the title
     pos = 0
     for m in _BRACKETED.finditer(subject):
@@ -65,6 +66,7 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
                 incident_id = number
             elif number != incident_id and number not in others:
                 others.append(number)
+            mentions.append(m.start())
         elif low in ("postmortem", "post-mortem", "post mortem", "pm"):
             postmortem = True
         elif low == "status":
@@ -83,10 +85,15 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
     kept.append(subject[pos:])
     title = _SPACES.sub(" ", "".join(kept)).strip()
     title = strip_prefixes(title)
+    if declare and mentions:
+        # In a declaration, "[INC-1]" is part of what the new incident is about ("Fallout
+        # from [INC-1]: queue backlog"): it stays in the title.
+        title = _title_keeping(subject, mentions, lang)
     return SubjectTags(
         declare=declare,
         incident_id=incident_id,
         other_incidents=tuple(others),
+        reply=_PREFIX.match(subject) is not None,
         severity=severity,
         phase=phase,
         postmortem=postmortem,
@@ -94,3 +101,20 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
         title=title,
         unknown=tuple(unknown),
     )
+
+
+def _title_keeping(subject: str, mentions: list[int], lang: Language) -> str:
+    """The title without the tags, except the [INC-n] ones starting at `mentions`."""
+    kept: list[str] = []
+    pos = 0
+    for m in _BRACKETED.finditer(subject):
+        if m.start() in mentions:
+            continue
+        word = m.group(1).strip()
+        if read_tags(f"[{word}]", lang).unknown:
+            continue  # not a tag: it stays
+        kept.append(subject[pos:m.start()])
+        kept.append(" ")
+        pos = m.end()
+    kept.append(subject[pos:])
+    return strip_prefixes(_SPACES.sub(" ", "".join(kept)).strip())

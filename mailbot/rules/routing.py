@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from mailbot.config import Config
@@ -17,11 +18,12 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
     if tags.status:
         return Decision("status", reason="status request", incident_id=facts.incident_id)
     # A [DECLARE] always opens a new incident, even when its subject names another one
-    # ("[DECLARE] Checkout down again, like [INC-1]"). Only a reply in an incident's
-    # thread that kept the tag ("Re: [DECLARE] Checkout down") is about that incident.
-    if tags.declare and not facts.in_incident_thread:
+    # ("[DECLARE] Checkout down again, like [INC-1]") or it was sent with In-Reply-To
+    # set. Only a reply ("Re:") in an incident's thread that kept the tag ("Re: [DECLARE]
+    # Checkout down") is about that incident.
+    if tags.declare and not (tags.reply and facts.in_incident_thread):
         return Decision("declare", reason="declaration")
-    if tags.other_incidents:
+    if tags.other_incidents and len(_targets(tags, facts, config)) > 1:
         # "[INC-1] [INC-2] both fixed": a follow-up changes one incident; guessing which
         # (or applying it to both) could be wrong at the worst time. Ask for one each.
         return Decision("reject", reason="names several incidents",
@@ -48,3 +50,15 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("postmortem", reason="postmortem submission",
                         incident_id=facts.incident_id)
     return Decision("update", reason="follow-up", incident_id=facts.incident_id)
+
+
+def _targets(tags, facts: "Facts", config: Config) -> set[int]:
+    """The incidents a subject with several [INC-n] tags is about: all of them, except
+    those its incident's own title mentions ("[INC-2] Checkout down again, like [INC-1]"
+    is about INC-2 only)."""
+    named = {n for n in (tags.incident_id, *tags.other_incidents) if n is not None}
+    title = facts.incident.title if facts.incident is not None else ""
+    prefix = re.escape(config.list.incident_prefix)
+    mentioned = {int(n) for n in re.findall(r"\[" + prefix + r"[ \t_#:-]{0,3}([0-9]{1,9})\]",
+                                              title, re.IGNORECASE)}
+    return (named - mentioned) or named

@@ -57,6 +57,28 @@ def test_declaration_naming_another_incident_opens_a_new_one(daemon, sink):
     sink.wait_count(4)
     assert [i.id for i in daemon.rt.store.live_incidents()] == [1, 2, 3]
     assert daemon.rt.store.get(1).phase == "mitigating"
+    store = daemon.rt.store
+    # The mention stays in the new incident's title.
+    assert store.get(2).title == "Checkout down again, like [INC-1]"
+    # Replies in INC-2's thread, with the tag kept or with INC-2's own subject, are about
+    # INC-2, not about the INC-1 the title mentions.
+    send(daemon.port, message("Re: [DECLARE] Checkout down again, like [INC-1]",
+                              UPDATE.replace("mitigating", "identified"), message_id="u4@x",
+                              headers={"In-Reply-To": "<d2@x>"}))
+    sink.wait_count(5)
+    send(daemon.port, message("Re: [INC-2] Checkout down again, like [INC-1]",
+                              UPDATE.replace("mitigating", "monitoring"), message_id="u5@x",
+                              headers={"In-Reply-To": "<d2@x>"}))
+    sink.wait_count(6)
+    assert store.get(2).phase == "monitoring" and store.get(1).phase == "mitigating"
+    assert [e.kind for e in store.get(2).timeline] == ["declared", "updated", "updated"]
+    # A new [DECLARE] (no "Re:") sent with In-Reply-To of INC-1's declaration: a new
+    # incident all the same, INC-1 untouched.
+    send(daemon.port, message("[DECLARE] Search cluster down", DECLARATION_BODY,
+                              message_id="d5@x", headers={"In-Reply-To": "<d@x>"}))
+    got = sink.wait_count(7)[-1]
+    assert got.message["Subject"] == "[INC-4] Search cluster down"
+    assert [e.kind for e in store.get(1).timeline] == ["declared", "updated"]
 
 
 def test_ack_names_the_experts_and_the_services_nobody_knows(daemon, sink):
