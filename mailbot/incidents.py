@@ -105,12 +105,21 @@ def close_with_postmortem(incident: Incident, postmortem: Postmortem,
 
 
 def _same_person(old: object, new: object) -> bool:
-    """"Lena Fischer <lena@x>" and "lena@x" are one person: restating someone in another
-    form is not a change."""
+    """"Lena Fischer <lena@x>", "lena@x", "Lena Fischer" and "Lena" are one person:
+    restating someone in another form is not a change, and must not lose the address
+    (reminders go to it)."""
     if not isinstance(old, str) or not isinstance(new, str):
         return False
-    a, b = parseaddr(old)[1].lower(), parseaddr(new)[1].lower()
-    return "@" in a and a == b
+    old_name, a = parseaddr(old)
+    b = parseaddr(new)[1].lower()
+    a = a.lower()
+    if "@" in a and a == b:
+        return True
+    if "@" not in a or ("@" in new and not new.strip().startswith("@")):
+        return False
+    said = new.strip().lstrip("@").lower()  # a name only ("Bob", "@Grace Liu")
+    name = old_name.strip().lower()
+    return bool(said and name) and said in (name, name.split()[0])
 
 
 def _assign(incident: Incident, values: dict[str, object]) -> tuple[Change, ...]:

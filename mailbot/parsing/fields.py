@@ -58,8 +58,11 @@ _EMPHASIS = " \t*_`"
 # around the key, and closing tags left at the start of the value.
 _INLINE_TAG = re.compile(r"</?(?:b|strong|i|em|u)>", re.IGNORECASE)
 _LEADING_TAGS = re.compile(r"(?:[ \t]*</?(?:b|strong|i|em|u)>)+", re.IGNORECASE)
-_PLACEHOLDERS = {"", "?", "??", "-", "--", "tbd", "tba", "n/a", "na", "none", "nobody",
-                 "unknown", "...", "…"}
+_PLACEHOLDERS = {"", "?", "??", "-", "--", "tbd", "tba", "tbc", "n/a", "na", "n.a", "none",
+                 "nobody", "unknown", "...", "…", "unchanged", "no change", "(no change)",
+                 "(unchanged)", "same", "same as before", "as before", "no changes"}
+# "SEV2 -> SEV1", written the way acknowledgements show a change: the new value counts.
+_ARROW = re.compile(r"\s*(?:->|→|=>|⇒|-->)\s*")
 _SELF = {"me", "myself", "i", "me.", "i am", "i'm"}
 _YES = {"yes", "y", "true", "1", "on", "ja", "oui", "si", "sí"}
 _NO = {"no", "n", "false", "0", "off", "none", "nein", "non"}
@@ -232,7 +235,12 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
             continue
         if not value.strip(_EMPHASIS):
             continue  # an empty key from a pasted template: not stated
+        if field in ("severity", "phase", "commander", "customer_impact", "channel") and \
+                _ARROW.search(value):
+            value = _ARROW.split(value)[-1]
         blank = value.strip(_EMPHASIS + ".").lower()
+        if blank.strip("?") == "" and blank:
+            blank = "?"  # "???"
         if blank in _PLACEHOLDERS and not (field == "customer_impact" and blank in _NO):
             continue  # "?", "TBD", "n/a": a blank someone left, not a value to store
         result: object

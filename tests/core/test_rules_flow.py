@@ -234,6 +234,17 @@ def test_what_changed_reads_as_words_and_a_restated_person_is_no_change(daemon, 
     assert "  - customer_impact: (none) -> no" in changed
     assert "commander" not in changed and "[" not in changed and "False" not in changed
     assert daemon.rt.store.get(1).commander == "alice@example.com"
+    # Handing over to Bob with his address, then naming him by first name only (or the
+    # old -> new way acks show changes): he keeps his address, and reminders reach him.
+    send(daemon.port, message("Re: [INC-1] x", "Severity: SEV2\nPhase: mitigating\n"
+                              "Commander: Bob Stone <bob@example.com>\n", message_id="w2@x"))
+    sink.wait_count(3)
+    send(daemon.port, message("Re: [INC-1] x", "Severity: SEV2 -> SEV1\nPhase: mitigating\n"
+                              "IC: Bob\n", message_id="w3@x"))
+    body = sink.wait_count(4)[-1].message.get_content().replace("\r\n", "\n")
+    changed = body.split("What changed:\n", 1)[1].split("\n\n", 1)[0]
+    assert changed == "  - severity: SEV2 -> SEV1"
+    assert daemon.rt.store.get(1).commander == "Bob Stone <bob@example.com>"
 
 
 def test_a_follow_up_naming_two_incidents_changes_neither(daemon, sink):

@@ -165,6 +165,18 @@ def test_placeholders_are_not_values(blank):
     assert f.invalid == ()
 
 
+@pytest.mark.parametrize("blank", ["unchanged", "(no change)", "same", "tbc", "???"])
+def test_no_change_words_are_not_values(blank):
+    f = fields_of(f"Commander: {blank}\nSummary: {blank}\nServices: {blank}\n")
+    assert (f.commander, f.summary, f.services) == (None, None, None)
+
+
+def test_old_to_new_notation_reads_the_new_value():
+    f = fields_of("Severity: SEV2 -> SEV1\nPhase: identified → mitigating\n"
+                  "Commander: alice@example.com => bob@example.com\n")
+    assert (f.severity, f.phase, f.commander) == ("SEV1", "mitigating", "bob@example.com")
+
+
 def test_placeholder_items_are_dropped_from_lists_and_none_is_no_impact():
     f = fields_of("Services: db, TBD, api\nCustomer-Impact: none\n")
     assert f.services == ("db", "api") and f.customer_impact is False
