@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
 _BOUNCE_LOCALPARTS = ("mailer-daemon", "postmaster")
 _COMMENT = re.compile(r"\([^()]*\)")
+_AUTOREPLY_SUBJECT = re.compile(
+    r"\s*(?:automatic reply|auto(?:matic)?[- ]?reply|out of (?:the )?office(?: reply)?|"
+    r"automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática|"
+    r"risposta automatica|automatisch antwoord|autosvar|automaattinen vastaus)\s*:",
+    re.IGNORECASE)
 
 
 def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
@@ -27,6 +32,10 @@ def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("ignore", reason=f"auto-submitted ({auto})")
     if any(mail.header(h) for h in _AUTOREPLY_HEADERS):
         return Decision("ignore", reason="auto-reply header")
+    # Exchange and Outlook out-of-office replies do not always say Auto-Submitted; their
+    # subject does ("Automatic reply: [INC-2] ...", localised).
+    if _AUTOREPLY_SUBJECT.match(mail.subject):
+        return Decision("ignore", reason="auto-reply subject")
     if mail.envelope_sender == "":
         return Decision("ignore", reason="bounce (null sender)")
     local = mail.from_address.split("@", 1)[0]

@@ -31,3 +31,18 @@ def test_auto_submitted_no_is_a_person(value):
 def test_auto_submitted_anything_else_is_ignored(value):
     got = decide(value)
     assert got is not None and got.action == "ignore"
+
+
+@pytest.mark.parametrize("subject", ["Automatic reply: [INC-2] ok", "Out of Office: [INC-2] x",
+                                     "Automatische Antwort: [INC-2] x", "AUTOSVAR: [INC-2] x"])
+def test_out_of_office_subjects_are_ignored(subject):
+    raw = message(subject, "I am away until Monday.", message_id="oo@x",
+                  headers={"X-Auto-Response-Suppress": "All"})
+    got = check_loops(parse_mail(raw, LANG), Facts(), CONFIG, None)
+    assert got is not None and got.action == "ignore"
+
+
+def test_a_person_writing_about_an_automatic_reply_is_not_ignored():
+    raw = message("Re: [INC-2] the automatic reply: failed", "Phase: mitigating",
+                  message_id="oo2@x")
+    assert check_loops(parse_mail(raw, LANG), Facts(), CONFIG, None) is None
