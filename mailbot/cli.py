@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from mailbot.config import Config, ConfigError, load_config
 
@@ -19,7 +19,7 @@ class Exit(enum.IntEnum):
 
     OK = 0
     ERROR = 1
-    USAGE = 2
+    USAGE = 64
     DATAERR = 65
     NOINPUT = 66
     SOFTWARE = 70
@@ -251,6 +251,9 @@ def cmd_failed(args: argparse.Namespace, config: Config) -> int:
 def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config)
     names = rt.spool.failed_names() if args.all else args.names
+    if args.all and not names:
+        print("nothing in failed/: no message to retry")
+        return Exit.OK  # a cron job's `retry --all` with nothing to do is not an error
     if not names:
         raise CommandError("name failed messages (see `mailbot failed`) or use --all", Exit.USAGE)
     for name in names:
@@ -370,10 +373,19 @@ def _common_options(after_command: bool) -> argparse.ArgumentParser:
     return common
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits EX_USAGE (64) like every other error here
+    follows sysexits.h, not argparse's own 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(Exit.USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailbot", parents=[_common_options(False)],
-                                     description="An incident mailing-list daemon.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="mailbot", parents=[_common_options(False)],
+                     description="An incident mailing-list daemon.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options(True)
 
     def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:

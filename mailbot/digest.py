@@ -309,8 +309,13 @@ def run_digest_command(rt: "Runtime", send: bool) -> int:
         rt.pipeline.recover()
         with rt.pipeline.lock:
             if rt.store.is_processed(slot.key):
-                print(f"digest for {slot.key.rsplit(':', 1)[1]} already sent; not sent again")
+                day = slot.key.rsplit(":", 1)[1]
                 rt.outbox.deliver_due()
+                if mail_name(slot.key, "digest") in rt.outbox.queued():
+                    print(f"digest for {day} is queued, and the relay did not take it yet "
+                          "(see `mailbot outbox`; the next run retries)")
+                    return 75
+                print(f"digest for {day} already sent; not sent again")
                 return 0
             mail = send_digest(rt, slot, now)
         if mail is None:

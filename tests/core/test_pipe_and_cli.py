@@ -224,3 +224,10 @@ def test_mail_spooled_while_another_ingest_holds_the_lock_is_processed(tmp_path)
         assert [p.name for p in spool_new.iterdir() if not p.name.startswith(".")] == []
     finally:
         controller.stop()
+
+
+def test_retry_all_with_nothing_failed_is_not_an_error(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    out = run("retry", "--all", "--config", str(cfg))
+    assert out.returncode == 0 and b"nothing in failed/" in out.stdout
+    assert run("retry", "--config", str(cfg)).returncode == 64  # no names, no --all: usage

@@ -319,3 +319,22 @@ def test_postmortem_due_date_is_the_proposed_review_even_across_a_weekend(make_b
     due = review_start(bot.config, incident)
     assert due == utc(2026, 3, 30, 12, 0)  # Monday 14:00 CEST (DST began on the 29th)
     assert due.astimezone(bot.config.schedule.tz).strftime("%a %H:%M") == "Mon 14:00"
+
+
+def test_digest_send_says_queued_until_the_relay_takes_it(bot, sink, capsys):
+    from mailbot.digest import run_digest_command
+
+    seed(bot, 1)
+    bot.clock.set(utc(2026, 3, 24, 6, 0))
+    sink.refuse = "451 4.3.0 try again later"
+    assert run_digest_command(bot.rt, send=True) == 75
+    assert "relay did not take it yet" in capsys.readouterr().out
+    # Run again while the relay still refuses: not "already sent", and still 75.
+    assert run_digest_command(bot.rt, send=True) == 75
+    again = capsys.readouterr().out
+    assert "is queued" in again and "already sent" not in again
+    sink.refuse = ""
+    bot.clock.set(utc(2026, 3, 24, 7, 0))  # past the outbox's retry delay
+    assert run_digest_command(bot.rt, send=True) == 0
+    assert "already sent" in capsys.readouterr().out
+    assert [m.kind for m in sink.take(1)] == ["digest"]
