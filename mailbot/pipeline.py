@@ -66,11 +66,16 @@ class Pipeline:
         """Finish commits a crash interrupted. Returns how many were finished."""
         self.store.repair()
         pending = self.store.pending_journal()
-        for key, index, outgoing in pending:
-            self.finish_commit(key, index, outgoing)
-        if pending:
-            log.info("recovered %d interrupted commit(s)", len(pending))
-        return len(pending)
+        redone = sum(self.finish_commit(key, index, outgoing)
+                     for key, index, outgoing in pending)
+        # The last group's entries stay in the journal after a clean stop too (they go at
+        # the next commit): only a commit that had work left is worth telling about.
+        if redone:
+            log.info("recovered %d interrupted commit(s)", redone)
+        elif pending:
+            log.debug("journal: %d finished commit(s) from the last run, nothing left to do",
+                      len(pending))
+        return redone
 
     def process_pending(self, stop: Any = None) -> int:
         """Process everything waiting in the spool, oldest first.
@@ -171,13 +176,14 @@ class Pipeline:
             self.on_change()
 
     def finish_commit(self, key: str, index: dict[str, dict[str, Any]],
-                      outgoing: list[OutgoingMail]) -> None:
+                      outgoing: list[OutgoingMail]) -> bool:
         """After `store.commit(key, ...)`: write its index records, queue its mail, and
-        let its journal entry go. Idempotent, so recovery may repeat it."""
-        self.store.write_index_records(index)
-        for mail in outgoing:
-            self.outbox.enqueue(mail)
+        let its journal entry go. Idempotent, so recovery may repeat it. Returns whether
+        anything was left to do (an index record or a mail not written yet)."""
+        written = self.store.write_index_records(index)
+        queued = [self.outbox.enqueue(mail) for mail in outgoing]
         self.store.finish(key)
+        return bool(written or any(queued))
 
     def _archive(self, name: str, path: Path, received: dt.datetime) -> Path:
         """Link the raw message into the monthly archive; returns the folder, whose

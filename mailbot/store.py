@@ -378,17 +378,19 @@ class Store:
         ]
 
     def write_index_records(self, index: dict[str, dict[str, Any]], *,
-                            synced: bool = True) -> None:
+                            synced: bool = True) -> int:
         """Write index records (appended to their buckets, each bucket opened once).
 
         `synced=False` (the pipeline's group): no fsync; a later `sync_filesystem` must
         run before `finish` lets the journal entry go. `synced=True` (recovery, scheduled
         jobs): the touched buckets are fsync'd, and records that would change nothing are
-        left out, so replaying a journal entry after a crash adds no lines."""
-        self.message_index.put_many(index, sync=synced, skip_unchanged=synced)
+        left out, so replaying a journal entry after a crash adds no lines. Returns how
+        many records were written."""
+        written = self.message_index.put_many(index, sync=synced, skip_unchanged=synced)
         with self.lock:
             for message_id in index:
                 self._unwritten.pop(message_id, None)
+        return written
 
     def finish(self, key: str) -> None:
         """Index and outbox are written for `key`; its journal entry may go."""

@@ -37,6 +37,9 @@ def test_ingest_files_and_stdin_then_show(tmp_path):
     assert change["severity"] == ("SEV2", "SEV1")
     sent = list((tmp_path / "var" / "outbox-sent" / "new").iterdir())
     assert len(sent) == 2  # two acknowledgements, read from the Maildir
+    # A clean run left nothing to recover: the next run must not say it recovered.
+    again = run("ingest", str(eml), "--config", str(cfg))
+    assert again.returncode == 0 and b"recovered" not in again.stderr, again.stderr
 
 
 def test_ingest_unreadable_file_is_one_line_and_stores_nothing(tmp_path):
