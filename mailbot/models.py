@@ -93,6 +93,9 @@ class Fields:
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
     # (the key as written, the field key it is probably meant to be).
     misspelled: tuple[tuple[str, str], ...] = ()
+    # What those lines would state under the key they are probably meant to be: for the
+    # rejection's paste-back block, never applied.
+    as_meant: "Fields | None" = None
 
 
 @dataclass(frozen=True)

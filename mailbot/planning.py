@@ -10,6 +10,7 @@ sockets; `mailbot check` shows a Plan without committing it, and the scheduled j
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -140,7 +141,8 @@ class Planner:
                     declared=True, transition="", changes=(), author=plan.mail.from_address,
                     narrative=plan.mail.narrative,
                     gaps=declaration_gaps(incident, assumed=self._assumed(plan.mail)),
-                    gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid)
+                    gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid,
+                    misspelled=plan.mail.fields.misspelled)
         self._link(plan, incident_id)
 
     def _assumed(self, mail: ParsedMail) -> tuple[str, ...]:
@@ -156,7 +158,8 @@ class Planner:
         self._reply(plan, "ack", [self.config.list.address], incident, received,
                     declared=False, transition=transition, changes=changes,
                     author=plan.mail.from_address, narrative=plan.mail.narrative, gaps=(),
-                    gap_labels=dict(SIX_ITEMS), invalid=())
+                    gap_labels=dict(SIX_ITEMS), invalid=(),
+                    misspelled=plan.mail.fields.misspelled)
         self._link(plan, incident.id)
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
@@ -179,9 +182,10 @@ class Planner:
         }
         if incident is not None and d.details.get("problem") == "incomplete-follow-up":
             # The block to paste back: the current values with what the message did
-            # state put in, so the sender only adds what is missing.
+            # state put in (under a misspelled key too), so the sender only adds what is
+            # missing.
             variables["prefill"] = usecases.apply_followup(
-                plan.facts.incident, plan.mail, received)[0]
+                plan.facts.incident, _with_meant_fields(plan.mail), received)[0]
         context_incident = incident
         self._reply(plan, "rejection", [plan.mail.from_address], context_incident, received,
                     **variables)
@@ -276,3 +280,17 @@ class Planner:
             else:
                 kept.append(mail)
         return kept, notes
+
+
+def _with_meant_fields(mail: ParsedMail) -> ParsedMail:
+    """`mail` as if its misspelled keys were the ones they are close to (for a paste-back
+    block only); what it stated under a right key wins."""
+    meant = mail.fields.as_meant
+    if meant is None:
+        return mail
+    f = mail.fields
+    merged = {name: getattr(f, name) if getattr(f, name) is not None else getattr(meant, name)
+              for name in ("severity", "phase", "commander", "channel", "summary", "impact",
+                           "customer_impact", "services", "postmortem_owner")}
+    fields = dataclasses.replace(f, roles={**meant.roles, **f.roles}, **merged)
+    return dataclasses.replace(mail, fields=fields)

@@ -187,6 +187,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
     read: list[tuple[FieldLine, str]] = []  # (line, internal field name)
     consumed: set[int] = set()
     misspelled: list[tuple[str, str]] = []
+    meant_lines: list[Line] = []
     i, n = 0, len(lines)
     while i < n:
         line = lines[i]
@@ -196,6 +197,9 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
                 guess = _misspelled_key(line.text, lang)
                 if guess and guess not in misspelled:
                     misspelled.append(guess)
+                    value_text = line.text.split(":", 1)[1] if ":" in line.text else ""
+                    meant_lines.append(Line(text=f"{guess[1]}: {value_text.strip()}",
+                                            where=NEW))
             i += 1
             continue
         key, field, value = found
@@ -295,6 +299,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
         invalid=tuple(invalid.values()) + tuple(role_invalid),
         lines=tuple(fl for fl, _ in read),
         misspelled=tuple(misspelled),
+        as_meant=read_fields(meant_lines, lang, sender)[0] if meant_lines else None,
     ), consumed
 
 

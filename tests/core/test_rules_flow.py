@@ -212,8 +212,9 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
     assert got.message["Subject"] == "[INC-1] Not applied (missing severity): Checkout down"
     body = got.message.get_content().replace("\r\n", "\n")
     assert '"sevrity:" (did you mean "Severity:"?)' in body
-    # The block to paste back carries what bob did state; only the severity is to add.
-    assert "Severity: SEV2\nPhase: monitoring\nCommander: bob@example.com" in body
+    # The block to paste back carries what bob did state, the misspelled severity too:
+    # pasted back as it is, it is the update he meant.
+    assert "Severity: SEV1\nPhase: monitoring\nCommander: bob@example.com" in body
     assert "liaison=carol@example.com" in body
     # No summary was given: the block leaves it blank rather than offering the title,
     # which pasted back would have become a summary nobody wrote.
@@ -260,6 +261,16 @@ def test_a_follow_up_naming_two_incidents_changes_neither(daemon, sink):
     send(daemon.port, message("Re: [INC-1] [INC-1] x", UPDATE, message_id="b3@x"))
     sink.wait_count(4)
     assert daemon.rt.store.get(1).phase == "mitigating"
+
+
+def test_an_accepted_update_points_out_a_misspelled_key(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x", UPDATE + "\nLiason: carol@example.com\n",
+                              message_id="ms1@x"))
+    body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
+    assert 'Updated: INC-1' in body
+    assert '"Liason:" (did you mean "Liaison:"?' in body
+    assert "liaison" not in daemon.rt.store.get(1).roles
 
 
 def test_status_request_answers_sender_only(daemon, sink):
