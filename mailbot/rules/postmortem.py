@@ -264,10 +264,30 @@ def parse_date(text: str, today: dt.date) -> dt.date | None:
     return None
 
 
+_TABLE_RULE = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _table_rows(lines: list[str]) -> list[str]:
+    """A Markdown table (`| Item | Owner | Due |`, a `|---|` rule, rows) as one line per
+    row, its cells joined by " - "; the header row and the rule go."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if "|" in line and i + 1 < len(lines) and _TABLE_RULE.fullmatch(lines[i + 1]):
+            continue  # the header row
+        if _TABLE_RULE.fullmatch(line):
+            continue
+        if line.strip().startswith("|") and line.count("|") >= 2:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            line = " - ".join(c for c in cells if c)
+        out.append(line)
+    return out
+
+
 def _item_lines(section: str) -> list[str]:
-    """Bullets (with their indented continuation lines), or one item per plain line."""
+    """Bullets (with their indented continuation lines), one item per plain line, or the
+    rows of a Markdown table."""
     items: list[str] = []
-    for line in section.splitlines():
+    for line in _table_rows(section.splitlines()):
         if not line.strip():
             continue
         m = _BULLET.match(line)

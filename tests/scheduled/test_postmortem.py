@@ -269,3 +269,16 @@ def test_a_postmortem_sent_as_a_reply_without_the_tag_is_pointed_at_the_tag(make
                         sender="bob@example.com"))
     [plain] = bot.sink.take(1)
     assert plain.kind == "rejection" and "looks like the postmortem" not in plain.text
+
+
+def test_action_items_as_a_markdown_table():
+    from mailbot.rules.postmortem import _item_lines
+
+    section = ("| Item | Owner | Due |\n|:-----|-------|----:|\n"
+               "| Add a CI check | bob@example.com | 2026-12-01 |\n"
+               "| Add checkout to the canary | @carol | due: 2026-12-02 |\n")
+    items = [parse_action_item(line, dt.date(2026, 11, 25), dt.date(2026, 12, 2))
+             for line in _item_lines(section)]
+    assert [(i.text, i.owner, i.due) for i in items] == [
+        ("Add a CI check", "bob@example.com", dt.date(2026, 12, 1)),
+        ("Add checkout to the canary", "carol", dt.date(2026, 12, 2))]
