@@ -181,11 +181,19 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
                                                          key=lambda r: r.incident.id))))
     horizon = today + dt.timedelta(days=config.postmortem.action_item_horizon_days)
     actions = []
-    for item in closed.get("items", []):
-        due = dt.date.fromisoformat(item["due"])
+    items = [(item["incident"], item["text"], item.get("owner"),
+              dt.date.fromisoformat(item["due"])) for item in closed.get("items", [])]
+    # A reopened incident keeps its accepted postmortem, and its action items are still
+    # owed: they are read from the live incident, which has left the closed summaries.
+    listed = {i[0] for i in items}
+    for inc in live:
+        if inc.postmortem is not None and inc.id not in listed:
+            items.extend((inc.id, a.text, a.owner, a.due)
+                         for a in inc.postmortem.action_items if a.due is not None)
+    for incident_id, text, owner, due in items:
         if today - _KEEP_ITEMS_OVERDUE <= due <= horizon:
-            actions.append(ActionRow(f"{prefix}-{item['incident']}", item["text"],
-                                     item.get("owner"), due, overdue=due < today))
+            actions.append(ActionRow(f"{prefix}-{incident_id}", text, owner, due,
+                                     overdue=due < today))
     rows_all = [r for g in groups for r in g.rows]
     return DigestView(
         now=now, day=today, groups=tuple(groups),

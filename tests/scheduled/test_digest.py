@@ -338,3 +338,27 @@ def test_digest_send_says_queued_until_the_relay_takes_it(bot, sink, capsys):
     assert run_digest_command(bot.rt, send=True) == 0
     assert "already sent" in capsys.readouterr().out
     assert [m.kind for m in sink.take(1)] == ["digest"]
+
+
+def test_action_items_stay_in_the_digest_after_a_reopen(make_bot, sink):
+    bot = make_bot(digest_time="23:30")
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration("SEV2"), message_id="b"))
+    bot.clock.set(utc(2026, 3, 23, 12, 0))
+    bot.receive(message("[INC-1] update", state(phase="resolved")))
+    bot.clock.set(utc(2026, 3, 24, 10, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", """\
+Cause: a pool limit was removed and nothing validated it.
+Impact: checkout errors for an hour.
+Resolution: rolled back.
+Prevention: validate pool settings.
+Action items:
+- Add a pool check - owner: bob@example.com - due: 2026-03-27
+"""))
+    assert bot.incident(1).status == "closed"
+    bot.clock.set(utc(2026, 3, 24, 11, 0))
+    bot.receive(message("Re: [INC-1] it is back", state(phase="investigating")))
+    assert bot.incident(1).status == "open"
+    sink.take(len(sink.unread()))
+    view_text = run_print(bot)
+    assert "2026-03-27  INC-1  Add a pool check" in view_text
