@@ -164,6 +164,17 @@ def test_five_hundred_incidents_render_valid_text_and_html(bot, sink):
         assert dom.count('<tr class="incident') == 500
 
 
+# A complete postmortem with one action item due 2026-03-27; tests add more items.
+POOL_POSTMORTEM = """\
+Cause: a pool limit was removed and nothing validated it.
+Impact: checkout errors for an hour.
+Resolution: rolled back.
+Prevention: validate pool settings.
+Action items:
+- Add a pool check - owner: bob@example.com - due: 2026-03-27
+"""
+
+
 def test_resolved_postmortems_and_action_items_appear(make_bot, sink):
     bot = make_bot(digest_time="23:30")
     bot.clock.set(utc(2026, 3, 23, 9, 0))
@@ -173,13 +184,7 @@ def test_resolved_postmortems_and_action_items_appear(make_bot, sink):
     for n in (1, 2):
         bot.receive(message(f"[INC-{n}] update", state(phase="resolved")))
     bot.clock.set(utc(2026, 3, 24, 10, 0))
-    bot.receive(message("[POSTMORTEM] [INC-2] Checkout failing", """\
-Cause: a pool limit was removed and nothing validated it.
-Impact: checkout errors for an hour.
-Resolution: rolled back.
-Prevention: validate pool settings.
-Action items:
-- Add a pool check - owner: bob@example.com - due: 2026-03-27
+    bot.receive(message("[POSTMORTEM] [INC-2] Checkout failing", POOL_POSTMORTEM + """\
 - Add a canary - owner: carol@example.com - due: 2026-03-25
 - Rewrite the pool - owner: dave@example.com - due: 2026-09-01
 """))
@@ -347,14 +352,7 @@ def test_action_items_stay_in_the_digest_after_a_reopen(make_bot, sink):
     bot.clock.set(utc(2026, 3, 23, 12, 0))
     bot.receive(message("[INC-1] update", state(phase="resolved")))
     bot.clock.set(utc(2026, 3, 24, 10, 0))
-    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", """\
-Cause: a pool limit was removed and nothing validated it.
-Impact: checkout errors for an hour.
-Resolution: rolled back.
-Prevention: validate pool settings.
-Action items:
-- Add a pool check - owner: bob@example.com - due: 2026-03-27
-"""))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", POOL_POSTMORTEM))
     assert bot.incident(1).status == "closed"
     bot.clock.set(utc(2026, 3, 24, 11, 0))
     bot.receive(message("Re: [INC-1] it is back", state(phase="investigating")))
