@@ -179,6 +179,7 @@ class Planner:
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,
             "original_title": plan.mail.tags.title,
+            "original_date": plan.mail.date,
         }
         if incident is not None and d.details.get("problem") == "incomplete-follow-up":
             # The block to paste back: the current values with what the message did

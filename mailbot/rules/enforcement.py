@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from mailbot.config import Config
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from mailbot.rules import Facts
 
 REQUIRED = ("severity", "phase", "commander")
+# How much older than the resolution a reopening follow-up's Date: may be (clocks differ).
+WRITTEN_BEFORE_SLACK = dt.timedelta(minutes=10)
 
 
 def stated(mail: ParsedMail) -> dict[str, object]:
@@ -57,4 +60,14 @@ def enforce(mail: ParsedMail, facts: "Facts", config: Config,
             details["looks_like_postmortem"] = True
         return Decision("reject", reason="; ".join(parts), incident_id=decision.incident_id,
                         missing=missing, invalid=invalid, details=details)
+    incident = facts.incident
+    if incident is not None and incident.status in ("resolved", "closed") and \
+            values.get("phase") not in (None, "resolved") and mail.date is not None and \
+            incident.resolved_at is not None and \
+            mail.date < incident.resolved_at - WRITTEN_BEFORE_SLACK:
+        # A mail written before the resolution and delivered after it (a held queue, a
+        # laptop that was offline) would reopen the incident with old news. Ask instead.
+        return Decision("reject", reason="written before the incident was resolved",
+                        incident_id=decision.incident_id,
+                        details={"problem": "written-before-resolution"})
     return None

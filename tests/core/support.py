@@ -169,11 +169,13 @@ def load(tmp: Path, **kw) -> Config:
 
 def message(subject: str, body: str = "", *, sender: str = "alice@example.com",
             message_id: str | None = None, headers: dict[str, str] | None = None) -> bytes:
+    headers = dict(headers or {})
+    date = headers.pop("Date", "Wed, 25 Nov 2026 10:00:00 +0000")  # fixed unless given
     lines = [f"From: {sender}", "To: incidents@example.com", f"Subject: {subject}",
-             "Date: Wed, 25 Nov 2026 10:00:00 +0000"]
+             f"Date: {date}"]
     if message_id:
         lines.append(f"Message-ID: <{message_id}>")
-    for k, v in (headers or {}).items():
+    for k, v in headers.items():
         lines.append(f"{k}: {v}")
     return ("\r\n".join(lines) + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
 

@@ -3,6 +3,9 @@ is applied, and what is silently kept."""
 
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
+
 from tests.core.support import DECLARATION_BODY, drained, message, send, wait_for
 
 UPDATE = "Severity: SEV2\nPhase: mitigating\nCommander: alice@example.com\n\nRolling back."
@@ -166,9 +169,11 @@ def test_resolve_then_reopen_is_in_the_timeline(daemon, sink):
     assert resolved["Subject"] == first[0].message["Subject"] == "[INC-1] Checkout down"
     assert resolved.get_content().startswith("Resolved: INC-1 is resolved")
     assert daemon.rt.store.get(1).status == "resolved"
+    # Written after the resolution (a Date: of now): it reopens. One written well before
+    # the resolution and delivered late would not (see the test below).
     send(daemon.port, message("Re: [INC-1] x [INVESTIGATING]",
                               "Severity: SEV1\nCommander: alice@example.com\n\nIt is back.",
-                              message_id="r2@x"))
+                              message_id="r2@x", headers={"Date": formatdate(usegmt=True)}))
     reopened = sink.wait_count(3)[-1].message
     assert reopened["Subject"] == "[INC-1] Checkout down"
     assert reopened.get_content().startswith("Reopened: INC-1 is open again (SEV1, investigating)")
@@ -177,6 +182,22 @@ def test_resolve_then_reopen_is_in_the_timeline(daemon, sink):
     assert [e.kind for e in incident.timeline] == ["declared", "resolved", "reopened"]
     sev = [c for c in incident.timeline[-1].changes if c.field == "severity"]
     assert sev and sev[0].old == "SEV2" and sev[0].new == "SEV1"
+
+
+def test_a_late_delivered_mail_written_before_the_resolution_does_not_reopen(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x", UPDATE.replace("mitigating", "resolved"),
+                              message_id="lr1@x", headers={"Date": formatdate(usegmt=True)}))
+    sink.wait_count(2)
+    written = formatdate(time.time() - 3 * 3600, usegmt=True)  # three hours ago
+    send(daemon.port, message("Re: [INC-1] x", UPDATE, message_id="lr2@x",
+                              sender="bob@example.com", headers={"Date": written}),
+         mail_from="bob@example.com")
+    got = sink.wait_count(3)[-1]
+    assert got.rcpt_tos == ["bob@example.com"]
+    assert "before INC-1 was resolved" in got.message.get_content().replace("\r\n", "\n")
+    incident = daemon.rt.store.get(1)
+    assert incident.status == "resolved" and incident.rejected_count == 1
 
 
 def test_declaration_gaps_and_liaison_flag_are_in_the_ack(daemon, sink):
