@@ -194,12 +194,17 @@ def test_crash_after_the_sent_marker_does_not_send_again(tmp_path, raw_relay):
     assert len(raw_relay.received) == 1
 
 
-def test_4xx_then_ok_through_the_daemon_is_delivered_once(tmp_path):
-    sink = SmtpSink(refuse="451 4.3.0 try later").start()
+def _daemon_behind(tmp_path, refuse: str):
+    """A running daemon whose relay is a sink that answers every DATA with `refuse`:
+    (sink, SMTP port, config path, loaded config, daemon)."""
+    sink = SmtpSink(refuse=refuse).start()
     port = free_port()
     cfg = write_config(tmp_path, smtp_port=port, relay_port=sink.port)
-    config = load_config(cfg)
-    daemon = ChaosDaemon(cfg, port).start()
+    return sink, port, cfg, load_config(cfg), ChaosDaemon(cfg, port).start()
+
+
+def test_4xx_then_ok_through_the_daemon_is_delivered_once(tmp_path):
+    sink, port, cfg, config, daemon = _daemon_behind(tmp_path, "451 4.3.0 try later")
     try:
         send(port, message("[DECLARE] flaky relay", DECLARATION_BODY, message_id="f4@x"))
         queue = config.storage.outbox_dir / "queue"
@@ -226,11 +231,7 @@ def cli(cfg, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_5xx_is_parked_with_a_clear_line_and_resent_from_the_cli(tmp_path):
-    sink = SmtpSink(refuse="550 5.7.1 relaying denied").start()
-    port = free_port()
-    cfg = write_config(tmp_path, smtp_port=port, relay_port=sink.port)
-    config = load_config(cfg)
-    daemon = ChaosDaemon(cfg, port).start()
+    sink, port, cfg, config, daemon = _daemon_behind(tmp_path, "550 5.7.1 relaying denied")
     try:
         send(port, message("[DECLARE] parked mail", DECLARATION_BODY, message_id="p5@x"))
         parked_dir = config.storage.outbox_dir / "parked"
