@@ -97,36 +97,24 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc), Exit.NOINPUT) from None
     rt = _runtime(config)
     try:
-        names = spool_inputs(rt.spool, messages)
+        spool_inputs(rt.spool, messages)
     except OSError as exc:
         # EX_TEMPFAIL: the MTA keeps the message and tries again later.
         raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
-    if not rt.lock.acquire():
-        logging.getLogger("mailbot.ingest").info(
-            "spooled %d message(s); the process holding the writer lock (pid %s) will "
-            "process them", len(names), rt.lock.holder() or "?")
-        return Exit.OK
-    try:
-        _process_and_deliver(rt)
-    except OSError as exc:
-        # Spooled durably already: the next run or the daemon will finish the work.
-        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
-        rt.lock.release()
-        return Exit.OK
-    rt.lock.release()
-    _process_left_behind(rt)
+    _process_spool(rt)
     return Exit.OK
 
 
-def _process_left_behind(rt) -> None:
-    """After letting go of the writer lock: process what was spooled while it was held.
+def _process_spool(rt) -> None:
+    """Process what waits in the spool, under the writer lock; then look again.
 
-    A `mailbot ingest` that finds the lock taken spools its message and leaves it to the
-    holder. `serve` rescans its spool every second, but a one-shot holder (another
-    `ingest`, `retry`, `digest --send`) has already looked, so it looks again here, after
-    letting go: a message spooled before that is seen now, one spooled after it finds
-    the lock free. Stops when the spool is empty or another process holds the lock (and
-    so will do the same when it lets go)."""
+    A `mailbot ingest` that finds the lock taken leaves what it spooled to the holder.
+    `serve` rescans its spool every second, but a one-shot holder (another `ingest`,
+    `retry`, `digest --send`, `tick`) has taken its listing already, so after letting go
+    of the lock it looks again: a message spooled before that is seen now, one spooled
+    after it finds the lock free. Stops when the spool is empty, when a pass changed
+    nothing, or when another process holds the lock (which will do the same)."""
+    log = logging.getLogger("mailbot.ingest")
     seen: list[str] = []
     while True:
         waiting = rt.spool.pending()
@@ -134,11 +122,14 @@ def _process_left_behind(rt) -> None:
             return
         seen = waiting
         if not rt.lock.acquire():
+            log.info("%d message(s) wait in the spool; the process holding the writer lock "
+                     "(pid %s) will process them", len(waiting), rt.lock.holder() or "?")
             return
         try:
             _process_and_deliver(rt)
         except OSError as exc:
-            logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+            # Spooled durably already: the next run or the daemon will finish the work.
+            log.error("spooled, processing deferred: %s", exc)
             return
         finally:
             rt.lock.release()
@@ -182,7 +173,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
         delivered, _ = rt.outbox.deliver_due()  # theirs, and retries that are due
     finally:
         rt.lock.release()
-    _process_left_behind(rt)
+    _process_spool(rt)
     log.info("ran %s; delivered %d mail(s); %d waiting in the outbox",
              ", ".join(ran) or "nothing due", delivered, len(rt.outbox.queued()))
     return Exit.OK
@@ -268,7 +259,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
             rt.outbox.deliver_due()
         finally:
             rt.lock.release()
-        _process_left_behind(rt)
+        _process_spool(rt)
     return Exit.OK
 
 
@@ -336,7 +327,7 @@ def cmd_digest(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config)
     code = run_digest_command(rt, send=args.send)
     if args.send:
-        _process_left_behind(rt)  # it held the writer lock while it sent
+        _process_spool(rt)  # it held the writer lock while it sent
     return code
 
 

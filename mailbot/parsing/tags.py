@@ -26,11 +26,22 @@ _PREFIX = re.compile(
 _SPACES = re.compile(r"\s+")
 
 
-def _incident_number(word: str, lang: Language) -> int | None:
+def incident_number(word: str, prefix: str) -> int | None:
+    """n, when the bracketed `word` is an incident tag ("INC-42", "inc 42", "INC#42")."""
     m = re.fullmatch(
-        re.escape(lang.prefix) + r"[ \t_#:-]{0,3}([0-9]{1,9})", word.strip(), re.IGNORECASE
+        re.escape(prefix) + r"[ \t_#:-]{0,3}([0-9]{1,9})", word.strip(), re.IGNORECASE
     )
     return int(m.group(1)) if m else None
+
+
+def mentioned_incidents(text: str, prefix: str) -> set[int]:
+    """The numbers of every incident tag in `text` (a title, say)."""
+    return {n for word in _BRACKETED.findall(text)
+            if (n := incident_number(word, prefix)) is not None}
+
+
+def _incident_number(word: str, lang: Language) -> int | None:
+    return incident_number(word, lang.prefix)
 
 
 def strip_prefixes(subject: str) -> str:
@@ -51,9 +62,7 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
     phase: str | None = None
     unknown: list[str] = []
     others: list[int] = []
-    mentions: list[int] = []  # where the [INC-n] tags start
-    kept: list[str] = []  # pieces of the subject that make the title
-    pos = 0
+    understood_tags: list[tuple[int, int, bool]] = []  # (start, end, an [INC-n] tag)
     for m in _BRACKETED.finditer(subject):
         word = m.group(1).strip()
         low = word.lower()
@@ -66,7 +75,6 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
                 incident_id = number
             elif number != incident_id and number not in others:
                 others.append(number)
-            mentions.append(m.start())
         elif low in ("postmortem", "post-mortem", "post mortem", "pm"):
             postmortem = True
         elif low == "status":
@@ -79,16 +87,19 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
             understood = False
             unknown.append(word)
         if understood:
-            kept.append(subject[pos:m.start()])
-            kept.append(" ")
-            pos = m.end()
+            understood_tags.append((m.start(), m.end(), number is not None))
+    # The title is the subject without the tags it understood; except that in a
+    # declaration, "[INC-1]" is part of what the new incident is about ("Fallout from
+    # [INC-1]: queue backlog") and stays.
+    kept: list[str] = []
+    pos = 0
+    for start, end, incident_tag in understood_tags:
+        if declare and incident_tag:
+            continue
+        kept += [subject[pos:start], " "]
+        pos = end
     kept.append(subject[pos:])
-    title = _SPACES.sub(" ", "".join(kept)).strip()
-    title = strip_prefixes(title)
-    if declare and mentions:
-        # In a declaration, "[INC-1]" is part of what the new incident is about ("Fallout
-        # from [INC-1]: queue backlog"): it stays in the title.
-        title = _title_keeping(subject, mentions, lang)
+    title = strip_prefixes(_SPACES.sub(" ", "".join(kept)).strip())
     return SubjectTags(
         declare=declare,
         incident_id=incident_id,
@@ -101,20 +112,3 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
         title=title,
         unknown=tuple(unknown),
     )
-
-
-def _title_keeping(subject: str, mentions: list[int], lang: Language) -> str:
-    """The title without the tags, except the [INC-n] ones starting at `mentions`."""
-    kept: list[str] = []
-    pos = 0
-    for m in _BRACKETED.finditer(subject):
-        if m.start() in mentions:
-            continue
-        word = m.group(1).strip()
-        if read_tags(f"[{word}]", lang).unknown:
-            continue  # not a tag: it stays
-        kept.append(subject[pos:m.start()])
-        kept.append(" ")
-        pos = m.end()
-    kept.append(subject[pos:])
-    return strip_prefixes(_SPACES.sub(" ", "".join(kept)).strip())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailbot.config import Config
 from mailbot.models import Decision, ParsedMail
+from mailbot.parsing.tags import mentioned_incidents
 
 if TYPE_CHECKING:
     from mailbot.rules import Facts
@@ -58,7 +58,5 @@ def _targets(tags, facts: "Facts", config: Config) -> set[int]:
     is about INC-2 only)."""
     named = {n for n in (tags.incident_id, *tags.other_incidents) if n is not None}
     title = facts.incident.title if facts.incident is not None else ""
-    prefix = re.escape(config.list.incident_prefix)
-    mentioned = {int(n) for n in re.findall(r"\[" + prefix + r"[ \t_#:-]{0,3}([0-9]{1,9})\]",
-                                              title, re.IGNORECASE)}
+    mentioned = mentioned_incidents(title, config.list.incident_prefix)
     return (named - mentioned) or named
