@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,6 +25,7 @@ import jinja2
 import jinja2.bccache
 
 from mailbot import wire
+from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
 
 log = logging.getLogger(__name__)
@@ -93,29 +95,10 @@ def make_environment(templates_dir: Path, cache_dir: Path | None = None
         # every render stats each template it uses to see whether it changed.
         auto_reload=False,
     )
-    env.filters["when"] = _format_when
-    env.filters["ago"] = _format_ago
+    # Mail shows "-" where a value is missing, so a label never trails off into nothing.
+    env.filters["when"] = partial(format_when, missing="-")
+    env.filters["ago"] = partial(format_duration, missing="-")
     return env
-
-
-def _format_when(value: dt.datetime | None, tz: Any = None) -> str:
-    if value is None:
-        return "-"
-    if tz is not None:
-        value = value.astimezone(tz)
-    return value.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _format_ago(delta: dt.timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24}h"
 
 
 class Composer:

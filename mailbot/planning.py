@@ -24,6 +24,7 @@ from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import stated
 from mailbot.rules.senders import unmunge
 from mailbot.store import Store
+from mailbot.timing import severity_rank
 
 
 @dataclass
@@ -207,7 +208,7 @@ class Planner:
         if plan.facts.incident_id is not None and incident is None:
             missing_ref = f"{prefix}-{plan.facts.incident_id}"
         live = sorted(self.store.live_incidents(),
-                      key=lambda i: (self._rank(i.severity), i.id))
+                      key=lambda i: (severity_rank(self.config, i.severity), i.id))
         self._reply(plan, "status", [plan.mail.from_address], incident, received,
                     incidents=live, missing_ref=missing_ref)
 
@@ -250,10 +251,6 @@ class Planner:
 
     def _on_ignore(self, plan: Plan, received: dt.datetime) -> None:
         pass
-
-    def _rank(self, severity: str | None) -> int:
-        sev = self.config.severity(severity) if severity else None
-        return sev.rank if sev else len(self.config.severities) + 1
 
     def _cap(self, plan: Plan, received: dt.datetime) -> None:
         plan.outgoing, notes = self.cap_outgoing(plan.outgoing, received)

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
-from mailbot.digest import review_start, stale_after
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
 from mailbot.scheduler import Every, Job, Slot
+from mailbot.timing import last_update, review_start, stale_after
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -75,7 +75,7 @@ def stale_due(config: Config, incident: Incident, now: dt.datetime) -> dt.dateti
     """When the stale-update reminder became due, or None if it is not due at `now`."""
     if incident.status != "open":
         return None
-    base = incident.updated_at or incident.declared_at
+    base = last_update(incident)
     if base is None:
         return None
     if incident.last_reminder_at and incident.last_reminder_at > base:
