@@ -115,6 +115,7 @@ class Composer:
         # cross-posted to both lists: a client keeps only one of two equal ids.
         instance = f"{bot_address.lower()} {list_address.lower()}"
         self._instance = hashlib.sha1(instance.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        self.list_address = list_address
         self.common = dict(common or {})
         self._html: frozenset[str] | None = None
 
@@ -167,6 +168,8 @@ class Composer:
             "From: " + wire.mailbox(clean_header(self.bot_name), self.bot_address),
             wire.address_header("To", to),
             wire.address_header("Cc", cc),
+            # A plain Reply to anything mailbot writes reaches the team, not the bot.
+            wire.address_header("Reply-To", [self.list_address] if self.list_address else []),
             wire.text_header("Subject", subject),
             "Date: " + format_datetime(now),
             wire.msgid_header("Message-ID", [message_id]),

@@ -229,9 +229,12 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
          mail_from="bob@example.com")
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]
-    # The subject names the incident by its title, not by the reply's "Re: ..." text.
-    assert got.message["Subject"] == "[INC-1] Not applied (missing severity): Checkout down"
+    # The thread's subject, by the incident's title: a Reply goes to the list (Reply-To),
+    # which must not read "Not applied"; the body's first line says it.
+    assert got.message["Subject"] == "[INC-1] Checkout down"
+    assert got.message["Reply-To"] == "incidents@example.com"
     body = got.message.get_content().replace("\r\n", "\n")
+    assert body.lstrip().startswith("Your update to INC-1 was not applied")
     assert '"sevrity:" (did you mean "Severity:"?)' in body
     # The block to paste back carries what bob did state, the misspelled severity too:
     # pasted back as it is, it is the update he meant.

@@ -36,6 +36,7 @@ def test_stale_reminder_goes_to_the_commander_once_per_interval(bot, sink):
     assert reminder.subject.startswith("[INC-1] Update needed")
     assert reminder.message["In-Reply-To"] == "<root@example.com>"
     assert reminder.message["Auto-Submitted"] == "auto-generated"
+    assert reminder.message["Reply-To"] == LIST  # the commander's Reply reaches the team
     # The pre-filled block to paste back, and the severity definitions at the end.
     assert "Severity: SEV2\nPhase: investigating\nCommander: alice@example.com" in \
         reminder.text
