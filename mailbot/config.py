@@ -150,6 +150,10 @@ class ScheduleConfig:
     digest_time: dt.time = dt.time(9, 0)
     digest_when_empty: bool = True
     reminders_cc_list: bool = False
+    # Local (start, end) during which stale reminders for `quiet_severities` wait; None: never.
+    quiet_hours: tuple[dt.time, dt.time] | None = (dt.time(22, 0), dt.time(7, 0))
+    quiet_severities: tuple[str, ...] = ("SEV3", "SEV4")
+    escalate_after_reminders: int = 2  # unanswered stale reminders before the list is told
 
     @property
     def tz(self) -> ZoneInfo:
@@ -222,7 +226,8 @@ _KNOWN: dict[str, set[str]] = {
                "max_mail_per_address_per_hour", "max_list_mail_per_hour",
                "accept_direct_to_bot"},
     "severity": {"name", "description", "stale_after_minutes"},
-    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list"},
+    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
+                 "quiet_hours", "quiet_severities", "escalate_after_reminders"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
     "publish": {"dir"},
@@ -266,6 +271,22 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
     if minimum is not None and value < minimum:
         raise ConfigError(f"[{section}] {key} must be at least {minimum}, not {value!r}")
     return value
+
+
+def _quiet_hours(value: str | None) -> tuple[dt.time, dt.time] | None:
+    """"22:00-07:00" -> (22:00, 07:00); "" -> None (no quiet hours); unset -> the default."""
+    if value is None:
+        return ScheduleConfig.quiet_hours
+    if not value.strip():
+        return None
+    try:
+        start, end = (dt.time.fromisoformat(p.strip()) for p in value.split("-"))
+    except ValueError:
+        raise ConfigError(f"[schedule] quiet_hours: {value!r} is not a range like "
+                          '"22:00-07:00" (or "" for none)') from None
+    if start == end:
+        raise ConfigError(f"[schedule] quiet_hours: {value!r} is empty (start = end)")
+    return start, end
 
 
 def _address(section: str, key: str, value: str) -> str:
@@ -495,6 +516,12 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         digest_time=digest_time,
         digest_when_empty=_get(t, "schedule", "digest_when_empty", bool, True),
         reminders_cc_list=_get(t, "schedule", "reminders_cc_list", bool, False),
+        quiet_hours=_quiet_hours(_get(t, "schedule", "quiet_hours", str, None)),
+        quiet_severities=tuple(
+            s.upper() for s in _get(t, "schedule", "quiet_severities", list,
+                                    list(ScheduleConfig.quiet_severities))),
+        escalate_after_reminders=_get(t, "schedule", "escalate_after_reminders", int,
+                                      ScheduleConfig.escalate_after_reminders, minimum=0),
     )
 
     t = raw.get("postmortem", {})

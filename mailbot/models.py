@@ -88,6 +88,9 @@ class Fields:
     customer_impact: bool | None = None
     services: tuple[str, ...] | None = None
     postmortem_owner: str | None = None
+    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC.
+    started_at: dt.datetime | None = None
+    resolved_at: dt.datetime | None = None
     invalid: tuple[InvalidField, ...] = ()
     lines: tuple[FieldLine, ...] = ()
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
@@ -235,7 +238,7 @@ class Postmortem:
         )
 
 
-_DATETIME_FIELDS = ("declared_at", "updated_at", "resolved_at", "closed_at",
+_DATETIME_FIELDS = ("declared_at", "started_at", "updated_at", "resolved_at", "closed_at",
                     "last_reminder_at", "postmortem_reminded_at")
 
 
@@ -258,10 +261,12 @@ class Incident:
     postmortem_owner: str | None = None
     declared_by: str = ""
     declared_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None  # `Started-At:`, when it began before it was declared
     updated_at: dt.datetime | None = None  # last accepted declaration or follow-up
     resolved_at: dt.datetime | None = None
     closed_at: dt.datetime | None = None
     last_reminder_at: dt.datetime | None = None
+    stale_reminders: int = 0  # stale reminders in a row (see reminders.missed_reminders)
     postmortem_reminded_at: dt.datetime | None = None
     postmortem_reminders: int = 0
     root_message_id: str = ""
@@ -271,6 +276,19 @@ class Incident:
 
     def ref(self, prefix: str = "INC") -> str:
         return f"{prefix}-{self.id}"
+
+    @property
+    def began_at(self) -> dt.datetime | None:
+        """When the incident really began: `Started-At:`, else its declaration."""
+        return self.started_at or self.declared_at
+
+    def duration(self, now: dt.datetime) -> dt.timedelta | None:
+        """How long it lasted (from its start to its resolution), or has lasted until `now`."""
+        began = self.began_at
+        if began is None:
+            return None
+        end = self.resolved_at if self.status != "open" and self.resolved_at else now
+        return max(end - began, dt.timedelta(0))
 
     @property
     def needs_liaison(self) -> bool:

@@ -9,7 +9,9 @@ so a sweep repeated after a crash finds it done and sends nothing twice.
     stale-update  an open incident with no accepted update for its severity's
                   `stale_after_minutes`: to the commander (and the list when
                   [schedule] reminders_cc_list), at most once per interval, with the
-                  pre-filled update block. An accepted update resets the clock.
+                  pre-filled update block. An accepted update resets the clock. For
+                  [schedule] quiet_severities it waits out [schedule] quiet_hours; after
+                  `escalate_after_reminders` unanswered ones, it goes to the list.
     postmortem    a resolved incident without an accepted postmortem: at the first sweep
                   after resolution, then every [postmortem] reminder_days; to the
                   postmortem owner and the commander, leadership in Cc for
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
-from mailbot.scheduler import Every, Job, Slot
+from mailbot.scheduler import Every, Job, Slot, local_instant
 from mailbot.timing import last_update, review_start, stale_after
 
 if TYPE_CHECKING:
@@ -71,8 +73,37 @@ def _addresses(people: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(a for a in map(address_of, people) if a))
 
 
+def quiet_until(config: Config, severity: str | None,
+                instant: dt.datetime) -> dt.datetime | None:
+    """The end of the quiet hours `instant` falls in when they apply to `severity`, else
+    None. Never for an incident without a severity: nobody has said it can wait."""
+    hours = config.schedule.quiet_hours
+    if hours is None or not severity or severity not in config.schedule.quiet_severities:
+        return None
+    tz = config.schedule.tz
+    local = instant.astimezone(tz)
+    start, end = hours
+    clock = local.time().replace(tzinfo=None, fold=0)
+    if start < end:  # "01:00-06:00"
+        inside, end_day = start <= clock < end, local.date()
+    elif clock >= start:  # "22:00-07:00", before midnight
+        inside, end_day = True, local.date() + dt.timedelta(days=1)
+    else:  # after midnight
+        inside, end_day = clock < end, local.date()
+    return local_instant(end_day, end, tz) if inside else None
+
+
+def missed_reminders(incident: Incident) -> int:
+    """Stale reminders sent since the last accepted update: an update answers them all."""
+    last = last_update(incident)
+    if incident.last_reminder_at is None or last is None or incident.last_reminder_at <= last:
+        return 0
+    return incident.stale_reminders
+
+
 def stale_due(config: Config, incident: Incident, now: dt.datetime) -> dt.datetime | None:
-    """When the stale-update reminder became due, or None if it is not due at `now`."""
+    """When the stale-update reminder became due, or None if it is not due at `now` (not
+    yet, or quiet hours hold it back until they end)."""
     if incident.status != "open":
         return None
     base = last_update(incident)
@@ -81,7 +112,9 @@ def stale_due(config: Config, incident: Incident, now: dt.datetime) -> dt.dateti
     if incident.last_reminder_at and incident.last_reminder_at > base:
         base = incident.last_reminder_at
     due = base + stale_after(config, incident.severity)
-    return due if now >= due else None
+    if now < due or quiet_until(config, incident.severity, now) is not None:
+        return None
+    return due
 
 
 def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int | None:
@@ -144,19 +177,30 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
     if rt.store.is_processed(key):
         return 0
-    to = _addresses([incident.commander]) or _addresses([incident.declared_by]) \
-        or [config.list.address]
-    cc = [config.list.address] if config.schedule.reminders_cc_list else []
+    commander = _addresses([incident.commander]) or _addresses([incident.declared_by])
+    missed = missed_reminders(incident)
+    limit = config.schedule.escalate_after_reminders
+    escalated = bool(limit) and missed >= limit
+    if escalated:
+        # The commander did not answer: the list hears it, so someone can take over.
+        to, cc = [config.list.address], commander
+    else:
+        to = commander or [config.list.address]
+        cc = [config.list.address] if config.schedule.reminders_cc_list else []
+    cc = [a for a in cc if a not in to]
     mail = _compose_about(
         rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
-        quiet_for=now - (incident.updated_at or incident.declared_at or now),
+        quiet_for=now - (last_update(incident) or now),
         stale_after=stale_after(config, incident.severity),
         commander_is_address=bool(address_of(incident.commander)),
+        escalated=escalated, missed=missed, escalate_after=limit,
     )
     if not _within_cap(rt, mail, now):
         return 0
-    updated = _noted(incident, now, config.list.bot_address,
-                     "stale-update reminder to " + ", ".join(to), last_reminder_at=now)
+    note = ("stale-update reminder to " if not escalated else
+            f"no update after {missed} reminders: told the list, ") + ", ".join(mail.recipients)
+    updated = _noted(incident, now, config.list.bot_address, note, last_reminder_at=now,
+                     stale_reminders=missed + 1)
     _commit(rt, key, updated, mail, now)
     log.info("%s: stale-update reminder <%s> to %s", incident.ref(config.list.incident_prefix),
              mail.message_id, ", ".join(mail.recipients))
