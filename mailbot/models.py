@@ -238,6 +238,7 @@ class Postmortem:
         )
 
 
+_NARRATIVE_KINDS = ("declared", "updated", "resolved", "reopened", "comment")
 _DATETIME_FIELDS = ("declared_at", "started_at", "updated_at", "resolved_at", "closed_at",
                     "last_reminder_at", "postmortem_reminded_at")
 
@@ -289,6 +290,14 @@ class Incident:
             return None
         end = self.resolved_at if self.status != "open" and self.resolved_at else now
         return max(end - began, dt.timedelta(0))
+
+    def latest_word(self) -> TimelineEntry | None:
+        """The latest entry that says in someone's words what is going on (an accepted
+        update's narrative, or a comment in the thread)."""
+        for entry in reversed(self.timeline):
+            if entry.note and entry.kind in _NARRATIVE_KINDS:
+                return entry
+        return None
 
     @property
     def needs_liaison(self) -> bool:

@@ -256,7 +256,7 @@ def test_what_changed_reads_as_words_and_a_restated_person_is_no_change(daemon, 
     body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
     changed = body.split("What changed:\n", 1)[1].split("\n\n", 1)[0]
     assert "  - services: (none) -> db, api" in changed
-    assert "  - customer_impact: (none) -> no" in changed
+    assert "  - customer impact: (none) -> no" in changed
     assert "commander" not in changed and "[" not in changed and "False" not in changed
     assert daemon.rt.store.get(1).commander == "alice@example.com"
     # Handing over to Bob with his address, then naming him by first name only (or the

@@ -1,0 +1,116 @@
+"""The words people read: the declaration checklist, change labels, [STATUS] replies,
+example dates. Mail goes through the real pipeline and lands in a real SMTP sink."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .support import LIST, declaration, message, state, utc
+
+INTERNAL_KEYS = re.compile(r"postmortem_owner|customer_impact|roles\.|started_at|resolved_at")
+
+
+@pytest.fixture
+def bot(make_bot):
+    return make_bot(digest_time="23:30")
+
+
+def test_declaration_ack_asks_for_severity_and_customer_impact(bot, sink):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing",
+                        "Phase: investigating\nCommander: alice@example.com\n\nIt broke.",
+                        message_id="root"))
+    [ack] = sink.take(1)
+    assert "A good declaration says 7 things. This one did not say:" in ack.text
+    assert ("  - its severity (Severity:): until it has one, it is chased every 30m, "
+            "as SEV1 is\n") in ack.text
+    assert "  - whether customers are affected (Customer-Impact: yes or no)\n" in ack.text
+    # Stated "no": not asked again.
+    bot.receive(message("[DECLARE] Search slow", declaration("SEV3").replace(
+        "Customer-Impact: yes", "Customer-Impact: no") + "Roles: comms=bob@example.com\n"))
+    [ack2] = sink.take(1)
+    assert "did not say" not in ack2.text
+
+
+def test_resolved_ack_does_not_ask_for_a_liaison(bot, sink):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    [ack] = sink.take(1)
+    assert "has no customer liaison" in ack.text  # customer-facing, nobody named
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="resolved")))
+    [resolved] = sink.take(1)
+    assert resolved.text.startswith("Resolved: INC-1")
+    assert "liaison" not in resolved.text.lower()
+
+
+def test_changes_read_in_words_not_key_names(bot, sink):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    sink.take(1)
+    bot.receive(message("Re: [INC-1] Checkout failing", state(
+        extra="Postmortem-Owner: dave@example.com\nCustomer-Impact: no\n"
+              "Liaison: carol@example.com\n")))
+    [ack] = sink.take(1)
+    assert "  - postmortem owner: (none) -> dave@example.com\n" in ack.text
+    assert "  - customer impact: yes -> no\n" in ack.text
+    assert "  - liaison: (none) -> carol@example.com\n" in ack.text
+    bot.receive(message("Re: [INC-1] Checkout failing", state(
+        extra="Customer-Impact: maybe\n")))
+    [ack] = sink.take(1)
+    assert '  - Customer-Impact: "maybe" (valid: yes, no)' in ack.text
+    bot.clock.set(utc(2026, 3, 23, 10, 0))
+    bot.receive(message("[STATUS] [INC-1]", ""))
+    [status] = sink.take(1)
+    for mail in (ack, status):
+        assert not INTERNAL_KEYS.search(mail.text), mail.text
+
+
+def test_status_carries_latest_words_age_and_last_update(bot, sink):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    bot.clock.set(utc(2026, 3, 23, 10, 15))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(
+        phase="mitigating", narrative="Rolled back the 09:45 deploy; errors falling."),
+        sender="bob@example.com"))
+    bot.receive(message("[DECLARE] Search slow", declaration("SEV3"),
+                        sender="carol@example.com"))
+    sink.take(3)
+    bot.clock.set(utc(2026, 3, 23, 11, 0))
+    bot.receive(message("[STATUS] [INC-1]", "", sender="dave@example.com"))
+    [one] = sink.take(1)
+    assert one.rcpt_tos == ["dave@example.com"]
+    assert one.text.startswith(
+        "INC-1: Checkout failing\n"
+        "SEV2, mitigating; open for 2h; last update 45m ago.\n\n"
+        "Latest, from bob@example.com at 2026-03-23 11:15 CET:\n"
+        "  Rolled back the 09:45 deploy; errors falling.\n")
+    bot.receive(message("[STATUS]", "", sender="dave@example.com"))
+    [everything] = sink.take(1)
+    assert everything.subject == "Status: 2 open incidents"
+    assert ("  INC-1  SEV2, mitigating: Checkout failing\n"
+            "    open for 2h; last update 45m ago; commander alice@example.com; "
+            "no customer liaison\n"
+            '    "Rolled back the 09:45 deploy; errors falling." (bob@example.com)\n'
+            ) in everything.text
+    assert "  INC-2  SEV3, investigating: Search slow\n    open for 45m;" in \
+        everything.text
+
+
+def test_example_due_dates_are_a_few_days_from_today(bot, sink):
+    bot.clock.set(utc(2026, 11, 29, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing", declaration(), message_id="root"))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="resolved")))
+    sink.take(2)
+    bot.tick(utc(2026, 11, 29, 9, 1))
+    [reminder] = sink.take(1)
+    assert reminder.kind == "reminder_postmortem"
+    assert "- owner: someone@example.com - due: 2026-12-02>" in reminder.text
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing",
+                        "Cause:\nx\nImpact:\ny\nResolution:\nz\nPrevention:\nw\n"
+                        "Action items:\n- Fix it\n"))
+    [rejection] = sink.take(1)
+    assert rejection.kind == "postmortem_rejection"
+    assert "owner: bob@example.com - due: 2026-12-02\n" in rejection.text
+    assert LIST in rejection.text
