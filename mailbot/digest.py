@@ -121,7 +121,7 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
             since = max(now - updated, dt.timedelta(0))
             row = OpenRow(
                 incident=inc, ref=inc.ref(prefix),
-                age=max(now - (inc.declared_at or now), dt.timedelta(0)),
+                age=inc.duration(now) or dt.timedelta(0),
                 since_update=since,
                 stale=is_stale(config, inc, now),
                 needs_liaison=inc.needs_liaison,

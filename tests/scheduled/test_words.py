@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .support import LIST, declaration, message, state, utc
+from .support import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
 
 INTERNAL_KEYS = re.compile(r"postmortem_owner|customer_impact|roles\.|started_at|resolved_at")
 
@@ -114,3 +114,33 @@ def test_example_due_dates_are_a_few_days_from_today(bot, sink):
     assert rejection.kind == "postmortem_rejection"
     assert "owner: bob@example.com - due: 2026-12-02\n" in rejection.text
     assert LIST in rejection.text
+
+
+def _resolved(bot, n, title, when):
+    bot.clock.set(when)
+    bot.receive(message(f"[DECLARE] {title}", declaration(), message_id=f"root{n}"))
+    bot.receive(message(f"Re: [INC-{n}] {title}", state(phase="resolved"),
+                        in_reply_to=f"root{n}@example.com"))
+
+
+def test_digest_subject_counts_what_is_due(make_bot, sink):
+    bot = make_bot(postmortem="", digest_time="09:00")
+    _resolved(bot, 1, "Checkout failing", utc(2026, 3, 18, 12, 0))  # review 03-23: overdue
+    _resolved(bot, 2, "Search slow", utc(2026, 3, 23, 12, 0))  # review 03-26: due
+    _resolved(bot, 3, "Login loop", utc(2026, 3, 23, 13, 0))
+    bot.receive(message("[POSTMORTEM] [INC-3] Login loop",
+                        GOOD_POSTMORTEM.format(soon="2026-03-25")))
+    assert bot.incident(3).status == "closed"
+    sink.take(len(sink.unread()))
+    bot.tick(utc(2026, 3, 24, 8, 0))
+    [digest] = [m for m in sink.take(len(sink.unread())) if m.kind == "digest"]
+    assert digest.subject == ("Incident digest 2026-03-24: no open incidents; 2 postmortems "
+                              "due (1 overdue), 2 action items due")
+    # An open incident and an overdue action item count too.
+    bot.clock.set(utc(2026, 3, 25, 7, 0))
+    bot.receive(message("[DECLARE] Payments down", declaration("SEV1")))
+    sink.take(len(sink.unread()))
+    bot.tick(utc(2026, 3, 26, 8, 0))
+    [digest] = [m for m in sink.take(len(sink.unread())) if m.kind == "digest"]
+    assert digest.subject == ("Incident digest 2026-03-26: 1 open (1 SEV1), 1 stale; "
+                              "2 postmortems due (1 overdue), 2 action items due (2 overdue)")
