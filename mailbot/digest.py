@@ -44,7 +44,7 @@ class OpenRow:
     since_update: dt.timedelta
     stale: bool
     needs_liaison: bool
-    experts: tuple[Any, ...]  # ExpertRef(service, expert, via)
+    experts: Any  # services.Contacts: each person once, and the runbooks
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class DigestView:
 
 def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
                  closed: dict[str, Any],
-                 experts_for: Callable[[Iterable[str]], list[Any]]) -> DigestView:
+                 experts_for: Callable[[Iterable[str]], Any]) -> DigestView:
     """Everything the digest shows, from the live incidents and the closed summary."""
     tz = config.schedule.tz
     prefix = config.list.incident_prefix
@@ -125,7 +125,7 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
                 since_update=since,
                 stale=is_stale(config, inc, now),
                 needs_liaison=inc.needs_liaison,
-                experts=tuple(experts_for(inc.services)) if inc.services else (),
+                experts=experts_for(inc.services) if inc.services else (),
             )
             key = inc.severity if inc.severity and config.severity(inc.severity) else ""
             by_sev.setdefault(key, []).append(row)

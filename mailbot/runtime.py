@@ -61,7 +61,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
                         list_address=config.list.address)
     directory = load_services(config.services_file)
     planner = Planner(config, store, composer,
-                      experts_for=lambda services: directory.experts_for(list(services)),
+                      experts_for=lambda services: directory.contacts_for(list(services)),
                       unknown_services=lambda services: directory.unknown(list(services)))
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,

@@ -88,12 +88,12 @@ def test_ack_names_the_experts_and_the_services_nobody_knows(daemon, sink):
     body = DECLARATION_BODY.replace("Roles:", "Services: postgres, frobnicator\nRoles:")
     ack = declare(daemon, sink, body=body).message.get_content()
     assert "Experts for the affected services:" in ack
-    assert "  - db: " in ack  # "postgres" is an alias of db
+    assert "  - Grace Liu <grace@example.com>: db on-call" in ack  # "postgres" is db
     assert "No experts known for: frobnicator" in ack
     # All services known: no such line.
     body = DECLARATION_BODY.replace("Roles:", "Services: db\nRoles:")
     ack = declare(daemon, sink, mid="d2@x", body=body).message.get_content()
-    assert "  - db: " in ack and "No experts known" not in ack
+    assert ": db on-call" in ack and "No experts known" not in ack
 
 
 def test_auto_reply_bounce_and_echo_get_nothing(daemon, sink):

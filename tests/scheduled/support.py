@@ -38,9 +38,10 @@ role = "owner"
 
 def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = "",
                  postmortem: str = "", digest_time: str = "09:00",
-                 leadership_severities: str = '["SEV1", "SEV2"]') -> Path:
+                 leadership_severities: str = '["SEV1", "SEV2"]',
+                 services: str = SERVICES_TOML) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "services.toml").write_text(SERVICES_TOML, encoding="utf-8")
+    (tmp / "services.toml").write_text(services, encoding="utf-8")
     text = f"""
 [list]
 address = "{LIST}"

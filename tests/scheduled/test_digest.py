@@ -134,7 +134,7 @@ def test_one_incident_shows_everything_the_contract_names(bot, sink):
             in text)
     assert "!! STALE: no accepted update for 2h 30m" in text
     assert "NO CUSTOMER LIAISON" not in text
-    assert "experts: Olga Petrova <olga@example.com> (checkout on-call)" in text
+    assert "experts: Olga Petrova <olga@example.com>: checkout on-call" in text
     tree = parse_html(mail.html)
     [row] = tree.find("tr", "incident")
     assert "stale" in row[1]["class"].split() and row[1]["id"] == "INC-1"

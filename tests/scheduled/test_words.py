@@ -144,3 +144,58 @@ def test_digest_subject_counts_what_is_due(make_bot, sink):
     [digest] = [m for m in sink.take(len(sink.unread())) if m.kind == "digest"]
     assert digest.subject == ("Incident digest 2026-03-26: 1 open (1 SEV1), 1 stale; "
                               "2 postmortems due (1 overdue), 2 action items due (2 overdue)")
+
+
+SHARED_EXPERTS = """
+[services.checkout]
+description = "Checkout pages and the cart"
+depends_on = ["payments"]
+runbook = "https://wiki.example.com/runbooks/checkout"
+[[services.checkout.experts]]
+name = "Olga Petrova"
+address = "olga@example.com"
+role = "on-call"
+[[services.checkout.experts]]
+name = "Marco Rossi"
+address = "marco@example.com"
+role = "owner"
+
+[services.payments]
+description = "Payment gateway"
+runbook = "https://wiki.example.com/runbooks/payments"
+[[services.payments.experts]]
+name = "Marco Rossi"
+address = "marco@example.com"
+role = "owner"
+[[services.payments.experts]]
+name = "Lena Fischer"
+address = "lena@example.com"
+role = "on-call"
+"""
+
+
+def test_experts_are_listed_once_with_their_runbooks(make_bot, sink):
+    bot = make_bot(services=SHARED_EXPERTS, digest_time="09:00")
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    bot.receive(message("[DECLARE] Checkout failing",
+                        declaration().replace("Services: checkout", "Services: checkout, payments")))
+    [ack] = sink.take(1)
+    block = ack.text.split("Experts for the affected services:\n", 1)[1].split("\n-- \n")[0]
+    assert block.strip() == (
+        "- Olga Petrova <olga@example.com>: checkout on-call\n"
+        "  - Marco Rossi <marco@example.com>: checkout owner, payments owner\n"
+        "  - Lena Fischer <lena@example.com>: payments on-call\n"
+        "Runbooks:\n"
+        "  - checkout: https://wiki.example.com/runbooks/checkout\n"
+        "  - payments: https://wiki.example.com/runbooks/payments")
+    bot.tick(utc(2026, 3, 24, 8, 0))
+    [digest] = [m for m in sink.take(len(sink.unread())) if m.kind == "digest"]
+    assert digest.text.count("marco@example.com") == 1
+    assert ("      experts: Olga Petrova <olga@example.com>: checkout on-call\n"
+            "               Marco Rossi <marco@example.com>: checkout owner, payments owner\n"
+            "               Lena Fischer <lena@example.com>: payments on-call\n"
+            "      runbooks: checkout https://wiki.example.com/runbooks/checkout\n"
+            "                payments https://wiki.example.com/runbooks/payments\n"
+            ) in digest.text
+    assert 'href="https://wiki.example.com/runbooks/payments"' in digest.html
+    assert digest.html.count("mailto:marco@example.com") == 1
