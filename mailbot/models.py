@@ -160,6 +160,18 @@ class Change:
     new: Any
 
 
+def _plain(value: Any) -> Any:
+    """A change's value as JSON holds it (an instant as ISO 8601)."""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A change's value as read back: the instants of `started_at` / `resolved_at`."""
+    if name in ("started_at", "resolved_at") and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     kind: str  # declared | updated | rejected | resolved | reopened | postmortem-* | reminder
@@ -177,7 +189,7 @@ class TimelineEntry:
             "author": self.author,
             "message_id": self.message_id,
             "message_date": self.message_date.isoformat() if self.message_date else None,
-            "changes": [[c.field, c.old, c.new] for c in self.changes],
+            "changes": [[c.field, _plain(c.old), _plain(c.new)] for c in self.changes],
             "note": self.note,
         }
 
@@ -190,7 +202,8 @@ class TimelineEntry:
             message_id=d.get("message_id", ""),
             message_date=(dt.datetime.fromisoformat(d["message_date"])
                           if d.get("message_date") else None),
-            changes=tuple(Change(f, o, n) for f, o, n in d.get("changes", [])),
+            changes=tuple(Change(f, _typed(f, o), _typed(f, n))
+                          for f, o, n in d.get("changes", [])),
             note=d.get("note", ""),
         )
 

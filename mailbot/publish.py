@@ -66,6 +66,7 @@ class BoardRow:
     phase: str | None
     commander: str | None
     declared_at: dt.datetime | None
+    began_at: dt.datetime | None  # Started-At:, else declared_at: the age counts from it
     updated_at: dt.datetime | None
     resolved_at: dt.datetime | None
     closed_at: dt.datetime | None
@@ -259,6 +260,7 @@ class _Site:
             phase=incident.phase,
             commander=incident.commander,
             declared_at=incident.declared_at,
+            began_at=incident.began_at,
             updated_at=incident.updated_at or incident.declared_at,
             resolved_at=incident.resolved_at,
             closed_at=incident.closed_at,
@@ -301,6 +303,8 @@ def format_value(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return format_when(value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -61,7 +61,7 @@ def _parse(raw: bytes, lang: Language) -> ParsedMail:
     split = split_reply(body)
     sender = (f"{mime.from_name} <{mime.from_address}>" if mime.from_name and mime.from_address
               else mime.from_address)
-    fields, consumed = read_fields(split.lines, lang, sender)
+    fields, consumed = read_fields(split.lines, lang, sender, sent=mime.date)
     narrative = split.render_new(lambda i: i not in consumed)
 
     return ParsedMail(

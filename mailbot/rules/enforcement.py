@@ -28,7 +28,7 @@ def stated(mail: ParsedMail) -> dict[str, object]:
     roles = dict(f.roles)
     commander = f.commander or roles.pop("commander", None) or roles.pop("ic", None)
     for name in ("severity", "phase", "channel", "summary", "impact", "customer_impact",
-                 "services", "postmortem_owner"):
+                 "services", "postmortem_owner", "started_at"):
         value = getattr(f, name)
         if value is not None:
             values[name] = value

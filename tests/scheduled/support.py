@@ -92,13 +92,14 @@ _seq = itertools.count(1)
 
 def message(subject: str, body: str = "", *, sender: str = "alice@example.com",
             message_id: str | None = None, in_reply_to: str | None = None,
-            attachments: tuple[tuple[str, str, str], ...] = ()) -> bytes:
+            attachments: tuple[tuple[str, str, str], ...] = (),
+            date: str = "Tue, 24 Mar 2026 10:00:00 +0000") -> bytes:
     """A list message as a person would send it."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = LIST
     msg["Subject"] = subject
-    msg["Date"] = "Tue, 24 Mar 2026 10:00:00 +0000"
+    msg["Date"] = date
     msg["Message-ID"] = f"<{message_id or f'm{next(_seq)}'}@example.com>"
     if in_reply_to:
         msg["In-Reply-To"] = f"<{in_reply_to}>"
