@@ -289,6 +289,23 @@ def _quiet_hours(value: str | None) -> tuple[dt.time, dt.time] | None:
     return start, end
 
 
+def _quiet_severities(table: dict[str, Any], severities: Iterable[Severity]) -> tuple[str, ...]:
+    """The levels quiet hours apply to; a level named here must be configured (the
+    default names levels that a custom [[severity]] list may not have, and is kept)."""
+    if "quiet_severities" not in table:
+        return ScheduleConfig.quiet_severities
+    raw = _get(table, "schedule", "quiet_severities", list, [])
+    if not all(isinstance(n, str) for n in raw):
+        raise ConfigError(f"[schedule] quiet_severities must be a list of names, not {raw!r}")
+    names = [n.upper() for n in raw]
+    known = {s.name for s in severities}
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"[schedule] quiet_severities: {name!r} is not a configured "
+                              f"severity ({', '.join(sorted(known))})")
+    return tuple(names)
+
+
 def _address(section: str, key: str, value: str) -> str:
     if not _ADDRESS.match(value) or any(c in value for c in "\r\n"):
         raise ConfigError(f"[{section}] {key}: {value!r} is not an email address")
@@ -517,9 +534,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         digest_when_empty=_get(t, "schedule", "digest_when_empty", bool, True),
         reminders_cc_list=_get(t, "schedule", "reminders_cc_list", bool, False),
         quiet_hours=_quiet_hours(_get(t, "schedule", "quiet_hours", str, None)),
-        quiet_severities=tuple(
-            s.upper() for s in _get(t, "schedule", "quiet_severities", list,
-                                    list(ScheduleConfig.quiet_severities))),
+        quiet_severities=_quiet_severities(t, severities),
         escalate_after_reminders=_get(t, "schedule", "escalate_after_reminders", int,
                                       ScheduleConfig.escalate_after_reminders, minimum=0),
     )

@@ -3,7 +3,9 @@ unanswered stale reminders. Mail received by a real SMTP sink, on the simulated 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 
 import pytest
 
@@ -107,3 +109,27 @@ def test_quiet_hours_are_configurable(make_bot, sink):
     sent = _sweep(bot, sink, utc(2026, 3, 23, 19, 15), utc(2026, 3, 24, 0, 0))
     assert [m.kind for m in sent] == ["reminder_stale"]  # 23:00 UTC, midnight in Berlin
 
+
+
+@pytest.mark.parametrize("line, error", [
+    ('quiet_hours = "late"', 'quiet_hours: \'late\' is not a range like "22:00-07:00"'),
+    ('quiet_hours = "07:00-07:00"', "quiet_hours: '07:00-07:00' is empty"),
+    ('quiet_severities = ["SEV9"]', "quiet_severities: 'SEV9' is not a configured severity"),
+    ('quiet_severities = [3]', "quiet_severities must be a list of names"),
+    ("escalate_after_reminders = -1", "escalate_after_reminders must be at least 0"),
+])
+def test_check_config_names_a_bad_chasing_key(tmp_path, sink, line, error):
+    from mailbot.config import ConfigError
+    from .support import load, write_config
+    path = write_config(tmp_path, sink.port, schedule=line)
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load(path)
+
+
+def test_the_shipped_config_documents_the_chasing_defaults():
+    from mailbot.config import ScheduleConfig, load_config
+    from .support import REPO
+    schedule = load_config(REPO / "config" / "mailbot.toml").schedule
+    assert schedule == dataclasses.replace(ScheduleConfig(), timezone=schedule.timezone,
+                                           digest_time=schedule.digest_time)
+    assert schedule.quiet_hours == (dt.time(22, 0), dt.time(7, 0))
