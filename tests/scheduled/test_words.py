@@ -24,8 +24,8 @@ def test_declaration_ack_asks_for_severity_and_customer_impact(bot, sink):
                         message_id="root"))
     [ack] = sink.take(1)
     assert "A good declaration says 7 things. This one did not say:" in ack.text
-    assert ("  - its severity (Severity:): until it has one, it is chased every 30m, "
-            "as SEV1 is\n") in ack.text
+    assert ("  - its severity (Severity:); until it has one, mailbot asks for an update "
+            "every 30m, as for SEV1\n") in ack.text
     assert "  - whether customers are affected (Customer-Impact: yes or no)\n" in ack.text
     # Stated "no": not asked again.
     bot.receive(message("[DECLARE] Search slow", declaration("SEV3").replace(
