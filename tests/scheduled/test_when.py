@@ -103,6 +103,9 @@ def test_open_for_counts_from_the_start_in_the_digest_and_the_board(bot, sink, t
                  utc(2026, 3, 24, 8, 0))
     board = (out / "index.html").read_text(encoding="utf-8")
     assert 'title="Began 2026-03-23 19:00 CET">14h</td>' in board
+    page = (out / "incidents" / "INC-1.html").read_text(encoding="utf-8")
+    assert "<dt>Started</dt><dd>2026-03-23 19:00 CET</dd>" in page
+    assert "open for 14h" in page
 
 
 def test_a_time_that_cannot_be_read_is_not_applied_and_says_what_would_be(bot, sink):
