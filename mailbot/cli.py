@@ -52,8 +52,9 @@ def _runtime(config: Config):  # type: ignore[no-untyped-def]
     try:
         return build_runtime(config)
     except OSError as exc:
-        raise CommandError(f"cannot open storage {config.storage.dir}: {exc.strerror or exc}",
-                           Exit.CANTCREAT) from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
+                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
 
 
 def _parse_ref(ref: str, prefix: str) -> int:
@@ -288,16 +289,15 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
 
 
 def check_storage(config: Config) -> None:
-    """CommandError (EX_CANTCREAT) unless every folder under [storage] dir can be created
-    and written: a wrong path or owner found by `check-config`, not by the first mail."""
+    """CommandError (EX_CANTCREAT) unless storage can be created and every folder in it
+    written: a wrong path or owner is found by `check-config`, not by the first mail."""
     import os
 
-    storage = config.storage
-    for folder in (storage.dir, storage.spool_dir, storage.db_dir, storage.outbox_dir,
-                   storage.archive_dir, storage.sent_maildir):
-        probe = Path(folder) / f".check-config.{os.getpid()}"
+    _runtime(config).close()  # creates whatever is missing, as every command would
+    root = Path(config.storage.dir)
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        probe = folder / f".check-config.{os.getpid()}"
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
             with open(probe, "wb") as fh:
                 fh.write(b"mailbot check-config\n")
                 os.fsync(fh.fileno())
@@ -305,10 +305,7 @@ def check_storage(config: Config) -> None:
             raise CommandError(f"[storage] dir: cannot write in {folder}: "
                                f"{exc.strerror or exc}", Exit.CANTCREAT) from None
         finally:
-            try:
-                probe.unlink()
-            except OSError:
-                pass
+            probe.unlink(missing_ok=True)
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
