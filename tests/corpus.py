@@ -112,8 +112,10 @@ def _download(pinned: Pinned, into: Path) -> Path:
     found = sorted(into.glob(f"{pinned.name.replace('-', '_')}-{pinned.version}.tar.gz")) \
         or sorted(into.glob(f"{pinned.name}-{pinned.version}.tar.gz"))
     if done.returncode != 0 or not found:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+        reason = errors[-1] if errors else done.stderr.strip()[-800:]
         raise CorpusError(f"cannot fetch the test corpus {spec} (needed once, then cached "
-                          f"in {cache_root()}): {done.stderr.strip()[-800:]}")
+                          f"in {cache_root()}): {reason}")
     return found[0]
 
 
