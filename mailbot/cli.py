@@ -295,7 +295,10 @@ def check_storage(config: Config) -> None:
 
     _runtime(config).close()  # creates whatever is missing, as every command would
     root = Path(config.storage.dir)
-    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+    # Two levels (spool/new, outbox/queue, archive/2026-11, ...): not every archived file.
+    first = [p for p in root.iterdir() if p.is_dir()]
+    second = [q for p in first for q in p.iterdir() if q.is_dir()]
+    for folder in [root, *first, *second]:
         probe = folder / f".check-config.{os.getpid()}"
         try:
             with open(probe, "wb") as fh:

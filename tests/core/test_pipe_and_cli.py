@@ -348,3 +348,39 @@ def test_retry_all_with_nothing_failed_is_not_an_error(tmp_path):
     out = run("retry", "--all", "--config", str(cfg))
     assert out.returncode == 0 and b"nothing in failed/" in out.stdout
     assert run("retry", "--config", str(cfg)).returncode == 64  # no names, no --all: usage
+
+
+def test_storage_owned_by_someone_else_defers_mail_and_check_config_says_so():
+    """A wrong chown, for real: the storage belongs to root and mailbot runs as nobody."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if not setpriv:  # pragma: no cover
+            pytest.skip("needs setpriv to run as another user")
+        as_user = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        if subprocess.run([*as_user, sys.executable, "-c", "import mailbot"], cwd="/",
+                          capture_output=True).returncode != 0:  # pragma: no cover
+            pytest.skip("nobody cannot run this Python")
+    else:  # pragma: no cover - a normal user cannot write a folder it made read-only
+        as_user = []
+    base = Path(tempfile.mkdtemp(prefix="mailbot-chown-"))
+    try:
+        base.chmod(0o755)
+        cfg = write_config(base, smtp_port=free_port())
+        cfg.chmod(0o644)
+        (base / "var").mkdir(mode=0o555 if not as_user else 0o755)
+        declaration = message("[DECLARE] x", DECLARATION_BODY, message_id="own@x")
+        out = subprocess.run([*as_user, sys.executable, "-m", "mailbot", "ingest", "-",
+                              "--config", str(cfg)], input=declaration, cwd="/",
+                             capture_output=True, timeout=120)
+        assert out.returncode == 75, out.stderr
+        assert b"Permission denied" in out.stderr and out.stderr.count(b"\n") == 1
+        assert list((base / "var").iterdir()) == []
+        checked = subprocess.run([*as_user, sys.executable, "-m", "mailbot", "check-config",
+                                  "--config", str(cfg)], cwd="/", capture_output=True,
+                                 timeout=120)
+        assert checked.returncode == 73 and b"[storage] dir" in checked.stderr
+    finally:
+        shutil.rmtree(base)
