@@ -8,8 +8,8 @@ address that failed, and that is what is asked of them here.
 
 flufl.bounce reads every line of every part, so it is given a copy of the tree that keeps
 what reports are written in and nothing else, which bounds its time and memory whatever
-the message: headers; text parts (their first `MAX_PART_CHARS` characters) and delivery
-status blocks, at most `MAX_PARTS` of them. Attached messages (`message/rfc822`) and other
+the message: headers; text parts (the first `MAX_TEXT_CHARS` characters of text in all)
+and delivery status blocks, at most `MAX_PARTS` parts. Attached messages (`message/rfc822`) and other
 attachments are left out: they are the returned original, or a report a person forwards
 on purpose, and neither makes the message itself a report.
 """
@@ -28,7 +28,7 @@ from flufl.bounce._detectors import (
 
 log = logging.getLogger(__name__)
 
-MAX_PART_CHARS = 64 * 1024  # of each text part: reports state the failure near the top
+MAX_TEXT_CHARS = 64 * 1024  # of text in all: reports state the failure near the top
 MAX_PARTS = 32
 MAX_DEPTH = 8
 
@@ -45,30 +45,46 @@ _DETECTORS = (
 
 # SimpleMatch and SimpleWarning cost more than all the others together: each of their ~50
 # pattern sets reads every line, case-insensitively. A set finds nothing unless its start
-# pattern matches a line first, and each start pattern begins with a plain phrase
-# ("the following addresses had", "your message"): when none of those phrases is in the
-# lower-cased text, neither detector can find anything and neither is run. A pattern whose
-# start is not plain text (none today) yields "" and so always lets them run.
-_META = set("\\()[]{}.*+?|^$")
-
-
-def _leading_phrase(pattern: str) -> str:
-    """The text every match of `pattern` starts with, lower-cased ("" if unsure)."""
-    if "|" in pattern.split("(", 1)[0] or pattern.count("|") > pattern.count("("):
-        return ""  # a top-level alternative: nothing is required
-    body = pattern.removeprefix("^")
-    end = next((i for i, c in enumerate(body) if c in _META), len(body))
-    phrase = body[:end]
-    if end < len(body) and body[end] in "?*{":
-        phrase = phrase[:-1]  # the last character is optional
-    return phrase.lower()
+# pattern matches a line first, and every start pattern contains a plain phrase that any
+# match must contain ("the following addresses had", "very to the following recipients "):
+# when none of those is in the lower-cased text, neither detector can find anything and
+# neither is run. A pattern without such a phrase yields "", which always lets them run.
+def _required_phrase(pattern: str) -> str:
+    """The longest plain text that every match of `pattern` contains, lower-cased."""
+    runs: list[str] = []
+    run, depth, i = "", 0, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "|" and depth == 0:
+            return ""  # a top-level alternative: nothing is required
+        if c in "\\[(){}.*+?|^$" or depth:
+            if c in "?*{" and run:
+                run = run[:-1]  # the character before a quantifier is optional
+            runs.append(run)
+            run = ""
+            if c == "\\":
+                i += 1
+            elif c == "[":
+                i = pattern.find("]", i + 2)
+                if i < 0:
+                    return ""
+            depth += (c == "(") - (c == ")")
+        else:
+            run += c
+        i += 1
+    runs.append(run)
+    return max(runs, key=len).lower()
 
 
 _PHRASES = {
-    detector: tuple(_leading_phrase(start.pattern) for start, _, _ in detector.PATTERNS)
+    detector: tuple(_required_phrase(start.pattern) for start, _, _ in detector.PATTERNS)
     for detector in (simplematch.SimpleMatch, simplewarning.SimpleWarning)
 }
 
+
+# Three detectors only read reports from one provider's address, which they parse out of
+# From with the stdlib's slow address parser; a word the address must contain tells first.
+_FROM_WORDS = {yahoo.Yahoo: "yahoo", sina.Sina: "sina", aol.AOL: "aol"}
 
 # A phrase only an MTA writes as its first words ("this message was created automatically
 # by mail delivery software"), in a report whose failed address the detectors could not
@@ -81,13 +97,17 @@ _LONG_PHRASE = 20  # shorter ones ("your message", "del") are common words
 def find_report(msg: email.message.Message) -> str:
     """The name of the report format `msg` is written in, `PHRASE_ONLY`, or "" (none)."""
     try:
-        pruned = _prune(msg, [MAX_PARTS], 0)
+        pruned = _prune(msg, [MAX_PARTS, MAX_TEXT_CHARS], 0)
     except Exception:  # noqa: BLE001 - a tree the email package cannot copy is no report
         return ""
     if pruned is None:
         return ""
     text: str | None = None
+    sender = str(msg.get("from", "")).lower()
     for detector in _DETECTORS:
+        word = _FROM_WORDS.get(detector)
+        if word is not None and word not in sender:
+            continue
         phrases = _PHRASES.get(detector)
         if phrases is not None:
             if text is None:
@@ -111,7 +131,8 @@ def find_report(msg: email.message.Message) -> str:
 
 def _prune(part: email.message.Message, budget: list[int], depth: int
            ) -> email.message.Message | None:
-    """A copy of `part` with only what reports are written in (see the module's doc)."""
+    """A copy of `part` with only what reports are written in (see the module's doc);
+    `budget` is [parts, characters of text] left."""
     if budget[0] <= 0 or depth > MAX_DEPTH:
         return None
     budget[0] -= 1
@@ -130,9 +151,10 @@ def _prune(part: email.message.Message, budget: list[int], depth: int
                     if isinstance(child, email.message.Message)]
         copy.set_payload([child for child in children if child is not None])
     elif part.get_content_maintype() == "text" and isinstance(payload, str):
-        if len(payload) > MAX_PART_CHARS:
+        if len(payload) > budget[1]:
             # At a line end, so that base64 and quoted-printable still decode.
-            payload = payload[:payload.rfind("\n", 0, MAX_PART_CHARS) + 1]
+            payload = payload[:payload.rfind("\n", 0, budget[1]) + 1]
+        budget[1] -= len(payload)
         copy.set_payload(payload)
     else:
         copy.set_payload("")
