@@ -23,6 +23,7 @@ import email.utils
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -86,7 +87,6 @@ def fetch_sdist(sdist: Sdist) -> Path:
     with tempfile.TemporaryDirectory(dir=root) as tmp, tarfile.open(archive) as tar:
         tar.extractall(tmp, filter="data")
         if unpacked.exists():
-            import shutil
             shutil.rmtree(unpacked)
         os.replace(Path(tmp) / unpacked.name, unpacked)
     (unpacked / ".verified").write_text(sdist.sha256 + "\n")

@@ -9,9 +9,14 @@ address that failed, and that is what is asked of them here.
 flufl.bounce reads every line of every part, so it is given a copy of the tree that keeps
 what reports are written in and nothing else, which bounds its time and memory whatever
 the message: headers; text parts (the first `MAX_TEXT_CHARS` characters of text in all)
-and delivery status blocks, at most `MAX_PARTS` parts. Attached messages (`message/rfc822`) and other
-attachments are left out: they are the returned original, or a report a person forwards
-on purpose, and neither makes the message itself a report.
+and delivery status blocks, at most `MAX_PARTS` parts. Attached messages
+(`message/rfc822`) and other attachments are left out: they are the returned original, or
+a report a person forwards on purpose, and neither makes the message itself a report.
+
+The detectors are called one by one (flufl.bounce's `_detectors`, pinned below 7 in
+pyproject.toml) rather than through its `scan_message`, which runs one detector that must
+be left out (below), cannot be given the gates that keep the cost low, and raises when a
+detector does.
 """
 
 from __future__ import annotations
