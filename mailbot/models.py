@@ -124,6 +124,7 @@ class ParsedMail:
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
     size: int = 0
+    report: str = ""  # the delivery-report format its text is written in, "" if none
 
     def header(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
