@@ -144,10 +144,15 @@ class Planner:
 
     def page_url(self, incident: Incident | None) -> str:
         """The incident's page on the published site ("" when `[publish] url` is unset)."""
-        base = self.config.publish.url
-        if not base or incident is None:
+        if incident is None:
             return ""
-        return f"{base.rstrip('/')}/incidents/{incident.ref(self.config.list.incident_prefix)}.html"
+        return self.incident_url(incident.ref(self.config.list.incident_prefix))
+
+    def incident_url(self, ref: str) -> str:
+        """The page of incident `ref` ("INC-7") on the published site (publish.py writes
+        incidents/INC-7.html), or "" when `[publish] url` is unset."""
+        base = self.config.publish.url
+        return f"{base.rstrip('/')}/incidents/{ref}.html" if base else ""
 
     def _reply(self, plan: Plan, template: str, to: list[str], incident: Incident | None,
                received: dt.datetime, **variables: Any) -> None:

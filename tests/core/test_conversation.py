@@ -136,7 +136,9 @@ def test_every_mail_about_an_incident_links_to_its_page(make_daemon, sink):
                        sender="bob@example.com", reply_to="d@x")
     [note] = post(d, sink, "Re: [INC-1] Checkout down", "Is the EU region affected too?",
                   sender="bob@example.com", reply_to="d@x")
-    for mail in (update, rejection, note):
+    [status] = post(d, sink, "[STATUS] [INC-1]", "", sender="bob@example.com")
+    [board] = post(d, sink, "[STATUS]", "", sender="bob@example.com")
+    for mail in (update, rejection, note, status, board):
         assert PAGE in mail.text, mail.kind
 
 
