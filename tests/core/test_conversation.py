@@ -116,7 +116,7 @@ def test_the_ack_of_a_routine_update_is_short_and_says_what_changed_first(daemon
     assert any(line.startswith("Roles: comms=bob@example.com") for line in lines)
     # Still there: the missing liaison, who is on call, the way to the full state.
     assert any("liaison" in line.lower() and line.startswith("!!") for line in lines)
-    assert any(line.startswith("Experts: ") for line in lines)
+    assert any(line.startswith("On call: api: ") for line in lines)
     assert any("[STATUS]" in line for line in lines)
     # The severity definitions still end it.
     assert "Severity levels:" in ack.text.split("\n-- \n", 1)[1]
