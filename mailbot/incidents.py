@@ -1,6 +1,6 @@
 """The incident use cases: declare, apply a follow-up, record a rejection or a comment,
-resolve, reopen, close. Take an Incident and a ParsedMail, hand back the new Incident and what changed.
-No I/O: the pipeline stores the result.
+resolve, reopen, close. Take an Incident and a ParsedMail, hand back the new Incident and
+what changed. No I/O: the pipeline stores the result.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def test_a_message_without_fields_is_a_comment_kept_with_its_text(daemon, sink, 
 BUSY_DECLARATION = """Severity: SEV2
 Phase: investigating
 Commander: Alice Smith <alice@example.com>
-Roles: comms=bob@example.com, scribe=erin@example.com, expert=dave@example.com, expert=frank@example.com
+Roles: comms=bob@example.com, scribe=erin@example.com, expert=dave@example.com,
+  expert=frank@example.com
 Channel: #inc-checkout, bridge https://meet.example.com/abc
 Summary: Checkout returns 500 for about 30% of EU requests.
 Impact: EU customers cannot pay.
@@ -160,7 +161,8 @@ def test_a_block_pasted_from_an_older_mail_does_not_move_the_incident_back(daemo
          "Severity: SEV2\nPhase: mitigating\nCommander: alice@example.com\n\nRolling back.",
          reply_to=first_ack_id)
     # Bob answers the declaration's ack and pastes its block: the state of two mails ago.
-    [told] = post(daemon, sink, "Re: [INC-1] Checkout down", PASTED + "\nLiaison: carol@example.com\n\nOn it.",
+    [told] = post(daemon, sink, "Re: [INC-1] Checkout down",
+                  PASTED + "\nLiaison: carol@example.com\n\nOn it.",
                   sender="bob@example.com", reply_to=first_ack_id)
     assert told.rcpt_tos == ["bob@example.com"] and told.kind == "rejection"
     assert 'phase: you wrote "investigating", it is now "mitigating"' in told.text
