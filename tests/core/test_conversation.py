@@ -219,3 +219,23 @@ def test_a_misspelled_key_in_a_declaration_is_named_and_its_value_kept(daemon, s
     assert '"sevrity:" (did you mean "Severity:"?' in ack.text
     assert "\nSeverity: SEV3\n" in ack.text  # in the block to fill in and send back
     assert daemon.rt.store.get(1).severity is None  # never applied on a guess
+
+
+def test_only_word_values_get_a_guess():
+    from mailbot.models import InvalidField
+    from mailbot.rules.enforcement import meant_value
+
+    phases = ("investigating", "identified", "mitigating", "monitoring", "resolved")
+    assert meant_value(InvalidField("phase", "identifed", phases)) == "identified"
+    assert meant_value(InvalidField("phase", "Mitigatng - rolling back", phases)) == \
+        "mitigating"
+    assert meant_value(InvalidField("phase", "fixing", phases)) is None
+    assert meant_value(InvalidField("severity", "SEV9", ("SEV1", "SEV2"))) is None
+
+
+def test_the_kind_of_a_mailbot_mail_is_read_from_its_message_id(daemon, sink):
+    from mailbot.planning import own_kind
+
+    ack = declare(daemon, sink)
+    assert own_kind(ack.message["Message-ID"].strip("<>")) == "ack"
+    assert own_kind("d@x") == "" and own_kind("mailbot@example.com") == ""
