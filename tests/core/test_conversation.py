@@ -239,3 +239,13 @@ def test_the_kind_of_a_mailbot_mail_is_read_from_its_message_id(daemon, sink):
     ack = declare(daemon, sink)
     assert own_kind(ack.message["Message-ID"].strip("<>")) == "ack"
     assert own_kind("d@x") == "" and own_kind("mailbot@example.com") == ""
+
+
+def test_a_publish_url_that_is_no_address_is_a_config_error(tmp_path):
+    import pytest
+
+    from mailbot.config import ConfigError
+    from tests.core.support import free_port, load
+
+    with pytest.raises(ConfigError, match="publish.url"):
+        load(tmp_path, smtp_port=free_port(), extra='[publish]\nurl = "status.example.com"\n')
