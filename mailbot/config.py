@@ -194,6 +194,7 @@ class PostmortemConfig:
 @dataclass(frozen=True)
 class PublishConfig:
     dir: Path | None = None  # set: `serve` republishes after each change
+    url: str = ""  # where the site is served; set: every mail links to the incident's page
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ _KNOWN: dict[str, set[str]] = {
     "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
-    "publish": {"dir"},
+    "publish": {"dir", "url"},
     "services": {"file"},
     "logging": {"level"},
     "templates": {"dir"},
@@ -545,7 +546,10 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
     t = raw.get("publish", {})
     _check_keys("publish", t)
     pub_dir = _get(t, "publish", "dir", str, "")
-    publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None)
+    pub_url = _get(t, "publish", "url", str, "").strip()
+    if pub_url and not re.match(r"(?i)^(https?|file)://\S+$", pub_url):
+        raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
+    publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
 
     t = raw.get("services", {})
     _check_keys("services", t)
