@@ -25,6 +25,7 @@ import jinja2
 import jinja2.bccache
 
 from mailbot import wire
+from mailbot.config import builtin_templates_dir
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
 
@@ -66,6 +67,12 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
             log.warning("template cache not written (%s); templates still work", exc)
 
 
+def template_search_path(templates_dir: Path) -> list[Path]:
+    """Where templates are looked up: the configured folder, then the built-in one."""
+    builtin = builtin_templates_dir()
+    return [templates_dir] if Path(templates_dir) == builtin else [templates_dir, builtin]
+
+
 def make_environment(templates_dir: Path, cache_dir: Path | None = None
                      ) -> jinja2.Environment:
     """The one Jinja2 environment for mail and pages (autoescape for .html only).
@@ -84,7 +91,8 @@ def make_environment(templates_dir: Path, cache_dir: Path | None = None
             bytecode_cache = None  # a cache is an optimisation: never a reason to stop
     env = jinja2.Environment(
         bytecode_cache=bytecode_cache,
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        # [templates] dir overrides the built-in templates one file at a time.
+        loader=jinja2.FileSystemLoader([str(d) for d in template_search_path(templates_dir)]),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"],
                                             default_for_string=False),
         undefined=jinja2.StrictUndefined,

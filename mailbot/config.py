@@ -7,6 +7,7 @@ environment except `password_env`, and only when a password is actually needed.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 import os
 import re
 import tomllib
@@ -16,6 +17,30 @@ from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONFIG = Path("config/mailbot.toml")
+
+# Every template the code renders by name (the rest are included by these): one missing
+# means a broken install or a wrong [templates] dir, found at start-up, before any
+# message is taken, not at the first render.
+REQUIRED_TEMPLATES = (
+    "mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
+    "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
+    "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
+    "mail/postmortem_rejection.txt", "cli/show.txt", "cli/check.txt",
+)
+
+
+def package_data(name: str) -> Path:
+    """A folder shipped inside the package: `templates` or `sample_config`.
+
+    In a checkout they are symlinks to the top-level templates/ and config/; a wheel holds
+    copies. Either way importlib.resources finds them next to the code, wherever the
+    process runs."""
+    return Path(str(importlib.resources.files("mailbot").joinpath(name)))
+
+
+def builtin_templates_dir() -> Path:
+    """The templates that come with mailbot; `[templates] dir` is searched before them."""
+    return package_data("templates")
 
 
 class ConfigError(Exception):
@@ -92,6 +117,7 @@ class OutboundConfig:
     smtp_host: str = ""
     smtp_port: int = 25
     tls: str = "none"  # none | starttls | implicit
+    helo_name: str = ""  # empty: this host's name (socket.getfqdn())
     username: str = ""
     password_file: str = ""
     password_env: str = ""
@@ -172,6 +198,7 @@ class PostmortemConfig:
 @dataclass(frozen=True)
 class PublishConfig:
     dir: Path | None = None  # set: `serve` republishes after each change
+    url: str = ""  # where the site is served; set: every mail links to the incident's page
 
 
 @dataclass(frozen=True)
@@ -190,7 +217,7 @@ class Config:
     publish: PublishConfig
     services_file: Path
     log_level: str = "INFO"
-    templates_dir: Path = field(default=Path(__file__).resolve().parent.parent / "templates")
+    templates_dir: Path = field(default_factory=builtin_templates_dir)
 
     def severity(self, name: str) -> Severity | None:
         for sev in self.severities:
@@ -219,8 +246,8 @@ _KNOWN: dict[str, set[str]] = {
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
                      "connect_timeout", "ca_file"},
-    "outbound": {"smtp_host", "smtp_port", "tls", "username", "password_file", "password_env",
-                 "timeout", "retry_initial_seconds", "retry_max_seconds"},
+    "outbound": {"smtp_host", "smtp_port", "tls", "helo_name", "username", "password_file",
+                 "password_env", "timeout", "retry_initial_seconds", "retry_max_seconds"},
     "storage": {"dir"},
     "policy": {"allowed_senders", "allow_subdomains", "require_dkim", "trusted_authserv_ids",
                "max_mail_per_address_per_hour", "max_list_mail_per_hour",
@@ -230,7 +257,7 @@ _KNOWN: dict[str, set[str]] = {
                  "quiet_hours", "quiet_severities", "escalate_after_reminders"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
-    "publish": {"dir"},
+    "publish": {"dir", "url"},
     "services": {"file"},
     "logging": {"level"},
     "templates": {"dir"},
@@ -345,7 +372,8 @@ def load_config(path: Path | str | None = None) -> Config:
     path = Path(path)
     raw = read_toml(path)
     if raw is None:
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{path}: no such file (`mailbot init-config DIR` writes a "
+                          "sample configuration to start from)")
     try:
         return _build(path, raw)
     except ConfigError as exc:
@@ -440,6 +468,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         smtp_port=_port("outbound", "smtp_port", _get(t, "outbound", "smtp_port", int, 25)),
         tls=_choice("outbound", "tls", _get(t, "outbound", "tls", str, "none"),
                     ("none", "starttls", "implicit")),
+        helo_name=_helo_name(_get(t, "outbound", "helo_name", str, "")),
         username=_get(t, "outbound", "username", str, ""),
         password_file=_get(t, "outbound", "password_file", str, ""),
         password_env=_get(t, "outbound", "password_env", str, ""),
@@ -450,7 +479,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
 
     t = raw.get("storage", {})
     _check_keys("storage", t)
-    storage = StorageConfig(dir=Path(_get(t, "storage", "dir", str, "var")))
+    storage = StorageConfig(dir=_beside(path, _get(t, "storage", "dir", str, "var")))
 
     t = raw.get("policy", {})
     _check_keys("policy", t)
@@ -559,13 +588,14 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
     t = raw.get("publish", {})
     _check_keys("publish", t)
     pub_dir = _get(t, "publish", "dir", str, "")
-    publish = PublishConfig(dir=Path(pub_dir) if pub_dir else None)
+    pub_url = _get(t, "publish", "url", str, "").strip()
+    if pub_url and not re.match(r"(?i)^(https?|file)://\S+$", pub_url):
+        raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
+    publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
 
     t = raw.get("services", {})
     _check_keys("services", t)
-    services_file = Path(_get(t, "services", "file", str, "services.toml"))
-    if not services_file.is_absolute():
-        services_file = path.parent / services_file
+    services_file = _beside(path, _get(t, "services", "file", str, "services.toml"))
 
     t = raw.get("logging", {})
     _check_keys("logging", t)
@@ -574,11 +604,12 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
 
     t = raw.get("templates", {})
     _check_keys("templates", t)
-    templates_dir = Path(__file__).resolve().parent.parent / "templates"
+    templates_dir = builtin_templates_dir()
     if "dir" in t:
-        templates_dir = Path(_get(t, "templates", "dir", str, ""))
-        if not templates_dir.is_absolute():
-            templates_dir = path.parent / templates_dir
+        templates_dir = _beside(path, _get(t, "templates", "dir", str, ""))
+        if not templates_dir.is_dir():
+            raise ConfigError(f"[templates] dir {templates_dir}: no such directory")
+    _require_templates(templates_dir)
 
     return Config(
         path=path,
@@ -597,6 +628,39 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         log_level=level,
         templates_dir=templates_dir,
     )
+
+
+def _beside(config_path: Path, value: str) -> Path:
+    """A path from the config file: a relative one is relative to the file's folder, not
+    to the directory mailbot happens to run in (a cron job runs in $HOME)."""
+    path = Path(value)
+    return path if path.is_absolute() else config_path.absolute().parent / path
+
+
+def _helo_name(value: str) -> str:
+    """[outbound] helo_name: a host name or an address literal, nothing that could break
+    the SMTP command line."""
+    if value and not (_DOMAIN.match(value) or re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+",
+                                                           value)):
+        raise ConfigError(f"[outbound] helo_name: {value!r} is not a host name "
+                          "(like mail.example.com) or an address literal (like [192.0.2.1])")
+    return value
+
+
+def _require_templates(templates_dir: Path) -> None:
+    """ConfigError unless every template mailbot renders is found: in `templates_dir`
+    (an override), else among the built-in ones."""
+    builtin = builtin_templates_dir()
+    search = [templates_dir] if templates_dir == builtin else [templates_dir, builtin]
+    missing = [name for name in REQUIRED_TEMPLATES
+               if not any((folder / name).is_file() for folder in search)]
+    if missing:
+        what = "none of the templates" if len(missing) == len(REQUIRED_TEMPLATES) else \
+            ", ".join(missing)
+        raise ConfigError(
+            f"templates missing: {what} (looked in "
+            f"{', '.join(str(f) for f in search)}); a broken install? Reinstall mailbot, "
+            "or point [templates] dir at a complete copy")
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,6 +1,6 @@
-"""The incident use cases: declare, apply a follow-up, record a rejection, resolve, reopen,
-close. Take an Incident and a ParsedMail, hand back the new Incident and what changed.
-No I/O: the pipeline stores the result.
+"""The incident use cases: declare, apply a follow-up, record a rejection or a comment,
+resolve, reopen, close. Take an Incident and a ParsedMail, hand back the new Incident and
+what changed. No I/O: the pipeline stores the result.
 """
 
 from __future__ import annotations
@@ -90,6 +90,20 @@ def record_rejection(incident: Incident, mail: ParsedMail, now: dt.datetime,
     incident.timeline.append(TimelineEntry(
         kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
         message_date=mail.date, note=reason))
+    return incident
+
+
+def record_comment(incident: Incident, mail: ParsedMail, now: dt.datetime,
+                   noted: bool = False) -> Incident:
+    """Keep a message that states no field as a comment, with its text. It is no update:
+    updated_at and the reminder clock stay as they are. `noted`: its sender is being sent
+    the one note on how to update."""
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    if noted:
+        incident.comment_noted = (*incident.comment_noted, _author(mail))
+    incident.timeline.append(TimelineEntry(
+        kind="comment", at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, note=_note(mail)))
     return incident
 
 

@@ -127,6 +127,7 @@ class ParsedMail:
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
     size: int = 0
+    report: str = ""  # the delivery-report format its text is written in, "" if none
 
     def header(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
@@ -174,7 +175,8 @@ def _typed(name: str, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str  # declared | updated | rejected | resolved | reopened | postmortem-* | reminder
+    kind: str  # declared | updated | rejected | comment | resolved | reopened | postmortem-* |
+    # reminder
     at: dt.datetime  # when mailbot received it
     author: str
     message_id: str = ""
@@ -285,6 +287,8 @@ class Incident:
     postmortem_reminders: int = 0
     root_message_id: str = ""
     rejected_count: int = 0
+    # Who got the one private "how to update" note for a comment (never a second one).
+    comment_noted: tuple[str, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
     postmortem: Postmortem | None = None
 
@@ -329,7 +333,7 @@ class Incident:
                 value = [e.to_dict() for e in value]
             elif f.name == "postmortem":
                 value = value.to_dict() if value else None
-            elif f.name == "services":
+            elif f.name in ("services", "comment_noted"):
                 value = list(value)
             elif f.name == "roles":
                 value = dict(value)
@@ -349,7 +353,7 @@ class Incident:
                 value = [TimelineEntry.from_dict(e) for e in value]
             elif key == "postmortem":
                 value = Postmortem.from_dict(value) if value else None
-            elif key == "services":
+            elif key in ("services", "comment_noted"):
                 value = tuple(value)
             elif key == "roles":
                 value = dict(value)
@@ -371,7 +375,7 @@ class Decision:
     """What the rules concluded about one message. Pure data; the pipeline acts on it."""
 
     action: str
-    # declare | update | reject | status | postmortem-accept | postmortem-reject |
+    # declare | update | comment | reject | status | postmortem-accept | postmortem-reject |
     # archive (chatter) | ignore (loops, bounces, strangers, duplicates)
     reason: str = ""  # one line for the log and `mailbot check`
     incident_id: int | None = None

@@ -34,7 +34,7 @@ from urllib.parse import quote
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
                     select_autoescape)
 
-from mailbot.config import Config, Severity
+from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import Incident
@@ -48,7 +48,7 @@ ARCHIVE_PAGE_SIZE = 500
 # Every template an incident page is made of (for page_stamp).
 _INCIDENT_TEMPLATES = ("site/incident.html", "site/base.html", "site/macros.html",
                        "site/style.css")
-_BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_BUILTIN_TEMPLATES = builtin_templates_dir().resolve()
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 _URL = re.compile(r"^https?://[^\s<>\"']+$")
 

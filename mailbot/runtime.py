@@ -63,6 +63,8 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     planner = Planner(config, store, composer,
                       experts_for=lambda services: directory.contacts_for(list(services)),
                       unknown_services=lambda services: directory.unknown(list(services)))
+    # Every mail may link an incident to its page (the digest links each of its incidents).
+    composer.common["incident_url"] = planner.incident_url
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
                    composer=composer, planner=planner, pipeline=pipeline, directory=directory,

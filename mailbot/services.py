@@ -95,6 +95,17 @@ class Contacts:
     def __bool__(self) -> bool:
         return bool(self.people or self.runbooks)
 
+    def first_to_call(self) -> tuple[tuple[tuple[str, ...], Contact], ...]:
+        """For a one-line mention: the on-call people of the services named (not those
+        reached through dependencies), each once with those services; when nobody is on
+        call for them, every expert of them."""
+        direct = [(d, c) for c in self.people for d in c.duties if d.via is None]
+        chosen = [(d, c) for d, c in direct if d.role == "on-call"] or direct
+        grouped: dict[str, tuple[list[str], Contact]] = {}
+        for duty, contact in chosen:
+            grouped.setdefault(contact.address, ([], contact))[0].append(duty.service)
+        return tuple((tuple(services), contact) for services, contact in grouped.values())
+
 
 class ServiceDirectory:
     """Every service with its experts, in file order; names match case-insensitively."""

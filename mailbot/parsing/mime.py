@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from mailbot.models import Attachment
 from mailbot.parsing.htmltext import html_to_text
+from mailbot.parsing.reports import find_report
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class MimeMail:
     body: str = ""
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    report: str = ""  # the delivery-report format of its text (reports.py), "" if none
 
 
 # ---------------------------------------------------------------- text decoding
@@ -400,6 +402,7 @@ def read_mime(raw: bytes) -> MimeMail:
 
     first = _read_headers(out, msg, raw)
     out.content_type = msg.get_content_type()
+    out.report = find_report(msg)
 
     texts: list[str] = []
     try:

@@ -321,7 +321,7 @@ def test_hourly_cap_stops_a_runaway_conversation(make_daemon, sink):
     d = make_daemon(cap=3)
     send(d.port, message("[DECLARE] x", DECLARATION_BODY, message_id="c0@x"))
     for i in range(6):  # six incomplete follow-ups: each would earn a rejection
-        send(d.port, message("Re: [INC-1] x", "no fields", message_id=f"c{i + 1}@x",
+        send(d.port, message("Re: [INC-1] x", "Phase: mitigating", message_id=f"c{i + 1}@x",
                              sender="bob@example.com"), mail_from="bob@example.com")
     settle(d)
     to_bob = [r for r in sink.received if r.rcpt_tos == ["bob@example.com"]]

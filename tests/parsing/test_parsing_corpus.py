@@ -1,6 +1,6 @@
 """The real-world reply corpus: new text, quotes and signatures are told apart.
 
-See <repo>/../shared/corpus/README.md for what each folder holds and expects.
+tests/corpus.py says where each part comes from, what it holds and what it expects.
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ def test_started_and_resolved_at_set_the_incident_and_its_durations(bot, sink):
     assert inc.resolved_at == utc(2026, 3, 23, 11, 40)
     [ack] = sink.take(1)
     assert ack.text.startswith("Resolved: INC-1")
-    assert "  Resolved:        2026-03-23 12:40 CET, after 2h 50m\n" in ack.text
+    assert ("Now: SEV2, resolved. Commander: alice@example.com\n"
+            "Resolved 2026-03-23 12:40 CET, after 2h 50m (it started 2026-03-23 09:50 CET).\n"
+            ) in ack.text
 
     bot.tick(utc(2026, 3, 23, 12, 1))
     [reminder] = [m for m in sink.take(len(sink.unread())) if m.kind == "reminder_postmortem"]

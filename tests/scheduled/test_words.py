@@ -180,7 +180,7 @@ def test_experts_are_listed_once_with_their_runbooks(make_bot, sink):
     bot.receive(message("[DECLARE] Checkout failing",
                         declaration().replace("Services: checkout", "Services: checkout, payments")))
     [ack] = sink.take(1)
-    block = ack.text.split("Experts for the affected services:\n", 1)[1].split("\n-- \n")[0]
+    block = ack.text.split("Experts for the affected services:\n", 1)[1].split("\n\n")[0]
     assert block.strip() == (
         "- Olga Petrova <olga@example.com>: checkout on-call\n"
         "  - Marco Rossi <marco@example.com>: checkout owner, payments owner\n"
