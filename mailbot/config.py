@@ -25,7 +25,7 @@ REQUIRED_TEMPLATES = (
     "mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
-    "mail/postmortem_rejection.txt", "cli/show.txt", "cli/check.txt",
+    "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
 )
 
 
