@@ -87,4 +87,5 @@ def _parse(raw: bytes, lang: Language) -> ParsedMail:
         attachments=tuple(mime.attachments),
         defects=tuple(dict.fromkeys(defects)),
         size=len(raw),
+        raw_headers=tuple(mime.raw_headers),
     )
