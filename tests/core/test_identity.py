@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.core.support import (DECLARATION_BODY, REPO, drained, free_port, message, send,
                                 wait_for, write_config)
 
@@ -197,3 +199,24 @@ def test_people_named_outside_are_recorded_shown_and_never_mailed(tmp_path: Path
     assert b"ic6@outside.example" in shown.stdout and b"pm6@elsewhere.example" in shown.stdout
     assert b"INC-7: postmortem owner or commander pm6@elsewhere.example, " \
            b"ic6@outside.example not mailed" in out.stderr
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("entry, named", [
+    ('"incidents@example.com"', b"must be a table"),
+    ('{address = "incidents@example.com"}', b"author_header is required"),
+    ('{address = "incidents@example.com", author_header = "From"}', b"not From or Sender"),
+    ('{address = "not an address", author_header = "X-Original-From"}',
+     b"is not an email address"),
+    ('{address = "incidents@example.com", author_header = "X-Original-From", x = 1}',
+     b"unknown key 'x'"),
+])
+def test_a_bad_rewriting_list_entry_is_one_line(tmp_path, entry, named):
+    cfg = write_config(tmp_path, smtp_port=free_port(),
+                       policy=f"from_rewriting_lists = [{entry}]")
+    out = _run("check-config", "--config", str(cfg))
+    assert out.returncode == 78, out.stdout
+    assert named in out.stderr and b"from_rewriting_lists" in out.stderr
+    assert out.stderr.decode().count("\n") == 1
