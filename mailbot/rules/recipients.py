@@ -20,23 +20,21 @@ from mailbot.rules.senders import is_allowed
 class RecipientPolicy:
     """Decides, address by address, whether mailbot may send to it."""
 
-    list_address: str
-    config: Config | None = None  # None: allowed senders are not consulted (tests only)
+    config: Config
     configured: frozenset[str] = frozenset()  # addresses the operator named in config
 
     @classmethod
     def from_config(cls, config: Config, configured: Iterable[str] = ()) -> "RecipientPolicy":
         """The policy for `config`; `configured`: more operator-written addresses (the
         experts of services.toml). [postmortem] leadership is always included."""
-        return cls(list_address=config.list.address, config=config,
-                   configured=frozenset(a.strip().lower() for a in
-                                        (*config.postmortem.leadership, *configured)))
+        return cls(config, frozenset(a.strip().lower() for a in
+                                     (*config.postmortem.leadership, *configured)))
 
     def allows(self, address: str) -> bool:
         """The list, an allowed sender ([policy] allowed_senders), or a configured one."""
         address = address.strip().lower()
-        return (address == self.list_address or address in self.configured
-                or (self.config is not None and is_allowed(address, self.config)))
+        return (address == self.config.list.address or address in self.configured
+                or is_allowed(address, self.config))
 
     def split(self, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
         """(the addresses that may be mailed, those that may not), order kept."""

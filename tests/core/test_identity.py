@@ -5,6 +5,8 @@ SMTP to a running daemon, and `mailbot ingest` / `mailbot tick` as processes."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.support import (DECLARATION_BODY, REPO, drained, free_port, message, send,
-                                wait_for, write_config)
+from mailbot.runtime import build_runtime
+from tests.core.support import (DECLARATION_BODY, REPO, drained, free_port, load, message,
+                                send, wait_for, write_config)
 
 DKIM = 'require_dkim = true\ntrusted_authserv_ids = ["mx.example.com"]'
 
@@ -220,3 +223,29 @@ def test_a_bad_rewriting_list_entry_is_one_line(tmp_path, entry, named):
     assert out.returncode == 78, out.stdout
     assert named in out.stderr and b"from_rewriting_lists" in out.stderr
     assert out.stderr.decode().count("\n") == 1
+
+
+def test_every_mail_is_built_without_outside_recipients(tmp_path, caplog):
+    """The one place every mail is composed withholds them; a mail left without any
+    recipient is not sent at all."""
+    rt = build_runtime(load(tmp_path, smtp_port=free_port(),
+                            extra='[postmortem]\nleadership = ["cto@board.example"]'))
+    now = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mailbot.compose"):
+            mail = rt.composer.compose(
+                "status", name="x.status.0", now=now, incidents=[], missing_ref="",
+                to=["eve@evil.example", "bob@example.com"],
+                cc=["incidents@example.com", "cto@board.example", "pm@elsewhere.example"],
+                **rt.planner.mail_context(None))
+        assert mail.recipients == ("bob@example.com", "incidents@example.com",
+                                   "cto@board.example")
+        assert b"evil.example" not in mail.message and b"elsewhere" not in mail.message
+        assert "eve@evil.example, pm@elsewhere.example" in caplog.text
+        nobody = rt.composer.compose("status", name="x.status.1", now=now, incidents=[],
+                                     missing_ref="", to=["eve@evil.example"],
+                                     **rt.planner.mail_context(None))
+        kept, notes = rt.planner.cap_outgoing([nobody, mail], now)
+        assert kept == [mail] and notes == ["status not sent: no recipient mailbot may write to"]
+    finally:
+        rt.close()

@@ -4,6 +4,8 @@ examples, and the forgeries that a substring search believed."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbot.parsing.authresults import parse_authentication_results
 
@@ -198,3 +200,14 @@ def test_bounded_on_absurd_input():
     many = "mx.example.com" + "; dkim=pass header.d=example.com" * 2_000
     got = parse_authentication_results(many)
     assert got is not None and 0 < len(got.results) <= 600
+
+
+ALPHABET = "ab.-=;/()\"\\@ \t0123456789dkimpasheror"
+
+
+@given(st.text(alphabet=ALPHABET, max_size=200) | st.text(max_size=200))
+@settings(max_examples=500, deadline=None)
+def test_never_raises_and_results_are_well_formed(value):
+    got = parse_authentication_results(value)
+    if got is not None:
+        assert got.authserv_id and all(r.method and r.result for r in got.results)
