@@ -468,11 +468,11 @@ def _stdlib_fill(out: MimeMail, first: dict[str, str]) -> None:
     """The stdlib's reading of what mail-parser could not read (or was not asked to);
     `first`: the first value of each decoded header, as `_read_headers` returned it.
     Addresses are read from the raw values (`_first_raw`), never from `first`."""
-    if not out.from_address and "from" in _first_raw(out):
-        out.from_name, out.from_address = _author(
-            _stdlib_pairs(_first_raw(out)["from"]), out.defects)
-    out.to = out.to or _stdlib_addresses(_first_raw(out).get("to", ""))
-    out.cc = out.cc or _stdlib_addresses(_first_raw(out).get("cc", ""))
+    raw = _first_raw(out)
+    if not out.from_address and "from" in raw:
+        out.from_name, out.from_address = _author(_stdlib_pairs(raw["from"]), out.defects)
+    out.to = out.to or _stdlib_addresses(raw.get("to", ""))
+    out.cc = out.cc or _stdlib_addresses(raw.get("cc", ""))
     if out.date is None:
         try:
             date = email.utils.parsedate_to_datetime(first.get("date", ""))
@@ -485,13 +485,17 @@ def _raw_value(value: object) -> str:
     """A header value as written: unfolded, raw 8-bit read as UTF-8, control characters
     blanked, cut at MAX_HEADER; encoded words left encoded."""
     text = _unsurrogate(str(value))[:MAX_HEADER]
-    return _CONTROL.sub(" ", _FOLD.sub("", text)).strip()
+    if not text.isprintable():  # folds, tabs, controls; most values have none
+        text = _CONTROL.sub(" ", _FOLD.sub("", text))
+    return text.strip()
 
 
 def _first_raw(out: MimeMail) -> dict[str, str]:
+    """The first raw value of each address header (From, To, Cc)."""
     first: dict[str, str] = {}
     for name, value in out.raw_headers:
-        first.setdefault(name, value)
+        if name in ("from", "to", "cc"):
+            first.setdefault(name, value)
     return first
 
 
