@@ -185,8 +185,10 @@ def test_people_named_outside_are_recorded_shown_and_never_mailed(tmp_path: Path
     out = _run("ingest", *map(str, files), "--config", str(cfg))
     assert out.returncode == 0, out.stderr[-2000:]
     acks = sink.wait_count(200)
-    # Shown: the acknowledgement names the commander as written.
-    assert "ic0@outside.example" in acks[0].text
+    # Shown: the declaration's acknowledgement names the commander as written.
+    declared = [a for a in acks if a.subject == "[INC-1] forged 0"
+                and a.text.startswith("Declared")]
+    assert len(declared) == 1 and "ic0@outside.example" in declared[0].text
     out = _run("tick", "--config", str(cfg))
     assert out.returncode == 0, out.stderr[-2000:]
     got = sink.wait_count(300)
