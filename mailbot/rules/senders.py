@@ -129,7 +129,8 @@ def unmunge(mail: ParsedMail, config: Config) -> ParsedMail:
     """`mail` with its real author when a configured list rewrote From to its address; a
     From of "" (nobody may write as a list) for any other list address in From, or when
     the author cannot be trusted."""
-    if mail.from_address not in list_addresses(mail, config):
+    if (mail.from_address == config.list.bot_address  # our own mail: rules/loops.py's
+            or mail.from_address not in list_addresses(mail, config)):
         return mail
     found = original_author(mail, config)
     if found:
