@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 MAX_VALUE = 16 * 1024  # characters read; an Authentication-Results header is far shorter
 _BLANKS = " \t\r\n"
+_VALUE_END = frozenset(_BLANKS + ';()"')  # what ends an unquoted property value
 # RFC 2045 token: any CHAR except SPACE, CTLs and tspecials.
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
@@ -142,7 +143,7 @@ class _Cursor:
     def _run(self) -> str:
         start = self.pos
         text = self.text
-        while self.pos < len(text) and text[self.pos] not in _BLANKS + ';()"':
+        while self.pos < len(text) and text[self.pos] not in _VALUE_END:
             self.pos += 1
         return text[start:self.pos]
 
