@@ -28,6 +28,7 @@ from mailbot import wire
 from mailbot.config import builtin_templates_dir
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
+from mailbot.rules.recipients import RecipientPolicy
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,12 @@ class Composer:
     """Builds OutgoingMail from templates with the headers every mailbot mail carries."""
 
     def __init__(self, env: jinja2.Environment, bot_address: str, bot_name: str,
-                 common: dict[str, Any] | None = None, *, list_address: str = "") -> None:
+                 common: dict[str, Any] | None = None, *, list_address: str = "",
+                 recipients: RecipientPolicy | None = None) -> None:
         self.env = env
+        # Every mail passes here, so this is where mail to anyone outside the list and
+        # the allowed addresses is stopped (rules/recipients.py); None: no filter.
+        self.recipients = recipients
         self.bot_address = bot_address
         self.bot_name = bot_name
         self.domain = bot_address.rsplit("@", 1)[-1]
@@ -135,6 +140,10 @@ class Composer:
                 for name in self.env.list_templates(extensions=["html"])
                 if name.startswith("mail/"))
         return self._html
+
+    def may_mail(self, address: str) -> bool:
+        """Whether mailbot may send to `address` (see `rules/recipients.py`)."""
+        return self.recipients is None or self.recipients.allows(address)
 
     def message_id_for(self, name: str) -> str:
         """A deterministic Message-ID, so a re-run after a crash makes the same mail."""
@@ -166,6 +175,13 @@ class Composer:
 
         to = [a for a in (clean_header(x) for x in to) if a]
         cc = [a for a in (clean_header(x) for x in cc) if a and a not in to]
+        if self.recipients is not None:
+            to, withheld = self.recipients.split(to)
+            cc, withheld_cc = self.recipients.split(cc)
+            if withheld or withheld_cc:
+                log.warning("%s: %s not mailed to %s: not the list nor an allowed address",
+                            variables.get("ref") or name, template,
+                            ", ".join([*withheld, *withheld_cc]))
         message_id = self.message_id_for(name)
         refs = [clean_header(r) for r in references if r]
         if in_reply_to and in_reply_to not in refs:

@@ -25,7 +25,7 @@ REQUIRED_TEMPLATES = (
     "mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
-    "mail/postmortem_rejection.txt", "cli/show.txt", "cli/check.txt",
+    "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
 )
 
 
@@ -160,11 +160,20 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class RewritingList:
+    """A list that rewrites From: to its own address and keeps the author in a header."""
+
+    address: str  # the list's address, as it appears in the rewritten From:
+    author_header: str  # lower case: the header the list adds with the original From
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     allowed_senders: tuple[str, ...] = ("example.com",)
     allow_subdomains: bool = False
     require_dkim: bool = False
     trusted_authserv_ids: tuple[str, ...] = ()
+    from_rewriting_lists: tuple[RewritingList, ...] = ()
     max_mail_per_address_per_hour: int = 20
     max_list_mail_per_hour: int = 200
     accept_direct_to_bot: bool = True
@@ -250,8 +259,9 @@ _KNOWN: dict[str, set[str]] = {
                  "password_env", "timeout", "retry_initial_seconds", "retry_max_seconds"},
     "storage": {"dir"},
     "policy": {"allowed_senders", "allow_subdomains", "require_dkim", "trusted_authserv_ids",
-               "max_mail_per_address_per_hour", "max_list_mail_per_hour",
-               "accept_direct_to_bot"},
+               "from_rewriting_lists", "max_mail_per_address_per_hour",
+               "max_list_mail_per_hour", "accept_direct_to_bot"},
+    "policy.from_rewriting_lists": {"address", "author_header"},
     "severity": {"name", "description", "stale_after_minutes"},
     "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
                  "quiet_hours", "quiet_severities", "escalate_after_reminders"},
@@ -501,6 +511,8 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int,
                                            20, minimum=1),
         max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200, minimum=1),
+        from_rewriting_lists=_rewriting_lists(
+            _get(t, "policy", "from_rewriting_lists", list, [])),
         accept_direct_to_bot=_get(t, "policy", "accept_direct_to_bot", bool, True),
     )
     if policy.require_dkim and not policy.trusted_authserv_ids:
@@ -661,6 +673,31 @@ def _require_templates(templates_dir: Path) -> None:
             f"templates missing: {what} (looked in "
             f"{', '.join(str(f) for f in search)}); a broken install? Reinstall mailbot, "
             "or point [templates] dir at a complete copy")
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+
+
+def _rewriting_lists(items: list[Any]) -> tuple[RewritingList, ...]:
+    """[policy] from_rewriting_lists: tables of address and author_header."""
+    where = "[policy] from_rewriting_lists"
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each entry must be a table like "
+                              '{address = "list@example.com", author_header = "X-Original-From"}')
+        reject_unknown_keys(item, where, _KNOWN["policy.from_rewriting_lists"])
+        for key in ("address", "author_header"):
+            if not isinstance(item.get(key), str):
+                raise ConfigError(f"{where}: {key} is required (a string)")
+        header = item["author_header"]
+        if not _HEADER_NAME.fullmatch(header) or header.lower() in ("from", "sender"):
+            raise ConfigError(f"{where}: author_header {header!r} must name the header the "
+                              "list adds for the author (not From or Sender)")
+        out.append(RewritingList(address=_address("policy", "from_rewriting_lists",
+                                                  item["address"]),
+                                 author_header=header.lower()))
+    return tuple(out)
 
 
 def _is_loopback(host: str) -> bool:

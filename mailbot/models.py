@@ -128,6 +128,9 @@ class ParsedMail:
     defects: tuple[str, ...] = ()
     size: int = 0
     report: str = ""  # the delivery-report format its text is written in, "" if none
+    # (lower-case name, value as written: unfolded, encoded words not decoded), in order;
+    # what identity (Authentication-Results, author headers) is read from.
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
@@ -140,6 +143,11 @@ class ParsedMail:
     def header_all(self, name: str) -> list[str]:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
+
+    def raw_header_all(self, name: str) -> list[str]:
+        """Every value of header `name` as written (see `raw_headers`)."""
+        name = name.lower()
+        return [value for key, value in self.raw_headers if key == name]
 
     @property
     def thread_ids(self) -> tuple[str, ...]:

@@ -328,12 +328,16 @@ class Planner:
 
     def cap_outgoing(self, outgoing: list[OutgoingMail],
                      now: dt.datetime) -> tuple[list[OutgoingMail], list[str]]:
-        """Never more than the configured number of mails to one address per hour.
-        Returns the mail that may go and a note for each that may not."""
+        """Never more than the configured number of mails to one address per hour, and
+        nothing without a recipient. Returns the mail that may go and a note for each that
+        may not."""
         since = now - dt.timedelta(hours=1)
         kept, notes = [], []
         counts: dict[str, int] = {}
         for mail in outgoing:
+            if not mail.recipients:  # everyone named was outside what mailbot may mail
+                notes.append(f"{mail.kind} not sent: no recipient mailbot may write to")
+                continue
             over = []
             for rcpt in mail.recipients:
                 limit = (self.config.policy.max_list_mail_per_hour

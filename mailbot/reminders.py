@@ -73,6 +73,19 @@ def _addresses(people: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(a for a in map(address_of, people) if a))
 
 
+def _mailable(rt: "Runtime", incident: Incident, role: str,
+              people: Iterable[str | None]) -> list[str]:
+    """The addresses of `people` that mailbot may write to (rules/recipients.py); the
+    others stay recorded on the incident and are logged here, never mailed."""
+    named = _addresses(people)
+    kept = [a for a in named if rt.composer.may_mail(a)]
+    withheld = [a for a in named if a not in kept]
+    if withheld:
+        log.warning("%s: %s %s not mailed: not the list nor an allowed address",
+                    incident.ref(rt.config.list.incident_prefix), role, ", ".join(withheld))
+    return kept
+
+
 def quiet_until(config: Config, severity: str | None,
                 instant: dt.datetime) -> dt.datetime | None:
     """The end of the quiet hours `instant` falls in when they apply to `severity`, else
@@ -177,22 +190,23 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
     if rt.store.is_processed(key):
         return 0
-    commander = _addresses([incident.commander]) or _addresses([incident.declared_by])
+    commander = _mailable(rt, incident, "commander", [incident.commander])
+    fallback = commander or _mailable(rt, incident, "declarer", [incident.declared_by])
     missed = missed_reminders(incident)
     limit = config.schedule.escalate_after_reminders
     escalated = bool(limit) and missed >= limit
     if escalated:
         # The commander did not answer: the list hears it, so someone can take over.
-        to, cc = [config.list.address], commander
+        to, cc = [config.list.address], fallback
     else:
-        to = commander or [config.list.address]
+        to = fallback or [config.list.address]
         cc = [config.list.address] if config.schedule.reminders_cc_list else []
     cc = [a for a in cc if a not in to]
     mail = _compose_about(
         rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
         quiet_for=now - (last_update(incident) or now),
         stale_after=stale_after(config, incident.severity),
-        commander_is_address=bool(address_of(incident.commander)),
+        commander_is_address=bool(commander),
         escalated=escalated, missed=missed, escalate_after=limit,
     )
     if not _within_cap(rt, mail, now):
@@ -221,8 +235,9 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
     if rt.store.is_processed(key):
         return 0
     owner = incident.postmortem_owner or incident.commander
-    to = _addresses([owner, incident.commander]) or _addresses([incident.declared_by]) \
-        or [config.list.address]
+    to = _mailable(rt, incident, "postmortem owner or commander",
+                   [owner, incident.commander]) \
+        or _mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
     cc: list[str] = []
     if incident.severity in config.postmortem.leadership_severities:
         cc = [a for a in config.postmortem.leadership if a not in to]

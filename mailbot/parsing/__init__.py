@@ -88,4 +88,5 @@ def _parse(raw: bytes, lang: Language) -> ParsedMail:
         defects=tuple(dict.fromkeys(defects)),
         size=len(raw),
         report=mime.report,
+        raw_headers=tuple(mime.raw_headers),
     )

@@ -135,3 +135,17 @@ def test_a_broken_install_defers_mail_and_says_why(installed, tmp_path):
     assert checked.returncode == 78 and b"templates missing" in checked.stderr
     served = mailbot(installed, "serve", "--config", str(cfg), cwd=home)
     assert served.returncode == 78 and b"templates missing" in served.stderr
+
+
+def test_every_template_the_code_renders_is_required_at_start():
+    """A template missing from REQUIRED_TEMPLATES would not be checked at start: a broken
+    install would then take mail and fail on it later. Every top-level mail and CLI
+    template (not partials: `_*` and the ones only included) must be in the list."""
+    from mailbot.config import REQUIRED_TEMPLATES, builtin_templates_dir
+
+    root = builtin_templates_dir()
+    included = {"mail/postmortem_template.txt"}
+    shipped = {str(p.relative_to(root)) for folder in ("mail", "cli")
+               for p in (root / folder).glob("*.txt")
+               if not p.name.startswith("_")} - included
+    assert shipped <= set(REQUIRED_TEMPLATES)

@@ -347,22 +347,31 @@ def _munged(subject: str, body: str, mid: str, author: str | None,
                    message_id=mid, headers=headers)
 
 
-def test_a_list_that_rewrites_from_is_read_through_to_the_author(daemon, sink):
-    # Mailman's munge_from / Google Groups: From is the list, the author is kept aside.
+REWRITING = ('from_rewriting_lists = [{address = "incidents@example.com", '
+             'author_header = "X-Original-From"}]')
+
+
+def test_a_list_that_rewrites_from_is_read_through_to_the_author(make_daemon, sink):
+    # Google Groups (or Mailman's munge_from set up so): From is the list, the author is
+    # kept in X-Original-From, and the config says so.
+    daemon = make_daemon(policy=REWRITING)
     send(daemon.port, _munged("[DECLARE] Munged", DECLARATION_BODY, "m1@x",
                               "alice@example.com"))
     sink.wait_count(1)
     incident = daemon.rt.store.get(1)
     assert incident.declared_by == "alice@example.com"
     send(daemon.port, _munged("Re: [INC-1] Munged", "Severity: SEV1\n\nworse", "m2@x",
-                              "bob@example.com", header="Reply-To"))
+                              "bob@example.com"))
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]  # the rejection goes to the author
-    # A stranger posting through such a list, and a post whose author is lost, get
-    # nothing and change nothing: the list's own address is never an author.
+    # A stranger posting through such a list, a post whose author is lost, and one whose
+    # author is only in a header this list does not write get nothing and change
+    # nothing: the list's own address is never an author.
     send(daemon.port, _munged("[DECLARE] stranger", DECLARATION_BODY, "m3@x",
                               "mallory@evil.example"))
     send(daemon.port, _munged("[DECLARE] anonymous", DECLARATION_BODY, "m4@x", None))
+    send(daemon.port, _munged("[DECLARE] other header", DECLARATION_BODY, "m5@x",
+                              "bob@example.com", header="Reply-To"))
     settle(daemon)
     assert len(sink.received) == 2
     assert [i.title for i in daemon.rt.store.live_incidents()] == ["Munged"]
