@@ -205,7 +205,7 @@ def test_a_misspelled_phase_gets_one_did_you_mean_and_the_block_keeps_it(daemon,
                        "Severity: SEV2\nPhase: identifed\nCommander: alice@example.com",
                        reply_to="d@x")
     text = rejection.text
-    assert 'phase: "identifed" (did you mean "identified"?' in text
+    assert 'Phase: "identifed" (did you mean "identified"?' in text
     assert "Missing" not in text  # not also listed as missing
     assert text.count("identifed") == 1
     assert "\nPhase: identified\n" in text  # the block to paste back keeps what was meant
