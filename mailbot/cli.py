@@ -52,9 +52,13 @@ def _runtime(config: Config):  # type: ignore[no-untyped-def]
     try:
         return build_runtime(config)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
-                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
+        raise _storage_error(config, exc) from None
+
+
+def _storage_error(config: Config, exc: OSError) -> CommandError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
+                        f"{exc.strerror or exc}", Exit.CANTCREAT)
 
 
 def _parse_ref(ref: str, prefix: str) -> int:
@@ -93,21 +97,76 @@ def _attach_scheduler(rt: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.ingress.pipe import InputError, read_inputs, spool_inputs
+    """Spool the messages durably, then process them unless another process holds the
+    writer lock. An MTA runs this once per message, so the path where `serve` holds the
+    lock imports only config, spool and lock: the Runtime (templates, store, rules,
+    parsing) is built only by the process that will process."""
+    from mailbot.ingress.pipe import InputError, read_inputs
+    from mailbot.lock import WriterLock
 
     _setup_logging(config.log_level, args.verbose)
     try:
         messages = read_inputs(args.files)
     except InputError as exc:
         raise CommandError(str(exc), Exit.NOINPUT) from None
-    rt = _runtime(config)
+    lock = WriterLock(Path(config.storage.dir) / "mailbot.lock")
     try:
-        spool_inputs(rt.spool, messages)
+        held = lock.acquire()
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+    if held:
+        # Nobody else processes: build everything before spooling, so a broken store or
+        # install spools nothing it could never process (75, the MTA keeps the message).
+        try:
+            rt = _runtime(config)
+            _spool_messages(rt.spool, messages)
+            _process_and_deliver_held(rt)
+        finally:
+            lock.release()
+        _process_spool(rt)  # what others spooled while this process held the lock
+        return Exit.OK
+    # `serve` (or another one-shot command) holds the lock and will process the spool.
+    from mailbot.ingress.pipe import open_spool
+
+    try:
+        spool = open_spool(config)  # validates services.toml as the Runtime would
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+    _spool_messages(spool, messages)
+    if not lock.acquire():
+        logging.getLogger("mailbot.ingest").info(
+            "%d message(s) spooled; the process holding the writer lock (pid %s) will "
+            "process them", len(messages), lock.holder() or "?")
+        return Exit.OK
+    # The holder let go after this process looked: it may have taken its last listing
+    # before these messages arrived, so process them here.
+    lock.release()
+    try:
+        rt = _runtime(config)
+    except CommandError as exc:
+        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+        return Exit.OK
+    _process_spool(rt)
+    return Exit.OK
+
+
+def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
+    from mailbot.ingress.pipe import spool_inputs
+
+    try:
+        spool_inputs(spool, messages)
     except OSError as exc:
         # EX_TEMPFAIL: the MTA keeps the message and tries again later.
         raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
-    _process_spool(rt)
-    return Exit.OK
+
+
+def _process_and_deliver_held(rt: Any) -> None:
+    """`_process_and_deliver` by a process that holds the writer lock already."""
+    try:
+        _process_and_deliver(rt)
+    except OSError as exc:
+        # Spooled durably already: the next run or the daemon will finish the work.
+        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
 
 
 def _process_spool(rt) -> None:

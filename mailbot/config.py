@@ -7,7 +7,6 @@ environment except `password_env`, and only when a password is actually needed.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
 import os
 import re
 import tomllib
@@ -33,9 +32,11 @@ def package_data(name: str) -> Path:
     """A folder shipped inside the package: `templates` or `sample_config`.
 
     In a checkout they are symlinks to the top-level templates/ and config/; a wheel holds
-    copies. Either way importlib.resources finds them next to the code, wherever the
-    process runs."""
-    return Path(str(importlib.resources.files("mailbot").joinpath(name)))
+    copies. Either way they are next to this file, wherever the process runs (read from
+    `__file__` rather than importlib.resources, whose import costs a one-message ingest
+    more than reading the config does; the templates must be real files for Jinja2's
+    loader anyway)."""
+    return Path(__file__).parent / name
 
 
 def builtin_templates_dir() -> Path:
