@@ -184,6 +184,20 @@ def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path,
     assert not spool.is_dir() or not list(spool.iterdir())
 
 
+@pytest.mark.parametrize("argv", [
+    ["ingest", "-", "--config", "c.toml"], ["--config", "c.toml", "-v", "ingest", "a", "b"],
+    ["serve"], ["check", "m.eml", "--show-mail"], ["incidents", "--json", "--all"],
+    ["show", "INC-3", "--json"], ["digest", "--send"], ["publish", "--out", "site"],
+    ["tick", "--debug"], ["check-config"], ["init-config", "etc"], ["failed"],
+    ["retry", "--all"], ["outbox", "resend", "x", "y"], ["--config", "ingest", "show", "1"],
+])
+def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(argv):
+    from mailbot.cli import _command_in, build_parser
+
+    assert vars(build_parser(_command_in(argv)).parse_args(argv)) == \
+        vars(build_parser().parse_args(argv))
+
+
 def test_usage_errors_outside_ingest_stay_64(tmp_path):
     assert run("incidents", "--no-such-option").returncode == 64
 
