@@ -55,6 +55,17 @@ def _runtime(config: Config):  # type: ignore[no-untyped-def]
         raise _storage_error(config, exc) from None
 
 
+def _store(config: Config):  # type: ignore[no-untyped-def]
+    """The store alone, for commands that only read incidents: the Runtime would also
+    load the templates, the rules and the parsers, which they never use."""
+    from mailbot.store import Store
+
+    try:
+        return Store(config.storage.db_dir)
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+
+
 def _storage_error(config: Config, exc: OSError) -> CommandError:
     where = f" ({exc.filename})" if exc.filename else ""
     return CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
@@ -256,9 +267,9 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
-    rt = _runtime(config)
-    items = (sorted(rt.store.all_incidents(), key=lambda i: i.id) if args.all
-             else rt.store.live_incidents())
+    store = _store(config)
+    items = (sorted(store.all_incidents(), key=lambda i: i.id) if args.all
+             else store.live_incidents())
     prefix = config.list.incident_prefix
     if args.json:
         json.dump([i.public_dict(prefix) for i in items], sys.stdout, indent=2, default=str)
@@ -278,15 +289,16 @@ def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     prefix = config.list.incident_prefix
     incident_id = _parse_ref(args.ref, prefix)
-    rt = _runtime(config)
-    incident = rt.store.get(incident_id)
+    incident = _store(config).get(incident_id)
     if incident is None:
         raise CommandError(f"no incident {prefix}-{incident_id}", Exit.DATAERR)
     if args.json:
         json.dump(incident.public_dict(prefix), sys.stdout, indent=2, default=str)
         print()
         return Exit.OK
-    env = rt.composer.env
+    from mailbot.compose import make_environment
+
+    env = make_environment(config.templates_dir, config.storage.template_cache_dir)
     print(env.get_template("cli/show.txt").render(
         incident=incident, ref=incident.ref(prefix), tz=config.schedule.tz), end="")
     return Exit.OK
