@@ -155,7 +155,7 @@ def spool_only_imports(items, runs: int = 7) -> tuple[float, list]:
     lock = WriterLock(root / "var" / "mailbot.lock")
     assert lock.acquire()
     try:
-        return import_profile(["-m", "mailbot", "ingest", "-", "--config", str(cfg)],
+        return import_profile([*_script(), "ingest", "-", "--config", str(cfg)],
                               items[0].raw, runs)
     finally:
         lock.release()
@@ -165,6 +165,12 @@ def full_imports(items, runs: int = 7) -> tuple[float, list]:
     """The import profile of `mailbot ingest -` with no daemon (Maildir relay)."""
     root = fresh_dir("cold-imports-full")
     cfg = write_config(root, smtp_port=free_port(), relay_port=None)
-    return import_profile(["-m", "mailbot", "ingest", "-", "--config", str(cfg)],
+    return import_profile([*_script(), "ingest", "-", "--config", str(cfg)],
                           items[0].raw, runs)
+
+
+def _script() -> list[str]:
+    """The console script's path (after `python -X importtime`), else `-m mailbot`."""
+    script = PYTHON.parent / "mailbot"
+    return [str(script)] if script.exists() else ["-m", "mailbot"]
 

@@ -109,20 +109,32 @@ def per_reply_ms(render, specs: list[dict]) -> float:
     return (time.perf_counter() - t0) * 1000 / len(specs)
 
 
+_ALREADY = "import base64, email.parser, email.utils, hashlib, typing"
+
+
+def _own_times(code: str) -> dict[str, int]:
+    from cold import child_env
+
+    proc = subprocess.run([str(PYTHON), "-X", "importtime", "-c", code],
+                          capture_output=True, text=True, env=child_env())
+    out = {}
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            own, _, name = line[len("import time:"):].split("|")
+            if own.strip().isdigit():
+                out[name.strip()] = int(own)
+    return out
+
+
 def import_ms(statement: str, runs: int = 9) -> float:
-    """Median `-X importtime` cumulative ms of `statement`'s imports, beyond what the
-    pipe path has imported already (email.parser, email.utils: mail-parser needs them)."""
+    """Median ms of importing `statement`'s modules beyond what the pipe path imports
+    anyway (email.parser and email.utils for mail-parser, hashlib and base64 for the
+    store and the composer, typing for nearly everything): the sum of the own times of the modules only it brings."""
     totals = []
     for _ in range(runs):
-        proc = subprocess.run([str(PYTHON), "-X", "importtime", "-c",
-                               f"import email.parser, email.utils\n{statement}"],
-                              capture_output=True, text=True)
-        lines = proc.stderr.splitlines()
-        start = max(i for i, line in enumerate(lines) if line.endswith("| email.utils")
-                    or line.endswith("| email.parser"))
-        totals.append(sum(int(line.split("|")[1]) for line in lines[start + 1:]
-                          if line.startswith("import time:") and
-                          len(line.split("|")[2]) - len(line.split("|")[2].lstrip()) == 1))
+        base = _own_times(_ALREADY)
+        both = _own_times(f"{_ALREADY}\n{statement}")
+        totals.append(sum(t for name, t in both.items() if name not in base))
     return statistics.median(totals) / 1000
 
 
