@@ -394,7 +394,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
     from mailbot.compose import make_environment
 
-    env = make_environment(config.templates_dir)
+    # Through the compiled-template cache: an entry is found only for the very source
+    # that compiled before (keyed by its checksum), so an edited template is compiled.
+    env = make_environment(config.templates_dir, config.storage.template_cache_dir)
     # load_config found them all; a folder changed since must not pass.
     missing = [t for t in REQUIRED_TEMPLATES if t not in env.list_templates()]
     if missing:
