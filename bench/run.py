@@ -34,7 +34,6 @@ import writer  # noqa: E402
 from harness import OUT, Sink, median  # noqa: E402
 
 TARGETS = {
-    "ingest_vs_peer": 10.0,  # x Roundup's msg/s
     "smtp_e2e": 300.0,  # msg/s
     "p99_ms": 50.0,
     "scale_ratio": 1.5,
@@ -143,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             why = peer.ensure_roundup(log)
             if why:
                 table.add("Roundup mailgw (sqlite), 1,000 msgs", f"NOT MEASURED: {why}")
-                table.add("ingest vs Roundup", "n/a (no Roundup figure)", "",
-                          f">= {TARGETS['ingest_vs_peer']:.0f}x")
+                table.add("ingest vs Roundup", "n/a (no Roundup figure)")
             else:
                 def run_peer():
                     template = peer.make_template(log)
@@ -158,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                               f"{res[0]['issues']} issues, {res[0]['mails']} mails)", str(runs))
                     if ingest_rate:
                         ratio = ingest_rate / rate
+                        # A regression figure: its 10x target is retired (issue 14); the
+                        # cost users pay is the cold path's, above.
                         table.add("ingest vs Roundup (mailbot msg/s / Roundup msg/s)",
-                                  f"{ratio:.1f}x", str(runs),
-                                  f">= {TARGETS['ingest_vs_peer']:.0f}x",
-                                  verdict(ratio >= TARGETS["ingest_vs_peer"]))
+                                  f"{ratio:.1f}x", str(runs))
 
         # ------------------------------------------- 2b. the libraries' floor
         log("floor: the design card's libraries alone, same corpus and sink ...")
@@ -287,7 +285,7 @@ def run_cold(items, sink: Sink, table: Table, args, runs: int) -> None:
                   f"{ms['spool']:.0f} ms ({ratio:.1f}x the interpreter)", n,
                   f"<= {TARGETS['spool_vs_bare']:.0f}x", verdict(ratio <= TARGETS["spool_vs_bare"]))
         if ms["roundup"]:
-            table.add(f"roundup-mailgw TRACKER, one message on stdin, per message",
+            table.add("roundup-mailgw TRACKER, one message on stdin, per message",
                       f"{ms['roundup']:.0f} ms", n)
         vs = ms["full"] / ms["roundup"] if ms["roundup"] else None
         table.add("ingest -, no daemon (processed, ack at the sink), per message",
