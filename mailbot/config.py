@@ -50,6 +50,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Severity:
+    """A configured severity level: `[[severity]]`."""
+
     name: str  # canonical, e.g. "SEV1"
     description: str
     stale_after_minutes: int
@@ -74,6 +76,8 @@ def _read_password(section: str, password_file: str, password_env: str) -> str:
 
 @dataclass(frozen=True)
 class ListConfig:
+    """`[list]`: the list mailbot watches and its own address."""
+
     address: str = "incidents@example.com"
     bot_address: str = "mailbot@example.com"
     name: str = "Incidents"
@@ -82,6 +86,8 @@ class ListConfig:
 
 @dataclass(frozen=True)
 class SmtpIngressConfig:
+    """`[ingress.smtp]`: the SMTP/LMTP listener."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8025
@@ -91,6 +97,8 @@ class SmtpIngressConfig:
 
 @dataclass(frozen=True)
 class ImapIngressConfig:
+    """`[ingress.imap]`: the mailbox watched over IMAP."""
+
     host: str
     port: int = 993
     tls: str = "implicit"  # implicit | starttls | none
@@ -115,6 +123,8 @@ class ImapIngressConfig:
 
 @dataclass(frozen=True)
 class OutboundConfig:
+    """`[outbound]`: the relay mail leaves through, and its retries."""
+
     smtp_host: str = ""
     smtp_port: int = 25
     tls: str = "none"  # none | starttls | implicit
@@ -133,6 +143,8 @@ class OutboundConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """`[storage]`: where everything is kept, and the folders inside it."""
+
     dir: Path = Path("var")
 
     @property
@@ -170,6 +182,8 @@ class RewritingList:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """`[policy]`: who may write, and how much mailbot may send."""
+
     allowed_senders: tuple[str, ...] = ("example.com",)
     allow_subdomains: bool = False
     require_dkim: bool = False
@@ -182,6 +196,8 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """`[schedule]`: the digest, reminders and their time zone."""
+
     timezone: str = "UTC"
     digest_time: dt.time = dt.time(9, 0)
     digest_when_empty: bool = True
@@ -198,6 +214,8 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class PostmortemConfig:
+    """`[postmortem]`: reminders and the action-item horizon."""
+
     reminder_days: int = 2
     action_item_horizon_days: int = 7
     leadership: tuple[str, ...] = ()
@@ -207,12 +225,16 @@ class PostmortemConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
+    """`[publish]`: the static site."""
+
     dir: Path | None = None  # set: `serve` republishes after each change
     url: str = ""  # where the site is served; set: every mail links to the incident's page
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, validated once by `load_config`."""
+
     path: Path
     list: ListConfig
     smtp: SmtpIngressConfig
