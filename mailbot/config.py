@@ -61,6 +61,7 @@ class SmtpIngressConfig:
     port: int = 8025
     protocol: str = "smtp"  # smtp | lmtp
     max_message_size: int = 10 * 1024 * 1024
+    max_connections: int = 16
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ _KNOWN: dict[str, set[str]] = {
          "schedule", "postmortem", "publish", "services", "logging", "templates"},
     "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
-    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
+    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
+                     "max_connections"},
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
@@ -345,6 +347,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                          _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
         max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
                               minimum=1),
+        max_connections=_get(t, "ingress.smtp", "max_connections", int, 16, minimum=1),
     )
     if smtp.max_message_size < 1024:
         raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
