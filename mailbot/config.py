@@ -7,6 +7,7 @@ environment except `password_env`, and only when a password is actually needed.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import tomllib
@@ -30,11 +31,23 @@ class Severity:
     rank: int  # 1 is the most severe
 
 
+_warned_readable: set[str] = set()
+
+
 def _read_password(section: str, password_file: str, password_env: str) -> str:
     """A secret from a file or an environment variable, read only when needed."""
     if password_file:
         try:
-            return Path(password_file).read_text().strip()
+            secret = Path(password_file).read_text().strip()
+            mode = os.stat(password_file).st_mode & 0o777
+            if mode & 0o004 and password_file not in _warned_readable:
+                # Group access is how the mailbot group reads a root-owned file; others
+                # are every user of the machine.
+                _warned_readable.add(password_file)
+                logging.getLogger("mailbot.config").warning(
+                    "[%s] password_file %s is readable by other users (mode %04o): "
+                    "chmod o-rwx %s", section, password_file, mode, password_file)
+            return secret
         except OSError as exc:
             raise ConfigError(f"[{section}] password_file {password_file}: {exc.strerror}") \
                 from None
