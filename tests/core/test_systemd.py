@@ -95,7 +95,7 @@ def test_serve_notifies_ready_watchdog_and_stopping(tmp_path):
 # docs/install.md, built under a temporary root: a wheel of this checkout, a venv in
 # ROOT/opt/mailbot/.venv from Debian's /usr/bin/python3 (a venv of an interpreter under
 # /root cannot be run by the mailbot user), the units in ROOT/etc/systemd/system, the
-# sysusers.d and tmpfiles.d files in ROOT/usr/lib. The wheel is installed with --no-deps
+# sysusers.d and tmpfiles.d files in ROOT/etc. The wheel is installed with --no-deps
 # and the venv finds its dependencies in this test venv (a .pth file): the test needs no
 # network.
 
@@ -153,7 +153,7 @@ def installed():
         if system.is_dir():
             shutil.copytree(system, root / "usr" / "lib" / "systemd" / "system", symlinks=True)
         for kind in ("sysusers", "tmpfiles"):
-            folder = root / "usr" / "lib" / f"{kind}.d"
+            folder = root / "etc" / f"{kind}.d"
             folder.mkdir(parents=True)
             shutil.copy(UNITS / f"mailbot.{kind}", folder / "mailbot.conf")
         yield root
