@@ -14,7 +14,6 @@ than "a million headers" of realistic size could (200,000 `X-Header-N: value` li
 from __future__ import annotations
 
 import base64
-import os
 import smtplib
 import struct
 import subprocess
