@@ -7,6 +7,7 @@ import argparse
 import enum
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -470,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mailbot.durable import STATE_UMASK
+
+    os.umask(STATE_UMASK)  # before anything is created: see durable.FILE_MODE
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _run(argv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
+import logging
 import os
 import re
 import tomllib
@@ -55,11 +56,23 @@ class Severity:
     rank: int  # 1 is the most severe
 
 
+_warned_readable: set[str] = set()
+
+
 def _read_password(section: str, password_file: str, password_env: str) -> str:
     """A secret from a file or an environment variable, read only when needed."""
     if password_file:
         try:
-            return Path(password_file).read_text().strip()
+            secret = Path(password_file).read_text().strip()
+            mode = os.stat(password_file).st_mode & 0o777
+            if mode & 0o004 and password_file not in _warned_readable:
+                # Group access is how the mailbot group reads a root-owned file; others
+                # are every user of the machine.
+                _warned_readable.add(password_file)
+                logging.getLogger("mailbot.config").warning(
+                    "[%s] password_file %s is readable by other users (mode %04o): "
+                    "chmod o-rwx %s", section, password_file, mode, password_file)
+            return secret
         except OSError as exc:
             raise ConfigError(f"[{section}] password_file {password_file}: {exc.strerror}") \
                 from None
@@ -86,6 +99,7 @@ class SmtpIngressConfig:
     port: int = 8025
     protocol: str = "smtp"  # smtp | lmtp
     max_message_size: int = 10 * 1024 * 1024
+    max_connections: int = 16
 
 
 @dataclass(frozen=True)
@@ -250,7 +264,8 @@ _KNOWN: dict[str, set[str]] = {
          "schedule", "postmortem", "publish", "services", "logging", "templates"},
     "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
-    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
+    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
+                     "max_connections"},
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
@@ -421,6 +436,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                          _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
         max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
                               minimum=1),
+        max_connections=_get(t, "ingress.smtp", "max_connections", int, 16, minimum=1),
     )
     if smtp.max_message_size < 1024:
         raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")

@@ -32,7 +32,7 @@ from mailbot.appendmap import AppendMap
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
 from mailbot.durable import (fsync_dir, remove_durably, sync_filesystem, unique_suffix,
-                             write_atomic, write_unsynced)
+                             write_atomic, write_new, write_unsynced)
 from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 
@@ -77,7 +77,7 @@ class MaildirRelay:
             return
         tmp = self.maildir / "tmp" / f"{mail.name}.{unique_suffix()}"
         try:
-            tmp.write_bytes(mail.message)
+            write_new(tmp, mail.message)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.rename(tmp, final)

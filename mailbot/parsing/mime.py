@@ -41,7 +41,15 @@ from mailbot.parsing.reports import find_report
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 2 * 1024 * 1024  # characters of body text read for fields; the rest is cut
+# Body text given to quote stripping and field reading (docs/limits.md): fields live in
+# the first part of the new text, so the start is all that is analysed. The raw message
+# is still stored whole.
+MAX_TEXT = 256 * 1024  # characters
+MAX_TEXT_LINES = 20_000
+# Lines of a message given to the stdlib parser, which holds every line as an object
+# (~80 bytes each: 3 million soft line breaks took 250 MB). A 10 MB message of base64 has
+# 135,000 lines; what lies beyond the cut is not read (nor listed as attachments).
+MAX_LINES = 200_000
 MAX_ATTACHMENT_TEXT = 1024 * 1024  # characters kept of a text attachment
 MAX_DEPTH = 30  # MIME nesting we follow; deeper parts are ignored (and reported)
 # Header characters decoded. The stdlib's decode_header is quadratic in the number of
@@ -179,6 +187,17 @@ def _cap_header_lines(raw: bytes, defects: list[str]) -> bytes:
         cut = head.index(b"\n", cut + 1)
     defects.append(f"more than {MAX_HEADER_LINES} header lines; the rest were ignored")
     return head[:cut + 1] + b"\r\n" + body
+
+
+def _cap_lines(raw: bytes, defects: list[str]) -> bytes:
+    """`raw` cut after MAX_LINES lines (see MAX_LINES)."""
+    if raw.count(b"\n") <= MAX_LINES:
+        return raw
+    cut = -1
+    for _ in range(MAX_LINES):
+        cut = raw.index(b"\n", cut + 1)
+    defects.append(f"more than {MAX_LINES} lines; the rest was not read")
+    return raw[:cut + 1]
 
 
 def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
@@ -386,7 +405,8 @@ def read_mime(raw: bytes) -> MimeMail:
     """Everything the MIME layer can read from `raw`; never raises."""
     out = MimeMail()
     msg: email.message.Message | None
-    raw = _cap_header_lines(raw, out.defects)
+    whole = raw  # the dedupe key covers the whole body
+    raw = _cap_lines(_cap_header_lines(raw, out.defects), out.defects)
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # RecursionError on absurd nesting, mostly
@@ -398,11 +418,11 @@ def read_mime(raw: bytes) -> MimeMail:
             msg = BytesHeaderParser().parsebytes(_split_raw(raw)[0] + b"\n\n")
         except Exception:
             msg = None
-        _stdlib_fill(out, _read_headers(out, msg, raw))
+        _stdlib_fill(out, _read_headers(out, msg, whole))
         out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
         return out
 
-    first = _read_headers(out, msg, raw)
+    first = _read_headers(out, msg, whole)
     out.content_type = msg.get_content_type()
     out.report = find_report(msg)
 
