@@ -191,9 +191,10 @@ class TimelineEntry:
     message_date: dt.datetime | None = None
     changes: tuple[Change, ...] = ()
     note: str = ""  # the narrative: what changed, in the author's words
+    text: str = ""  # a rejected message's own words (its note is the reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "kind": self.kind,
             "at": self.at.isoformat(),
             "author": self.author,
@@ -202,6 +203,9 @@ class TimelineEntry:
             "changes": [[c.field, _plain(c.old), _plain(c.new)] for c in self.changes],
             "note": self.note,
         }
+        if self.text:  # absent when empty, so records written before it read back the same
+            d["text"] = self.text
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TimelineEntry":
@@ -215,6 +219,7 @@ class TimelineEntry:
             changes=tuple(Change(f, _typed(f, o), _typed(f, n))
                           for f, o, n in d.get("changes", [])),
             note=d.get("note", ""),
+            text=d.get("text", ""),
         )
 
 
