@@ -261,8 +261,34 @@ def test_digest_send_refuses_while_the_daemon_holds_the_lock(bot, sink, capsys):
         daemon_lock.release()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "`mailbot serve` is running" in err[0]
-    assert "sends the digest itself at 09:00 Europe/Berlin" in err[0]
+    assert "sends today's digest itself at 09:00 Europe/Berlin" in err[0]
     assert sink.unread() == []
+
+
+def test_digest_send_while_serve_runs_says_what_serve_did_today(bot, sink, capsys):
+    from mailbot.digest import run_digest_command
+
+    def refused_with() -> tuple[int, str]:
+        daemon_lock = WriterLock(bot.rt.lock.path)
+        assert daemon_lock.acquire()
+        try:
+            code = run_digest_command(bot.rt, send=True)
+        finally:
+            daemon_lock.release()
+        return code, capsys.readouterr().err
+
+    seed(bot, 1)
+    bot.clock.set(MORNING + dt.timedelta(minutes=5))  # due, and the daemon has not ticked
+    code, err = refused_with()
+    assert code == 75
+    assert "sends today's digest itself on its next tick (it was due at 09:00" in err
+    bot.tick(MORNING + dt.timedelta(minutes=5))
+    assert [m.kind for m in sink.take(len(sink.unread()) or 1)].count("digest") == 1
+    code, err = refused_with()
+    assert code == 0
+    assert "already handled today's digest (2026-03-24)" in err
+    assert "next is due tomorrow at 09:00 Europe/Berlin" in err
+    assert "sends" not in err
 
 
 def test_the_cli_prints_the_digest(tmp_path, sink):
