@@ -313,6 +313,11 @@ class Incident:
         """When the incident really began: `Started-At:`, else its declaration."""
         return self.started_at or self.declared_at
 
+    @property
+    def summary_text(self) -> str:
+        """What the incident is, as every view shows it: `Summary:`, else its title."""
+        return self.summary or self.title
+
     def duration(self, now: dt.datetime) -> dt.timedelta | None:
         """How long it lasted (from its start to its resolution), or has lasted until `now`."""
         began = self.began_at
