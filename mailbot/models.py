@@ -62,6 +62,7 @@ class InvalidField:
     field: str  # canonical field name, e.g. "severity"
     value: str  # what the person wrote
     valid: tuple[str, ...] = ()  # what would have been accepted, when it is a closed set
+    hedged: bool = False  # a "?" or a word like "still" made it a guess, not a statement
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class Fields:
     started_at: dt.datetime | None = None
     resolved_at: dt.datetime | None = None
     invalid: tuple[InvalidField, ...] = ()
+    # Fields written with a placeholder ("unchanged", "TBD"), read as blank: (field, value
+    # as written), so a rejection can say why a field it asks for counts as missing.
+    blanked: tuple[tuple[str, str], ...] = ()
     lines: tuple[FieldLine, ...] = ()
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
     # (the key as written, the field key it is probably meant to be).
