@@ -165,7 +165,7 @@ def test_docs_screenshot_script_runs(chromium, tmp_path):
     spec.loader.exec_module(module)
     img = tmp_path / "img"
     assert module.main(["--site", str(tmp_path / "site"), "--img", str(img)]) == 0
-    for name in ("board.png", "experts.png", "incident.png"):
+    for name in ("board.png", "experts.png", "incident.png", "incident-day.png"):
         width, _, distinct = png_facts(img / name)
         assert width == 1280 and distinct > 64
 
