@@ -209,11 +209,13 @@ def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
     if not items:
         print("no incidents" if args.all else "no open incidents (--all lists closed ones)")
         return Exit.OK
+    from mailbot.formatting import fit_person
+
     print(f"{'ID':<10} {'STATUS':<9} {'SEV':<5} {'PHASE':<14} {'COMMANDER':<28} TITLE")
     for i in items:
         flag = " [no liaison]" if i.needs_liaison and i.status != "closed" else ""
         print(f"{i.ref(prefix):<10} {i.status:<9} {i.severity or '-':<5} {i.phase or '-':<14} "
-              f"{(i.commander or '-')[:28]:<28} {i.title}{flag}")
+              f"{fit_person(i.commander or '-', 28):<28} {i.title}{flag}")
     return Exit.OK
 
 

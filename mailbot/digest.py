@@ -272,6 +272,23 @@ def text_of(mail: OutgoingMail) -> str:
     return f"Subject: {msg['Subject']}\n\n{text}".replace("\r\n", "\n")
 
 
+def _report_serve_holds_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
+    """`digest --send` while `serve` holds the writer lock: say what serve did or will do
+    about today's digest (read from the store, which needs no lock)."""
+    config = rt.config
+    at = f"{config.schedule.digest_time.strftime('%H:%M')} {config.schedule.timezone}"
+    serve = f"`mailbot serve` is running (pid {rt.lock.holder() or '?'})"
+    day = slot.key.rsplit(":", 1)[1]
+    if rt.store.is_processed(slot.key):
+        print(f"mailbot: not sent: {serve} and already handled today's digest ({day}); "
+              f"the next is due tomorrow at {at}", file=sys.stderr)
+        return 0
+    when = f"at {at}" if now < slot.due else f"on its next tick (it was due at {at})"
+    print(f"mailbot: not sent: {serve} and sends today's digest itself {when}",
+          file=sys.stderr)
+    return 75  # EX_TEMPFAIL
+
+
 def run_digest_command(rt: "Runtime", send: bool) -> int:
     """`mailbot digest [--send]`: print today's digest, or send it once for today."""
     now = rt.clock.now()
@@ -282,11 +299,7 @@ def run_digest_command(rt: "Runtime", send: bool) -> int:
         sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
         return 0
     if not rt.lock.acquire():
-        at = config.schedule.digest_time.strftime("%H:%M")
-        print(f"mailbot: not sent: `mailbot serve` is running (pid {rt.lock.holder() or '?'}) "
-              f"and sends the digest itself at {at} {config.schedule.timezone}",
-              file=sys.stderr)
-        return 75  # EX_TEMPFAIL
+        return _report_serve_holds_digest(rt, slot, now)
     try:
         rt.pipeline.recover()
         with rt.pipeline.lock:

@@ -62,6 +62,7 @@ class InvalidField:
     field: str  # canonical field name, e.g. "severity"
     value: str  # what the person wrote
     valid: tuple[str, ...] = ()  # what would have been accepted, when it is a closed set
+    hedged: bool = False  # a "?" or a word like "still" made it a guess, not a statement
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class Fields:
     started_at: dt.datetime | None = None
     resolved_at: dt.datetime | None = None
     invalid: tuple[InvalidField, ...] = ()
+    # Fields written with a placeholder ("unchanged", "TBD"), read as blank: (field, value
+    # as written), so a rejection can say why a field it asks for counts as missing.
+    blanked: tuple[tuple[str, str], ...] = ()
     lines: tuple[FieldLine, ...] = ()
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
     # (the key as written, the field key it is probably meant to be).
@@ -191,9 +195,10 @@ class TimelineEntry:
     message_date: dt.datetime | None = None
     changes: tuple[Change, ...] = ()
     note: str = ""  # the narrative: what changed, in the author's words
+    text: str = ""  # a rejected message's own words (its note is the reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "kind": self.kind,
             "at": self.at.isoformat(),
             "author": self.author,
@@ -202,6 +207,9 @@ class TimelineEntry:
             "changes": [[c.field, _plain(c.old), _plain(c.new)] for c in self.changes],
             "note": self.note,
         }
+        if self.text:  # absent when empty, so records written before it read back the same
+            d["text"] = self.text
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TimelineEntry":
@@ -215,6 +223,7 @@ class TimelineEntry:
             changes=tuple(Change(f, _typed(f, o), _typed(f, n))
                           for f, o, n in d.get("changes", [])),
             note=d.get("note", ""),
+            text=d.get("text", ""),
         )
 
 
@@ -307,6 +316,11 @@ class Incident:
     def began_at(self) -> dt.datetime | None:
         """When the incident really began: `Started-At:`, else its declaration."""
         return self.started_at or self.declared_at
+
+    @property
+    def summary_text(self) -> str:
+        """What the incident is, as every view shows it: `Summary:`, else its title."""
+        return self.summary or self.title
 
     def duration(self, now: dt.datetime) -> dt.timedelta | None:
         """How long it lasted (from its start to its resolution), or has lasted until `now`."""

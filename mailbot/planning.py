@@ -227,6 +227,7 @@ class Planner:
             "behind": d.details.get("behind", ()),
             "older": d.details.get("older", {}),
             "misspelled": plan.mail.fields.misspelled,
+            "blanked": dict(plan.mail.fields.blanked),
             "several": [f"{prefix}-{n}" for n in d.details.get("ids", ())],
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,

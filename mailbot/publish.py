@@ -26,6 +26,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from email.utils import parseaddr
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +34,7 @@ from urllib.parse import quote
 
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
                     select_autoescape)
+from markupsafe import Markup, escape
 
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
@@ -51,6 +53,9 @@ _INCIDENT_TEMPLATES = ("site/incident.html", "site/base.html", "site/macros.html
 _BUILTIN_TEMPLATES = builtin_templates_dir().resolve()
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 _URL = re.compile(r"^https?://[^\s<>\"']+$")
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"']+")
+# Entries that say nothing new about the incident itself; runs of them fold on its page.
+FOLDED_KINDS = frozenset({"reminder", "rejected", "postmortem-rejected"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class BoardRow:
     updated_at: dt.datetime | None
     resolved_at: dt.datetime | None
     closed_at: dt.datetime | None
+    lasted: dt.timedelta | None  # start to resolution, once resolved; None while open
     needs_liaison: bool
     stale: bool
     postmortem_due: bool
@@ -162,6 +168,7 @@ class _Site:
         self.env.filters.update(
             when=self.format_when, ago=self.format_ago, duration=format_duration,
             value=format_value, mailto=mailto_href, sevclass=self.severity_class,
+            linkify=linkify,
         )
         self.env.tests.update(address=is_address, url=is_url)
         self.env.globals.update(
@@ -169,6 +176,7 @@ class _Site:
             severities=config.severities, phases=config.phases, directory=directory,
             published=self.format_when(now), published_iso=now.isoformat(),
             severity_of=config.severity, person_name=self.person_name,
+            person_parts=self.person_parts,
             horizon_days=config.postmortem.action_item_horizon_days,
         )
 
@@ -244,6 +252,7 @@ class _Site:
             "unknown_services": self.directory.unknown(services),
             "stale": self.is_stale(incident),
             "timeline": incident.timeline,
+            "timeline_runs": timeline_runs(incident.timeline),
             # A closed incident's page is final: nothing on it may depend on "now", so a
             # republish finds its bytes unchanged and skips it.
             "stamp": incident.status != "closed",
@@ -264,6 +273,8 @@ class _Site:
             updated_at=incident.updated_at or incident.declared_at,
             resolved_at=incident.resolved_at,
             closed_at=incident.closed_at,
+            lasted=(incident.duration(incident.resolved_at)
+                    if incident.status != "open" and incident.resolved_at else None),
             needs_liaison=incident.needs_liaison and incident.status != "closed",
             stale=self.is_stale(incident),
             postmortem_due=incident.status == "resolved" and incident.postmortem is None,
@@ -285,6 +296,14 @@ class _Site:
             return ""
         expert = self.directory.expert_by_address(value)
         return expert.name if expert and expert.name != expert.address else ""
+
+    def person_parts(self, value: str) -> tuple[str, str]:
+        """(the name to show, the address to link or ""): "Ana <ana@x>" -> ("Ana", "ana@x"),
+        a bare address -> the directory's name for it, else the address; a name -> itself."""
+        name, address = parseaddr(value)
+        if not is_address(address):
+            return value, ""
+        return self.person_name(address) or name.strip() or address, address
 
     # ------------------------------------------------------------ time
 
@@ -310,6 +329,32 @@ def format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def timeline_runs(timeline: Iterable[Any]) -> list[tuple[bool, list[Any]]]:
+    """The timeline as runs: (True, [reminders and rejections in a row]) to fold, and
+    (False, [one entry]) for every other entry, in order."""
+    runs: list[tuple[bool, list[Any]]] = []
+    for folded, group in groupby(timeline, key=lambda e: e.kind in FOLDED_KINDS):
+        if folded:
+            runs.append((True, list(group)))
+        else:
+            runs.extend((False, [e]) for e in group)
+    return runs
+
+
+def linkify(text: str) -> Markup:
+    """Free text, escaped, with its http(s) URLs made links (escalation notes name pagers
+    and chat rooms); a sentence's closing punctuation stays out of the link."""
+    parts: list[str] = []
+    pos = 0
+    for match in _URL_IN_TEXT.finditer(text):
+        url = match.group(0).rstrip(".,;:!?)]")
+        parts.append(escape(text[pos:match.start()]))
+        parts.append(Markup('<a href="{0}" rel="noopener noreferrer">{0}</a>').format(url))
+        pos = match.start() + len(url)
+    parts.append(escape(text[pos:]))
+    return Markup("").join(parts)
 
 
 def is_address(value: Any) -> bool:
