@@ -67,7 +67,7 @@ def _parse_ref(ref: str, prefix: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.daemon import Daemon, StartupError
+    from mailbot.daemon import Daemon, StartupError, ThreadDied
 
     _setup_logging(config.log_level, args.verbose)
     rt = _runtime(config)
@@ -76,6 +76,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         Daemon(rt).run_forever()
     except StartupError as exc:
         raise CommandError(str(exc), Exit.TEMPFAIL if "running" in str(exc) else Exit.ERROR)
+    except ThreadDied as exc:
+        # Non-zero, so that systemd's Restart=on-failure starts the daemon again.
+        raise CommandError(str(exc), Exit.SOFTWARE) from None
     return Exit.OK
 
 
