@@ -296,7 +296,11 @@ class _Site:
     def format_when(self, when: dt.datetime | None) -> str:
         if when is None:
             return ""
-        return _aware(when).astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+        try:
+            return _aware(when).astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+        except (OverflowError, ValueError):
+            # A far Date stored by an older mailbot: shown in its own offset.
+            return when.isoformat(" ", "minutes")
 
     def format_ago(self, when: dt.datetime | None) -> str:
         if when is None:
