@@ -12,41 +12,51 @@ U+FFFD, so storage and templates never see one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from typing import Any, Mapping
+from typing import Any
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str) -> str:
     """`text` with surrogate pairs joined and lone surrogates replaced by U+FFFD."""
-    if not _SURROGATES.search(text):
+    if text.isascii() or not _SURROGATES.search(text):
         return text
     # UTF-16 is the one encoding in which a pair of surrogates means a character.
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def without_surrogates(value: Any) -> Any:
-    """`value` (str, tuple, list, mapping or dataclass of them) with every string cleaned;
+    """`value` (str, tuple, list, dict or dataclass of them) with every string cleaned;
     the same object when nothing needed cleaning, so clean mail costs one scan."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return clean_text(value)
-    if isinstance(value, (tuple, list)):
+    if kind is tuple or kind is list:
         items = [without_surrogates(v) for v in value]
         if all(a is b for a, b in zip(items, value)):
             return value
-        return type(value)(items)
-    if isinstance(value, Mapping):
+        return kind(items)
+    if kind is dict:
         pairs = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items())):
             return value
         return dict(pairs)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            new = without_surrogates(old)
-            if new is not old:
-                changed[f.name] = new
-        return dataclasses.replace(value, **changed) if changed else value
-    return value
+    names = _field_names(kind)
+    if not names:
+        return value  # None, numbers, datetimes, bytes
+    changed = {}
+    for name in names:
+        old = getattr(value, name)
+        new = without_surrogates(old)
+        if new is not old:
+            changed[name] = new
+    return dataclasses.replace(value, **changed) if changed else value
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(kind: type) -> tuple[str, ...]:
+    if not dataclasses.is_dataclass(kind):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(kind))
