@@ -71,7 +71,7 @@ def _parse_ref(ref: str, prefix: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.daemon import Daemon, ListenError, StartupError
+    from mailbot.daemon import Daemon, ListenError, StartupError, ThreadDied
 
     _setup_logging(config.log_level, args.verbose)
     rt = _runtime(config)
@@ -82,6 +82,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc), Exit.OSERR) from None
     except StartupError as exc:  # another mailbot holds the storage: try again later
         raise CommandError(str(exc), Exit.TEMPFAIL) from None
+    except ThreadDied as exc:
+        # Non-zero, so that systemd's Restart=on-failure starts the daemon again.
+        raise CommandError(str(exc), Exit.SOFTWARE) from None
     return Exit.OK
 
 

@@ -29,7 +29,11 @@ def format_when(value: dt.datetime | None, tz: Any = None, *, missing: str = "")
     if value is None:
         return missing
     if tz is not None:
-        value = value.astimezone(tz)
+        try:
+            value = value.astimezone(tz)
+        except (OverflowError, ValueError):
+            # A far Date stored by an older mailbot: shown in its own offset.
+            return value.isoformat(" ", "minutes")
     return value.strftime("%Y-%m-%d %H:%M %Z")
 
 

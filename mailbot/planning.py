@@ -19,6 +19,7 @@ from mailbot import incidents as usecases
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
 from mailbot.models import Change, Decision, Incident, OutgoingMail, ParsedMail
+from mailbot.parsing.dates import with_usable_date
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import meant_value, stated
@@ -105,7 +106,7 @@ class Planner:
 
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:
         """Decide and build every effect of `mail`, without writing anything."""
-        mail = unmunge(mail, self.config)
+        mail = with_usable_date(unmunge(mail, self.config), received)
         facts = self.facts_for(mail)
         decision = decide(mail, facts, self.config)
         plan = Plan(mail=mail, decision=decision, facts=facts)

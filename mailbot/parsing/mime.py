@@ -59,6 +59,7 @@ MAX_HEADER_LINES = 10_000  # top-level header lines parsed; the rest are dropped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
+_ONE_BRACKETED_ID = re.compile(r"\s*<([^<>\s]{1,500})>\s*")
 _SANE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 _FLOWED_QUOTE = re.compile(r">+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -210,16 +211,20 @@ def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:cut], raw[cut + sep:]
 
 
-def digest_key(raw: bytes, msg: email.message.Message | None) -> str:
+def digest_key(raw: bytes, msg: email.message.Message | None, *,
+               with_message_id: bool = False) -> str:
     """A dedupe key for mail without a usable Message-ID.
 
     It covers From, Date, Subject and the body, not the whole bytes: the same message
     delivered again through another hop gains Return-Path/Received headers in front.
-    Line endings are normalised for the same reason.
+    Line endings are normalised for the same reason. `with_message_id`: the Message-ID
+    header as written too (one that is there but unusable), so two messages that differ
+    only there are two messages.
     """
     head, body = _split_raw(raw)
     h = hashlib.sha256()
-    for name in ("from", "date", "subject"):
+    names = ("from", "date", "subject") + (("message-id",) if with_message_id else ())
+    for name in names:
         value = ""
         if msg is not None:
             try:
@@ -244,6 +249,17 @@ def message_ids(value: str) -> tuple[str, ...]:
         if mid and mid not in seen:
             seen.append(mid)
     return tuple(seen)
+
+
+def message_key(value: str, raw: bytes, msg: email.message.Message | None) -> str:
+    """The dedupe key: the Message-ID when the header is exactly one `<left@right>`;
+    else a digest of the message and of that header as written. Any looser reading
+    (say, the last word with an `@` of `<note a@b>` or `a@b (resent)`) can give two
+    different messages one key, and the second would be dropped as a duplicate."""
+    m = _ONE_BRACKETED_ID.fullmatch(value)
+    if m and _SANE_ID.fullmatch(m.group(1)):
+        return m.group(1)
+    return digest_key(raw, msg, with_message_id=bool(value.strip()))
 
 
 def sane_message_id(value: str) -> str:
@@ -477,7 +493,7 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
         first.setdefault(name, value)
     out.subject = one_line(first.get("subject", ""))
     out.message_id = sane_message_id(first.get("message-id", ""))
-    out.key = out.message_id or digest_key(raw, msg)
+    out.key = message_key(first.get("message-id", ""), raw, msg)
     if "return-path" in first:
         rp = first["return-path"].strip()
         addr = email.utils.parseaddr(rp)[1] if rp not in ("<>", "") else ""
