@@ -67,27 +67,59 @@ def wait_until(predicate, what: str, timeout: float = WAIT, detail=lambda: ""):
         time.sleep(0.05)
 
 
+DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+# The documented installation paths, replaced by the test's own.
+DOC_PORT = "8025"
+DOC_COMMAND = "/opt/mailbot/bin/mailbot ingest --config /etc/mailbot/mailbot.toml -"
+DOC_USER = "user=mailbot"
+
+
+def documented(section: str, marker: str) -> str:
+    """The code block that follows `marker` in the `## section` of docs/deploy.md: the
+    tests configure Postfix with the recipe as operators read it."""
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    start = text.find(f"\n## {section}\n")
+    assert start >= 0, f"docs/deploy.md has no section {section!r}"
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end >= 0 else len(text)]
+    at = body.find(marker)
+    assert at >= 0, f"docs/deploy.md, {section}: no {marker!r}"
+    fence = body.index("```", at)
+    first = body.index("\n", fence) + 1
+    return body[first:body.index("```", first)]
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert old in text, f"docs/deploy.md changed: {old!r} is not in\n{text}"
+    return text.replace(old, new)
+
+
 @dataclass(frozen=True)
 class Route:
-    """How Postfix hands the list's mail to mailbot: a transport_maps next hop, and the
-    master.cf service it may need (the pipe)."""
+    """How Postfix hands the list's mail to mailbot, as docs/deploy.md says: the
+    transport_maps entry and the master.cf service it may need (the pipe)."""
 
-    nexthop: str
+    section: str
+    transport: str
     service: str = ""
 
     @classmethod
     def lmtp(cls, port: int) -> "Route":
-        return cls(f"lmtp:inet:127.0.0.1:{port}")
+        section = "Postfix with LMTP"
+        transport = documented(section, "`/etc/postfix/transport`")
+        return cls(section, _replace(transport, f":{DOC_PORT}", f":{port}"))
 
     @classmethod
-    def pipe(cls, user: str, argv: list[str], null_sender: str | None = "") -> "Route":
-        """flags=R: a Return-Path header with the envelope sender, which mailbot needs to
-        recognise bounces; null_sender= keeps the null sender `<>` in it (Postfix writes
-        `<MAILER-DAEMON>` by default; None leaves that default). Postfix runs the command
-        as `user`, never as root."""
-        null = "" if null_sender is None else f" null_sender={null_sender}"
-        return cls("mailbot:", "mailbot   unix  -       n       n       -       -       pipe\n"
-                   f"  flags=R{null} user={user} argv={' '.join(argv)}\n")
+    def pipe(cls, user: str, argv: list[str], null_sender: bool = True) -> "Route":
+        """The documented pipe, run as `user` with `argv`; null_sender=False drops the
+        recipe's `null_sender=` (Postfix's default then writes <MAILER-DAEMON>)."""
+        section = "Postfix with a pipe"
+        service = documented(section, "`/etc/postfix/master.cf`")
+        service = _replace(service, DOC_COMMAND, " ".join(argv))
+        service = _replace(service, DOC_USER, f"user={user}")
+        if not null_sender:
+            service = _replace(service, " null_sender= ", " ")
+        return cls(section, documented(section, "`/etc/postfix/transport`"), service)
 
 
 class Postfix:
@@ -131,7 +163,8 @@ class Postfix:
         # as root (virtual_minimum_uid).
         mailbox_owner = pwd.getpwnam("nobody")
         os.chown(self.mail, mailbox_owner.pw_uid, mailbox_owner.pw_gid)
-        people = [f"{p}@example.com" for p in self.people]
+        main_cf = _replace(documented("Postfix with LMTP", "`/etc/postfix/main.cf`"),
+                           "hash:/etc/postfix/", f"texthash:{self.etc}/")
         (self.etc / "main.cf").write_text(f"""\
 # Written by tests/mta/postfix.py for one test; thrown away afterwards.
 compatibility_level = 3.6
@@ -154,22 +187,20 @@ local_transport = error:no local delivery in this test
 relayhost =
 default_transport = error:this test relays nowhere
 biff = no
-# The recipe itself (docs/deploy.md): the list fans out to its people and to mailbot.
+# The people's mailboxes, standing in for wherever the list's members read mail.
 virtual_mailbox_domains = example.com
 virtual_mailbox_base = {self.mail}
 virtual_mailbox_maps = texthash:{self.etc}/mailboxes
 virtual_uid_maps = static:{mailbox_owner.pw_uid}
 virtual_gid_maps = static:{mailbox_owner.pw_gid}
-virtual_alias_maps = texthash:{self.etc}/virtual
-transport_maps = texthash:{self.etc}/transport
-""")
+# The recipe itself, from docs/deploy.md (texthash: needs no postmap).
+{main_cf}""")
         (self.etc / "mailboxes").write_text(
             "".join(f"{p}@example.com {p}/\n" for p in self.people))
+        # Both routes use the same alias file and main.cf lines (documented once, for LMTP).
         (self.etc / "virtual").write_text(
-            f"{self.list_address} {', '.join(people)}, {self.bot_delivery}\n"
-            f"{self.bot_address} {self.bot_delivery}\n")
-        (self.etc / "transport").write_text(
-            f"{self.bot_delivery.split('@')[1]} {self.route.nexthop}\n")
+            documented("Postfix with LMTP", "`/etc/postfix/virtual`"))
+        (self.etc / "transport").write_text(self.route.transport)
         (self.etc / "master.cf").write_text(_MASTER_CF.format(port=self.port)
                                             + self.route.service)
         meta = subprocess.run([find_program("postconf") or "postconf", "-c", str(self.etc), "-h",

@@ -15,6 +15,7 @@ import pwd
 import site
 import subprocess
 import sys
+import tomllib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,18 +23,21 @@ import pytest
 
 from tests.core.support import DECLARATION_BODY, REPO, DaemonProcess, message
 
-from .postfix import Postfix, Route, find_program, free_port, wait_until
+from .postfix import Postfix, Route, documented, find_program, free_port, wait_until
 
 PIPE_USER = "nobody"  # docs/deploy.md uses `mailbot`; any unprivileged user proves it
+# mailbot's side of the recipe, as docs/deploy.md shows it.
+DOCUMENTED = tomllib.loads(documented("Postfix with LMTP", "`/etc/mailbot/mailbot.toml`"))
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def write_config(bot_dir: Path, postfix: Postfix, *, ingress_port: int = 0,
-                 protocol: str = "lmtp", storage: Path | None = None) -> Path:
+                 protocol: str = DOCUMENTED["ingress"]["smtp"]["protocol"],
+                 storage: Path | None = None) -> Path:
     """A mailbot config that listens where Postfix's transport points and sends through
-    that Postfix."""
+    that Postfix (the documented keys, with the test's ports and paths)."""
     path = bot_dir / "mailbot.toml"
     path.write_text(f"""\
 [list]
@@ -46,7 +50,7 @@ port = {ingress_port or free_port()}
 protocol = "{protocol}"
 
 [outbound]
-smtp_host = "127.0.0.1"
+smtp_host = "{DOCUMENTED["outbound"]["smtp_host"]}"
 smtp_port = {postfix.port}
 retry_initial_seconds = 1
 retry_max_seconds = 2
@@ -173,7 +177,7 @@ def test_lmtp_route_reaches_mailbot_and_the_ack_reaches_the_people(
         make_postfix, bot_dir, daemons):
     port = free_port()
     postfix = make_postfix(Route.lmtp(port))
-    config = write_config(bot_dir, postfix, ingress_port=port, protocol="lmtp")
+    config = write_config(bot_dir, postfix, ingress_port=port)
     daemon = DaemonProcess(config, port)
     daemons.append(daemon)
     daemon.start()
@@ -205,7 +209,7 @@ def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
         make_postfix, bot_dir, daemons):
     port = free_port()  # nothing listens here yet: connections are refused
     postfix = make_postfix(Route.lmtp(port))
-    config = write_config(bot_dir, postfix, ingress_port=port, protocol="lmtp")
+    config = write_config(bot_dir, postfix, ingress_port=port)
 
     swaks(postfix, declaration("down-1@example.com", "Declared while mailbot is down"))
 
@@ -265,7 +269,7 @@ def test_smtp_listener_behind_an_lmtp_transport_bounces_on_lhlo(
 # ---------------------------------------------------------------- pipe
 
 
-def pipe_setup(make_postfix, bot_dir: Path, null_sender: str | None = ""
+def pipe_setup(make_postfix, bot_dir: Path, null_sender: bool = True
                ) -> tuple[Postfix, str, Path]:
     """Postfix with the pipe route to `mailbot ingest -` as PIPE_USER, who owns mailbot's
     storage; the interpreter that user runs and mailbot's config path."""
@@ -309,7 +313,7 @@ def test_pipe_route_gives_mailbot_the_envelope_sender_and_the_ack_reaches_the_pe
     "Postfix's pipe writes the null sender as Return-Path: <MAILER-DAEMON> unless "
     "null_sender= is set; mailbot reads that as an ordinary sender (parsing/mime.py)"))
 def test_pipe_with_postfix_default_null_sender_still_ignores_a_bounce(make_postfix, bot_dir):
-    postfix, python, config_path = pipe_setup(make_postfix, bot_dir, null_sender=None)
+    postfix, python, config_path = pipe_setup(make_postfix, bot_dir, null_sender=False)
 
     swaks(postfix, declaration("bounce-2@example.com", "Looks like a declaration"),
           sender="<>")
