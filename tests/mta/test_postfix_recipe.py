@@ -118,9 +118,12 @@ def incidents(python: str, config: Path, user: str | None = None) -> list[dict]:
     return json.loads(mailbot(python, config, "incidents", "--all", "--json", user=user))
 
 
-def assert_outbox_empty(python: str, config: Path, user: str | None = None) -> None:
-    out = mailbot(python, config, "outbox", user=user)
-    assert out.startswith("0 queued, 0 parked"), out
+def wait_outbox_empty(python: str, config: Path, user: str | None = None) -> None:
+    """mailbot has nothing left to send (it records a mail as sent just after the relay's
+    250, so a moment after the mail reached a Maildir)."""
+    wait_until(lambda: mailbot(python, config, "outbox", user=user)
+               .startswith("0 queued, 0 parked"), "mailbot's outbox to empty",
+               detail=lambda: mailbot(python, config, "outbox", user=user))
 
 
 def pipe_python(user: str, workdir: Path) -> str:
@@ -134,12 +137,13 @@ def pipe_python(user: str, workdir: Path) -> str:
 
     def runs(python: str) -> bool:
         try:
-            done = subprocess.run([python, "-c", "import mailbot.cli"], capture_output=True,
-                                  cwd="/", user=entry.pw_uid, group=entry.pw_gid,
-                                  extra_groups=[], timeout=30)
+            done = subprocess.run(
+                [python, "-c", "import mailbot.cli; print(mailbot.cli.__file__)"],
+                capture_output=True, text=True, cwd="/", user=entry.pw_uid,
+                group=entry.pw_gid, extra_groups=[], timeout=30)
         except PermissionError:  # the interpreter itself is out of reach
             return False
-        return done.returncode == 0
+        return done.returncode == 0 and done.stdout.startswith(str(REPO / "mailbot"))
 
     if runs(sys.executable):
         return sys.executable
@@ -152,7 +156,8 @@ def pipe_python(user: str, workdir: Path) -> str:
                        capture_output=True, timeout=60)
         packages = env_dir / "lib" / version / "site-packages"
         lines = "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages())
-        (packages / "mailbot-test-packages.pth").write_text(f"import site; {lines}\n")
+        (packages / "mailbot-test-packages.pth").write_text(
+            f"import site, sys; {lines}; sys.path.insert(0, {str(REPO)!r})\n")
         python = str(env_dir / "bin" / "python")
         if runs(python):
             return python
@@ -198,11 +203,13 @@ def test_lmtp_route_reaches_mailbot_and_the_ack_reaches_the_people(
     ack_id = str(replies_to(postfix, "alice", "lmtp-1@example.com")[0]["Message-ID"])
     assert len(postfix.deliveries_to_bot("sent", "<lmtp-1@example.com>")) == 1
     assert len(postfix.deliveries_to_bot("sent", ack_id)) == 1
-    assert any(ack_id in line and "ignore" in line for line in daemon.log().splitlines())
+    wait_until(lambda: any(ack_id in line and "ignore" in line
+                           for line in daemon.log().splitlines()),
+               "mailbot to log that it ignored its own acknowledgement", detail=daemon.log)
     assert not (bot_dir / "var" / "outbox-sent").exists()  # sent via Postfix, not a file
     found = incidents(sys.executable, config)
     assert [(i["id"], i["title"]) for i in found] == [(1, "Checkout down behind Postfix")]
-    assert_outbox_empty(sys.executable, config)
+    wait_outbox_empty(sys.executable, config)
 
 
 def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
@@ -236,7 +243,7 @@ def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
     postfix.wait_queue_empty()
     [sent] = postfix.deliveries_to_bot("sent", "<down-1@example.com>")
     assert item["queue_id"] in sent
-    assert_outbox_empty(sys.executable, config)
+    wait_outbox_empty(sys.executable, config)
     for person in postfix.people:
         assert len(replies_to(postfix, person, "down-1@example.com")) == 1
     assert [i["id"] for i in incidents(sys.executable, config)] == [1]
@@ -306,7 +313,7 @@ def test_pipe_route_gives_mailbot_the_envelope_sender_and_the_ack_reaches_the_pe
     assert len(postfix.deliveries_to_bot("sent", "<pipe-1@example.com>")) == 1
     found = incidents(python, config_path, user=PIPE_USER)
     assert [(i["id"], i["title"]) for i in found] == [(1, "Checkout down through a pipe")]
-    assert_outbox_empty(python, config_path, user=PIPE_USER)
+    wait_outbox_empty(python, config_path, user=PIPE_USER)
 
 
 @pytest.mark.xfail(strict=True, reason=(
