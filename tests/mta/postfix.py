@@ -99,7 +99,6 @@ class Route:
     """How Postfix hands the list's mail to mailbot, as docs/deploy.md says: the
     transport_maps entry and the master.cf service it may need (the pipe)."""
 
-    section: str
     transport: str
     service: str = ""
 
@@ -107,7 +106,7 @@ class Route:
     def lmtp(cls, port: int) -> "Route":
         section = "Postfix with LMTP"
         transport = documented(section, "`/etc/postfix/transport`")
-        return cls(section, _replace(transport, f":{DOC_PORT}", f":{port}"))
+        return cls(_replace(transport, f":{DOC_PORT}", f":{port}"))
 
     @classmethod
     def pipe(cls, user: str, argv: list[str], null_sender: bool = True) -> "Route":
@@ -119,7 +118,7 @@ class Route:
         service = _replace(service, DOC_USER, f"user={user}")
         if not null_sender:
             service = _replace(service, " null_sender= ", " ")
-        return cls(section, documented(section, "`/etc/postfix/transport`"), service)
+        return cls(documented(section, "`/etc/postfix/transport`"), service)
 
 
 class Postfix:
