@@ -307,6 +307,13 @@ virtual_gid_maps = static:{mailbox_owner.pw_gid}
                 and (queue_ids is None or line.split(": to=<")[0].rsplit(" ", 1)[-1]
                      in queue_ids)]
 
+    def wait_deliveries_to_bot(self, status: str, message_id: str) -> list[str]:
+        """`deliveries_to_bot` once there is at least one: Postfix's daemons log through
+        postlogd, so a line may reach the file a moment after the queue moved on."""
+        return wait_until(lambda: self.deliveries_to_bot(status, message_id),
+                          f"postfix to log status={status} for {message_id}",
+                          detail=self.log_tail)
+
 
 def _alive(pid: int) -> bool:
     """Whether the process runs; an exited daemon that init has not reaped yet (a

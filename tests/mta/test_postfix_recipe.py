@@ -201,8 +201,8 @@ def test_lmtp_route_reaches_mailbot_and_the_ack_reaches_the_people(
     # The declaration reached mailbot once; so did its acknowledgement, coming back on
     # the list, which mailbot recognised as its own.
     ack_id = str(replies_to(postfix, "alice", "lmtp-1@example.com")[0]["Message-ID"])
-    assert len(postfix.deliveries_to_bot("sent", "<lmtp-1@example.com>")) == 1
-    assert len(postfix.deliveries_to_bot("sent", ack_id)) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", "<lmtp-1@example.com>")) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", ack_id)) == 1
     wait_until(lambda: any(ack_id in line and "ignore" in line
                            for line in daemon.log().splitlines()),
                "mailbot to log that it ignored its own acknowledgement", detail=daemon.log)
@@ -230,9 +230,13 @@ def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
     item, reason = wait_until(deferred_for_bot, "postfix to defer the delivery to mailbot",
                               detail=postfix.log_tail)
     assert "refused" in reason.lower(), reason
-    # The people got their copy at once; only mailbot's waits.
+    # The people get their copy at once; only mailbot's waits in the queue.
     for person in postfix.people:
-        assert has_message(postfix, person, "down-1@example.com")
+        wait_until(lambda: has_message(postfix, person, "down-1@example.com"),
+                   f"{person}'s copy of the declaration", detail=postfix.log_tail)
+    wait_until(lambda: [r["address"] for q in postfix.queue() for r in q["recipients"]]
+               == [postfix.bot_delivery], "only mailbot's copy to be left in the queue",
+               detail=lambda: f"{postfix.queue()}\n{postfix.log_tail()}")
 
     daemon = DaemonProcess(config, port)
     daemons.append(daemon)
@@ -241,7 +245,7 @@ def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
 
     wait_for_acks(postfix, "down-1@example.com", daemon.log)
     postfix.wait_queue_empty()
-    [sent] = postfix.deliveries_to_bot("sent", "<down-1@example.com>")
+    [sent] = postfix.wait_deliveries_to_bot("sent", "<down-1@example.com>")
     assert item["queue_id"] in sent
     wait_outbox_empty(sys.executable, config)
     for person in postfix.people:
@@ -269,7 +273,7 @@ def test_smtp_listener_behind_an_lmtp_transport_bounces_on_lhlo(
     [report] = wait_until(bounce, "a bounce to alice", detail=postfix.log_tail)
     text = report.as_string()
     assert "LHLO" in text and "500" in text, text[:3000]
-    assert postfix.deliveries_to_bot("bounced", "<trap-1@example.com>")
+    assert postfix.wait_deliveries_to_bot("bounced", "<trap-1@example.com>")
     assert incidents(sys.executable, config) == []
 
 
@@ -299,7 +303,7 @@ def test_pipe_route_gives_mailbot_the_envelope_sender_and_the_ack_reaches_the_pe
     swaks(postfix, declaration("bounce-1@example.com", "Looks like a declaration"),
           sender="<>")
     postfix.wait_queue_empty()
-    assert len(postfix.deliveries_to_bot("sent", "<bounce-1@example.com>")) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", "<bounce-1@example.com>")) == 1
     assert incidents(python, config_path, user=PIPE_USER) == []
 
     swaks(postfix, declaration("pipe-1@example.com", "Checkout down through a pipe"))
@@ -310,7 +314,7 @@ def test_pipe_route_gives_mailbot_the_envelope_sender_and_the_ack_reaches_the_pe
         assert has_message(postfix, person, "pipe-1@example.com")
         assert len(replies_to(postfix, person, "pipe-1@example.com")) == 1
         assert not replies_to(postfix, person, "bounce-1@example.com")
-    assert len(postfix.deliveries_to_bot("sent", "<pipe-1@example.com>")) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", "<pipe-1@example.com>")) == 1
     found = incidents(python, config_path, user=PIPE_USER)
     assert [(i["id"], i["title"]) for i in found] == [(1, "Checkout down through a pipe")]
     wait_outbox_empty(python, config_path, user=PIPE_USER)
@@ -326,7 +330,7 @@ def test_pipe_with_postfix_default_null_sender_still_ignores_a_bounce(make_postf
           sender="<>")
     postfix.wait_queue_empty()
 
-    assert len(postfix.deliveries_to_bot("sent", "<bounce-2@example.com>")) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", "<bounce-2@example.com>")) == 1
     assert incidents(python, config_path, user=PIPE_USER) == []
 
 
@@ -362,5 +366,5 @@ def test_pipe_operator_mistake_defers_and_the_mail_is_processed_once_fixed(
     postfix.wait_queue_empty()
     for person in postfix.people:
         assert len(replies_to(postfix, person, "mistake-1@example.com")) == 1
-    assert len(postfix.deliveries_to_bot("sent", "<mistake-1@example.com>")) == 1
+    assert len(postfix.wait_deliveries_to_bot("sent", "<mistake-1@example.com>")) == 1
     assert [i["id"] for i in incidents(python, config_path, user=PIPE_USER)] == [1]
