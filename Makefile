@@ -1,5 +1,5 @@
 # Two entry points for people and CI:
-#   make run    run mailbot on config/mailbot.toml (SMTP on 127.0.0.1:8025, data in var/)
+#   make run    run mailbot on config/mailbot.toml (SMTP on 127.0.0.1:8025, data in config/var/)
 #   make test   install everything the tests need (venv, pip, Debian packages), run them all
 # `make soak` runs the long crash and fuzz campaigns (see README, "Guarantees").
 
@@ -51,4 +51,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache
+	rm -rf $(VENV) var config/var test-artifacts .pytest_cache

@@ -7,11 +7,13 @@ import argparse
 import enum
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from mailbot.config import Config, ConfigError, load_config
+from mailbot import __version__
+from mailbot.config import REQUIRED_TEMPLATES, Config, ConfigError, load_config, package_data
 
 
 class Exit(enum.IntEnum):
@@ -23,6 +25,7 @@ class Exit(enum.IntEnum):
     DATAERR = 65
     NOINPUT = 66
     SOFTWARE = 70
+    OSERR = 71  # as sendmail: the port to listen on cannot be bound
     CANTCREAT = 73
     TEMPFAIL = 75
     CONFIG = 78
@@ -50,8 +53,9 @@ def _runtime(config: Config):  # type: ignore[no-untyped-def]
     try:
         return build_runtime(config)
     except OSError as exc:
-        raise CommandError(f"cannot open storage {config.storage.dir}: {exc.strerror or exc}",
-                           Exit.CANTCREAT) from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
+                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
 
 
 def _parse_ref(ref: str, prefix: str) -> int:
@@ -67,15 +71,17 @@ def _parse_ref(ref: str, prefix: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.daemon import Daemon, StartupError
+    from mailbot.daemon import Daemon, ListenError, StartupError
 
     _setup_logging(config.log_level, args.verbose)
     rt = _runtime(config)
     _attach_scheduler(rt)
     try:
         Daemon(rt).run_forever()
-    except StartupError as exc:
-        raise CommandError(str(exc), Exit.TEMPFAIL if "running" in str(exc) else Exit.ERROR)
+    except ListenError as exc:
+        raise CommandError(str(exc), Exit.OSERR) from None
+    except StartupError as exc:  # another mailbot holds the storage: try again later
+        raise CommandError(str(exc), Exit.TEMPFAIL) from None
     return Exit.OK
 
 
@@ -283,6 +289,29 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
+def check_storage(config: Config) -> None:
+    """CommandError (EX_CANTCREAT) unless storage can be created and every folder in it
+    written: a wrong path or owner is found by `check-config`, not by the first mail."""
+    import os
+
+    _runtime(config).close()  # creates whatever is missing, as every command would
+    root = Path(config.storage.dir)
+    # Two levels (spool/new, outbox/queue, archive/2026-11, ...): not every archived file.
+    first = [p for p in root.iterdir() if p.is_dir()]
+    second = [q for p in first for q in p.iterdir() if q.is_dir()]
+    for folder in [root, *first, *second]:
+        probe = folder / f".check-config.{os.getpid()}"
+        try:
+            with open(probe, "wb") as fh:
+                fh.write(b"mailbot check-config\n")
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise CommandError(f"[storage] dir: cannot write in {folder}: "
+                               f"{exc.strerror or exc}", Exit.CANTCREAT) from None
+        finally:
+            probe.unlink(missing_ok=True)
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from mailbot.services import load_services
 
@@ -296,9 +325,8 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from mailbot.compose import make_environment
 
     env = make_environment(config.templates_dir)
-    required = ("mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
-                "mail/reminder_stale.txt", "mail/reminder_postmortem.txt")
-    missing = [t for t in required if t not in env.list_templates()]
+    # load_config found them all; a folder changed since must not pass.
+    missing = [t for t in REQUIRED_TEMPLATES if t not in env.list_templates()]
     if missing:
         raise CommandError(f"templates missing in {config.templates_dir}: {', '.join(missing)}",
                            Exit.CONFIG)
@@ -311,11 +339,34 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
         except jinja2.TemplateSyntaxError as exc:
             raise CommandError(f"template {name} line {exc.lineno}: {exc.message}",
                                Exit.CONFIG) from None
-    print(f"{config.path}: OK")
+    check_storage(config)
+    print(f"{config.path}: OK (storage {config.storage.dir}, templates {config.templates_dir})")
     if not config.services_file.exists():
         # Allowed (an empty directory), but most likely a wrong path: say so.
         print(f"note: {config.services_file} does not exist: no experts will be listed "
               "in acknowledgements, digests or on the site")
+    return Exit.OK
+
+
+def cmd_init_config(args: argparse.Namespace) -> int:
+    """Write the sample configuration (mailbot.toml, services.toml) into a folder."""
+    import shutil
+
+    out = Path(args.dir)
+    sample = package_data("sample_config")
+    names = ("mailbot.toml", "services.toml")
+    existing = [str(out / n) for n in names if (out / n).exists()]
+    if existing:
+        raise CommandError(f"{', '.join(existing)} exists already; not overwritten",
+                           Exit.CANTCREAT)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(sample / name, out / name)
+    except OSError as exc:
+        raise CommandError(f"{out}: {exc.strerror or exc}", Exit.CANTCREAT) from None
+    print(f"wrote {out / names[0]} and {out / names[1]}; data will go to {out / 'var'} "
+          f"([storage] dir). Check it with: mailbot check-config --config {out / names[0]}")
     return Exit.OK
 
 
@@ -376,6 +427,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mailbot", parents=[_common_options(False)],
                      description="An incident mailing-list daemon.")
+    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options(True)
 
@@ -402,7 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR")
     add("tick", cmd_tick, "once: process the spool, send what is due (digest, reminders), "
                           "retry queued mail; for setups without serve")
-    add("check-config", cmd_check_config, "validate the configuration")
+    add("check-config", cmd_check_config,
+        "validate the configuration, the templates, and that storage can be written")
+    p = add("init-config", cmd_init_config,
+            "write the sample mailbot.toml and services.toml into DIR, to start from")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(needs_config=False)
     add("failed", cmd_failed, "list messages whose processing failed")
     p = add("retry", cmd_retry, "put failed messages back in the spool and process them")
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -414,12 +471,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mailbot.durable import STATE_UMASK
+
+    os.umask(STATE_UMASK)  # before anything is created: see durable.FILE_MODE
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(argv)
+    except SystemExit as exc:
+        # An MTA turns 64 into a hard bounce: a typo in the pipe command must not bounce
+        # every declaration (argparse exits here before the command is known).
+        if exc.code == Exit.USAGE and "ingest" in argv:
+            return Exit.TEMPFAIL
+        raise
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return Exit.USAGE
+    code = _dispatch(args)
+    if args.func is cmd_ingest and code not in (Exit.OK, Exit.NOINPUT):
+        # Nothing the pipe path can fail on is the message's fault (a broken message is
+        # stored and answered, or kept in failed/): a missing config, storage that cannot
+        # be written, a broken install, a bug. EX_TEMPFAIL makes the MTA keep the message
+        # and retry, where 78 or 73 would bounce it (Postfix: dsn=5.3.5, 5.2.0).
+        return Exit.TEMPFAIL
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if not getattr(args, "needs_config", True):
+            return int(args.func(args))
         config = load_config(args.config)
         return int(args.func(args, config))
     except ConfigError as exc:

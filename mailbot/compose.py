@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,7 +25,10 @@ import jinja2
 import jinja2.bccache
 
 from mailbot import wire
+from mailbot.config import builtin_templates_dir
+from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
+from mailbot.rules.recipients import RecipientPolicy
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,12 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
             log.warning("template cache not written (%s); templates still work", exc)
 
 
+def template_search_path(templates_dir: Path) -> list[Path]:
+    """Where templates are looked up: the configured folder, then the built-in one."""
+    builtin = builtin_templates_dir()
+    return [templates_dir] if Path(templates_dir) == builtin else [templates_dir, builtin]
+
+
 def make_environment(templates_dir: Path, cache_dir: Path | None = None
                      ) -> jinja2.Environment:
     """The one Jinja2 environment for mail and pages (autoescape for .html only).
@@ -82,7 +92,8 @@ def make_environment(templates_dir: Path, cache_dir: Path | None = None
             bytecode_cache = None  # a cache is an optimisation: never a reason to stop
     env = jinja2.Environment(
         bytecode_cache=bytecode_cache,
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        # [templates] dir overrides the built-in templates one file at a time.
+        loader=jinja2.FileSystemLoader([str(d) for d in template_search_path(templates_dir)]),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"],
                                             default_for_string=False),
         undefined=jinja2.StrictUndefined,
@@ -93,37 +104,22 @@ def make_environment(templates_dir: Path, cache_dir: Path | None = None
         # every render stats each template it uses to see whether it changed.
         auto_reload=False,
     )
-    env.filters["when"] = _format_when
-    env.filters["ago"] = _format_ago
+    # Mail shows "-" where a value is missing, so a label never trails off into nothing.
+    env.filters["when"] = partial(format_when, missing="-")
+    env.filters["ago"] = partial(format_duration, missing="-")
     return env
-
-
-def _format_when(value: dt.datetime | None, tz: Any = None) -> str:
-    if value is None:
-        return "-"
-    if tz is not None:
-        value = value.astimezone(tz)
-    return value.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _format_ago(delta: dt.timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24}h"
 
 
 class Composer:
     """Builds OutgoingMail from templates with the headers every mailbot mail carries."""
 
     def __init__(self, env: jinja2.Environment, bot_address: str, bot_name: str,
-                 common: dict[str, Any] | None = None, *, list_address: str = "") -> None:
+                 common: dict[str, Any] | None = None, *, list_address: str = "",
+                 recipients: RecipientPolicy | None = None) -> None:
         self.env = env
+        # Every mail passes here, so this is where mail to anyone outside the list and
+        # the allowed addresses is stopped (rules/recipients.py); None: no filter.
+        self.recipients = recipients
         self.bot_address = bot_address
         self.bot_name = bot_name
         self.domain = bot_address.rsplit("@", 1)[-1]
@@ -132,6 +128,7 @@ class Composer:
         # cross-posted to both lists: a client keeps only one of two equal ids.
         instance = f"{bot_address.lower()} {list_address.lower()}"
         self._instance = hashlib.sha1(instance.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        self.list_address = list_address
         self.common = dict(common or {})
         self._html: frozenset[str] | None = None
 
@@ -143,6 +140,10 @@ class Composer:
                 for name in self.env.list_templates(extensions=["html"])
                 if name.startswith("mail/"))
         return self._html
+
+    def may_mail(self, address: str) -> bool:
+        """Whether mailbot may send to `address` (see `rules/recipients.py`)."""
+        return self.recipients is None or self.recipients.allows(address)
 
     def message_id_for(self, name: str) -> str:
         """A deterministic Message-ID, so a re-run after a crash makes the same mail."""
@@ -174,6 +175,13 @@ class Composer:
 
         to = [a for a in (clean_header(x) for x in to) if a]
         cc = [a for a in (clean_header(x) for x in cc) if a and a not in to]
+        if self.recipients is not None:
+            to, withheld = self.recipients.split(to)
+            cc, withheld_cc = self.recipients.split(cc)
+            if withheld or withheld_cc:
+                log.warning("%s: %s not mailed to %s: not the list nor an allowed address",
+                            variables.get("ref") or name, template,
+                            ", ".join([*withheld, *withheld_cc]))
         message_id = self.message_id_for(name)
         refs = [clean_header(r) for r in references if r]
         if in_reply_to and in_reply_to not in refs:
@@ -184,6 +192,8 @@ class Composer:
             "From: " + wire.mailbox(clean_header(self.bot_name), self.bot_address),
             wire.address_header("To", to),
             wire.address_header("Cc", cc),
+            # A plain Reply to anything mailbot writes reaches the team, not the bot.
+            wire.address_header("Reply-To", [self.list_address] if self.list_address else []),
             wire.text_header("Subject", subject),
             "Date: " + format_datetime(now),
             wire.msgid_header("Message-ID", [message_id]),

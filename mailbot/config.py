@@ -7,6 +7,8 @@ environment except `password_env`, and only when a password is actually needed.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
+import logging
 import os
 import re
 import tomllib
@@ -16,6 +18,30 @@ from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONFIG = Path("config/mailbot.toml")
+
+# Every template the code renders by name (the rest are included by these): one missing
+# means a broken install or a wrong [templates] dir, found at start-up, before any
+# message is taken, not at the first render.
+REQUIRED_TEMPLATES = (
+    "mail/ack.txt", "mail/rejection.txt", "mail/status.txt", "mail/digest.txt",
+    "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
+    "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
+    "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
+)
+
+
+def package_data(name: str) -> Path:
+    """A folder shipped inside the package: `templates` or `sample_config`.
+
+    In a checkout they are symlinks to the top-level templates/ and config/; a wheel holds
+    copies. Either way importlib.resources finds them next to the code, wherever the
+    process runs."""
+    return Path(str(importlib.resources.files("mailbot").joinpath(name)))
+
+
+def builtin_templates_dir() -> Path:
+    """The templates that come with mailbot; `[templates] dir` is searched before them."""
+    return package_data("templates")
 
 
 class ConfigError(Exception):
@@ -30,11 +56,23 @@ class Severity:
     rank: int  # 1 is the most severe
 
 
+_warned_readable: set[str] = set()
+
+
 def _read_password(section: str, password_file: str, password_env: str) -> str:
     """A secret from a file or an environment variable, read only when needed."""
     if password_file:
         try:
-            return Path(password_file).read_text().strip()
+            secret = Path(password_file).read_text().strip()
+            mode = os.stat(password_file).st_mode & 0o777
+            if mode & 0o004 and password_file not in _warned_readable:
+                # Group access is how the mailbot group reads a root-owned file; others
+                # are every user of the machine.
+                _warned_readable.add(password_file)
+                logging.getLogger("mailbot.config").warning(
+                    "[%s] password_file %s is readable by other users (mode %04o): "
+                    "chmod o-rwx %s", section, password_file, mode, password_file)
+            return secret
         except OSError as exc:
             raise ConfigError(f"[{section}] password_file {password_file}: {exc.strerror}") \
                 from None
@@ -61,6 +99,7 @@ class SmtpIngressConfig:
     port: int = 8025
     protocol: str = "smtp"  # smtp | lmtp
     max_message_size: int = 10 * 1024 * 1024
+    max_connections: int = 16
 
 
 @dataclass(frozen=True)
@@ -92,6 +131,7 @@ class OutboundConfig:
     smtp_host: str = ""
     smtp_port: int = 25
     tls: str = "none"  # none | starttls | implicit
+    helo_name: str = ""  # empty: this host's name (socket.getfqdn())
     username: str = ""
     password_file: str = ""
     password_env: str = ""
@@ -134,11 +174,20 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class RewritingList:
+    """A list that rewrites From: to its own address and keeps the author in a header."""
+
+    address: str  # the list's address, as it appears in the rewritten From:
+    author_header: str  # lower case: the header the list adds with the original From
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     allowed_senders: tuple[str, ...] = ("example.com",)
     allow_subdomains: bool = False
     require_dkim: bool = False
     trusted_authserv_ids: tuple[str, ...] = ()
+    from_rewriting_lists: tuple[RewritingList, ...] = ()
     max_mail_per_address_per_hour: int = 20
     max_list_mail_per_hour: int = 200
     accept_direct_to_bot: bool = True
@@ -150,6 +199,10 @@ class ScheduleConfig:
     digest_time: dt.time = dt.time(9, 0)
     digest_when_empty: bool = True
     reminders_cc_list: bool = False
+    # Local (start, end) during which stale reminders for `quiet_severities` wait; None: never.
+    quiet_hours: tuple[dt.time, dt.time] | None = (dt.time(22, 0), dt.time(7, 0))
+    quiet_severities: tuple[str, ...] = ("SEV3", "SEV4")
+    escalate_after_reminders: int = 2  # unanswered stale reminders before the list is told
 
     @property
     def tz(self) -> ZoneInfo:
@@ -168,6 +221,7 @@ class PostmortemConfig:
 @dataclass(frozen=True)
 class PublishConfig:
     dir: Path | None = None  # set: `serve` republishes after each change
+    url: str = ""  # where the site is served; set: every mail links to the incident's page
 
 
 @dataclass(frozen=True)
@@ -186,7 +240,7 @@ class Config:
     publish: PublishConfig
     services_file: Path
     log_level: str = "INFO"
-    templates_dir: Path = field(default=Path(__file__).resolve().parent.parent / "templates")
+    templates_dir: Path = field(default_factory=builtin_templates_dir)
 
     def severity(self, name: str) -> Severity | None:
         for sev in self.severities:
@@ -210,22 +264,25 @@ _KNOWN: dict[str, set[str]] = {
          "schedule", "postmortem", "publish", "services", "logging", "templates"},
     "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
-    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
+    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
+                     "max_connections"},
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
                      "connect_timeout", "ca_file"},
-    "outbound": {"smtp_host", "smtp_port", "tls", "username", "password_file", "password_env",
-                 "timeout", "retry_initial_seconds", "retry_max_seconds"},
+    "outbound": {"smtp_host", "smtp_port", "tls", "helo_name", "username", "password_file",
+                 "password_env", "timeout", "retry_initial_seconds", "retry_max_seconds"},
     "storage": {"dir"},
     "policy": {"allowed_senders", "allow_subdomains", "require_dkim", "trusted_authserv_ids",
-               "max_mail_per_address_per_hour", "max_list_mail_per_hour",
-               "accept_direct_to_bot"},
+               "from_rewriting_lists", "max_mail_per_address_per_hour",
+               "max_list_mail_per_hour", "accept_direct_to_bot"},
+    "policy.from_rewriting_lists": {"address", "author_header"},
     "severity": {"name", "description", "stale_after_minutes"},
-    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list"},
+    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
+                 "quiet_hours", "quiet_severities", "escalate_after_reminders"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
-    "publish": {"dir"},
+    "publish": {"dir", "url"},
     "services": {"file"},
     "logging": {"level"},
     "templates": {"dir"},
@@ -268,6 +325,39 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
     return value
 
 
+def _quiet_hours(value: str | None) -> tuple[dt.time, dt.time] | None:
+    """"22:00-07:00" -> (22:00, 07:00); "" -> None (no quiet hours); unset -> the default."""
+    if value is None:
+        return ScheduleConfig.quiet_hours
+    if not value.strip():
+        return None
+    try:
+        start, end = (dt.time.fromisoformat(p.strip()) for p in value.split("-"))
+    except ValueError:
+        raise ConfigError(f"[schedule] quiet_hours: {value!r} is not a range like "
+                          '"22:00-07:00" (or "" for none)') from None
+    if start == end:
+        raise ConfigError(f"[schedule] quiet_hours: {value!r} is empty (start = end)")
+    return start, end
+
+
+def _quiet_severities(table: dict[str, Any], severities: Iterable[Severity]) -> tuple[str, ...]:
+    """The levels quiet hours apply to; a level named here must be configured (the
+    default names levels that a custom [[severity]] list may not have, and is kept)."""
+    if "quiet_severities" not in table:
+        return ScheduleConfig.quiet_severities
+    raw = _get(table, "schedule", "quiet_severities", list, [])
+    if not all(isinstance(n, str) for n in raw):
+        raise ConfigError(f"[schedule] quiet_severities must be a list of names, not {raw!r}")
+    names = [n.upper() for n in raw]
+    known = {s.name for s in severities}
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"[schedule] quiet_severities: {name!r} is not a configured "
+                              f"severity ({', '.join(sorted(known))})")
+    return tuple(names)
+
+
 def _address(section: str, key: str, value: str) -> str:
     if not _ADDRESS.match(value) or any(c in value for c in "\r\n"):
         raise ConfigError(f"[{section}] {key}: {value!r} is not an email address")
@@ -307,7 +397,8 @@ def load_config(path: Path | str | None = None) -> Config:
     path = Path(path)
     raw = read_toml(path)
     if raw is None:
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{path}: no such file (`mailbot init-config DIR` writes a "
+                          "sample configuration to start from)")
     try:
         return _build(path, raw)
     except ConfigError as exc:
@@ -345,6 +436,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                          _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
         max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
                               minimum=1),
+        max_connections=_get(t, "ingress.smtp", "max_connections", int, 16, minimum=1),
     )
     if smtp.max_message_size < 1024:
         raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
@@ -402,6 +494,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         smtp_port=_port("outbound", "smtp_port", _get(t, "outbound", "smtp_port", int, 25)),
         tls=_choice("outbound", "tls", _get(t, "outbound", "tls", str, "none"),
                     ("none", "starttls", "implicit")),
+        helo_name=_helo_name(_get(t, "outbound", "helo_name", str, "")),
         username=_get(t, "outbound", "username", str, ""),
         password_file=_get(t, "outbound", "password_file", str, ""),
         password_env=_get(t, "outbound", "password_env", str, ""),
@@ -412,7 +505,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
 
     t = raw.get("storage", {})
     _check_keys("storage", t)
-    storage = StorageConfig(dir=Path(_get(t, "storage", "dir", str, "var")))
+    storage = StorageConfig(dir=_beside(path, _get(t, "storage", "dir", str, "var")))
 
     t = raw.get("policy", {})
     _check_keys("policy", t)
@@ -434,6 +527,8 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int,
                                            20, minimum=1),
         max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200, minimum=1),
+        from_rewriting_lists=_rewriting_lists(
+            _get(t, "policy", "from_rewriting_lists", list, [])),
         accept_direct_to_bot=_get(t, "policy", "accept_direct_to_bot", bool, True),
     )
     if policy.require_dkim and not policy.trusted_authserv_ids:
@@ -495,6 +590,10 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         digest_time=digest_time,
         digest_when_empty=_get(t, "schedule", "digest_when_empty", bool, True),
         reminders_cc_list=_get(t, "schedule", "reminders_cc_list", bool, False),
+        quiet_hours=_quiet_hours(_get(t, "schedule", "quiet_hours", str, None)),
+        quiet_severities=_quiet_severities(t, severities),
+        escalate_after_reminders=_get(t, "schedule", "escalate_after_reminders", int,
+                                      ScheduleConfig.escalate_after_reminders, minimum=0),
     )
 
     t = raw.get("postmortem", {})
@@ -517,13 +616,14 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
     t = raw.get("publish", {})
     _check_keys("publish", t)
     pub_dir = _get(t, "publish", "dir", str, "")
-    publish = PublishConfig(dir=Path(pub_dir) if pub_dir else None)
+    pub_url = _get(t, "publish", "url", str, "").strip()
+    if pub_url and not re.match(r"(?i)^(https?|file)://\S+$", pub_url):
+        raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
+    publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
 
     t = raw.get("services", {})
     _check_keys("services", t)
-    services_file = Path(_get(t, "services", "file", str, "services.toml"))
-    if not services_file.is_absolute():
-        services_file = path.parent / services_file
+    services_file = _beside(path, _get(t, "services", "file", str, "services.toml"))
 
     t = raw.get("logging", {})
     _check_keys("logging", t)
@@ -532,11 +632,12 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
 
     t = raw.get("templates", {})
     _check_keys("templates", t)
-    templates_dir = Path(__file__).resolve().parent.parent / "templates"
+    templates_dir = builtin_templates_dir()
     if "dir" in t:
-        templates_dir = Path(_get(t, "templates", "dir", str, ""))
-        if not templates_dir.is_absolute():
-            templates_dir = path.parent / templates_dir
+        templates_dir = _beside(path, _get(t, "templates", "dir", str, ""))
+        if not templates_dir.is_dir():
+            raise ConfigError(f"[templates] dir {templates_dir}: no such directory")
+    _require_templates(templates_dir)
 
     return Config(
         path=path,
@@ -555,6 +656,64 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         log_level=level,
         templates_dir=templates_dir,
     )
+
+
+def _beside(config_path: Path, value: str) -> Path:
+    """A path from the config file: a relative one is relative to the file's folder, not
+    to the directory mailbot happens to run in (a cron job runs in $HOME)."""
+    path = Path(value)
+    return path if path.is_absolute() else config_path.absolute().parent / path
+
+
+def _helo_name(value: str) -> str:
+    """[outbound] helo_name: a host name or an address literal, nothing that could break
+    the SMTP command line."""
+    if value and not (_DOMAIN.match(value) or re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+",
+                                                           value)):
+        raise ConfigError(f"[outbound] helo_name: {value!r} is not a host name "
+                          "(like mail.example.com) or an address literal (like [192.0.2.1])")
+    return value
+
+
+def _require_templates(templates_dir: Path) -> None:
+    """ConfigError unless every template mailbot renders is found: in `templates_dir`
+    (an override), else among the built-in ones."""
+    builtin = builtin_templates_dir()
+    search = [templates_dir] if templates_dir == builtin else [templates_dir, builtin]
+    missing = [name for name in REQUIRED_TEMPLATES
+               if not any((folder / name).is_file() for folder in search)]
+    if missing:
+        what = "none of the templates" if len(missing) == len(REQUIRED_TEMPLATES) else \
+            ", ".join(missing)
+        raise ConfigError(
+            f"templates missing: {what} (looked in "
+            f"{', '.join(str(f) for f in search)}); a broken install? Reinstall mailbot, "
+            "or point [templates] dir at a complete copy")
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+
+
+def _rewriting_lists(items: list[Any]) -> tuple[RewritingList, ...]:
+    """[policy] from_rewriting_lists: tables of address and author_header."""
+    where = "[policy] from_rewriting_lists"
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each entry must be a table like "
+                              '{address = "list@example.com", author_header = "X-Original-From"}')
+        reject_unknown_keys(item, where, _KNOWN["policy.from_rewriting_lists"])
+        for key in ("address", "author_header"):
+            if not isinstance(item.get(key), str):
+                raise ConfigError(f"{where}: {key} is required (a string)")
+        header = item["author_header"]
+        if not _HEADER_NAME.fullmatch(header) or header.lower() in ("from", "sender"):
+            raise ConfigError(f"{where}: author_header {header!r} must name the header the "
+                              "list adds for the author (not From or Sender)")
+        out.append(RewritingList(address=_address("policy", "from_rewriting_lists",
+                                                  item["address"]),
+                                 author_header=header.lower()))
+    return tuple(out)
 
 
 def _is_loopback(host: str) -> bool:

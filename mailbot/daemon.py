@@ -26,6 +26,32 @@ class StartupError(Exception):
     """The daemon cannot start; the message is one line for the operator."""
 
 
+class ListenError(StartupError):
+    """The configured address cannot be listened on (in use, not ours, not allowed)."""
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """ListenError if `host:port` cannot be bound, found before aiosmtpd's thread and loop
+    exist: its own failure says the address twice and leaves a loop whose finaliser prints
+    a traceback at exit."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # As asyncio does: a port left in TIME_WAIT by a restart is free, one that a
+            # process listens on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ListenError(f"cannot listen on {host}:{port}: {reason.lower()}") \
+                    from None
+
+
 def sd_notify(state: str) -> None:
     """Tell systemd about our state (no-op outside a Type=notify unit)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -113,16 +139,17 @@ class Daemon:
         if rt.config.smtp.enabled:
             from mailbot.ingress.smtp import IngressController
 
+            check_can_listen(rt.config.smtp.host, rt.config.smtp.port)
             controller = IngressController(rt.spool, rt.config.smtp)
             try:
                 controller.start()
             except OSError as exc:
-                raise StartupError(
+                raise ListenError(
                     f"cannot listen on {rt.config.smtp.host}:{rt.config.smtp.port}: "
                     f"{exc.strerror or exc}") from None
             except RuntimeError as exc:
                 cause = exc.__cause__ or exc.__context__ or exc
-                raise StartupError(
+                raise ListenError(
                     f"cannot listen on {rt.config.smtp.host}:{rt.config.smtp.port}: "
                     f"{getattr(cause, 'strerror', None) or cause}") from None
             self.controller = controller

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail
-from mailbot.scheduler import DailyAt, Job, Slot, local_instant
+from mailbot.scheduler import DailyAt, Job, Slot
+from mailbot.timing import is_stale, last_update, review_start
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -43,7 +44,7 @@ class OpenRow:
     since_update: dt.timedelta
     stale: bool
     needs_liaison: bool
-    experts: tuple[Any, ...]  # ExpertRef(service, expert, via)
+    experts: Any  # services.Contacts: each person once, and the runbooks
 
 
 @dataclass(frozen=True)
@@ -103,36 +104,9 @@ class DigestView:
                     or self.postmortems_overdue or self.action_items)
 
 
-REVIEW_TIME = dt.time(14, 0)  # local time proposed for the postmortem review
-
-
-def review_start(config: Config, incident: Incident) -> dt.datetime | None:
-    """The proposed postmortem review, which is also when the postmortem is due:
-    `review_after_days` after resolution, at REVIEW_TIME local, moved to Monday when
-    that is a weekend (the reminder's invitation and the digest's "due by" agree)."""
-    if incident.resolved_at is None:
-        return None
-    tz = config.schedule.tz
-    day = incident.resolved_at.astimezone(tz).date() + dt.timedelta(
-        days=config.postmortem.review_after_days)
-    while day.weekday() >= 5:
-        day += dt.timedelta(days=1)
-    return local_instant(day, REVIEW_TIME, tz)
-
-
-def stale_after(config: Config, severity: str | None) -> dt.timedelta:
-    """How long an open incident may go without an accepted update.
-
-    Without a known severity, the least severe level's interval applies."""
-    sev = config.severity(severity) if severity else None
-    if sev is None:
-        sev = config.severities[-1]
-    return dt.timedelta(minutes=sev.stale_after_minutes)
-
-
 def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
                  closed: dict[str, Any],
-                 experts_for: Callable[[Iterable[str]], list[Any]]) -> DigestView:
+                 experts_for: Callable[[Iterable[str]], Any]) -> DigestView:
     """Everything the digest shows, from the live incidents and the closed summary."""
     tz = config.schedule.tz
     prefix = config.list.incident_prefix
@@ -143,15 +117,15 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
     resolved: list[ResolvedRow] = []
     for inc in live:
         if inc.status == "open":
-            updated = inc.updated_at or inc.declared_at or now
+            updated = last_update(inc) or now
             since = max(now - updated, dt.timedelta(0))
             row = OpenRow(
                 incident=inc, ref=inc.ref(prefix),
-                age=max(now - (inc.declared_at or now), dt.timedelta(0)),
+                age=inc.duration(now) or dt.timedelta(0),
                 since_update=since,
-                stale=since >= stale_after(config, inc.severity),
+                stale=is_stale(config, inc, now),
                 needs_liaison=inc.needs_liaison,
-                experts=tuple(experts_for(inc.services)) if inc.services else (),
+                experts=experts_for(inc.services) if inc.services else (),
             )
             key = inc.severity if inc.severity and config.severity(inc.severity) else ""
             by_sev.setdefault(key, []).append(row)

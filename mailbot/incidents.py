@@ -1,6 +1,6 @@
-"""The incident use cases: declare, apply a follow-up, record a rejection, resolve, reopen,
-close. Take an Incident and a ParsedMail, hand back the new Incident and what changed.
-No I/O: the pipeline stores the result.
+"""The incident use cases: declare, apply a follow-up, record a rejection or a comment,
+resolve, reopen, close. Take an Incident and a ParsedMail, hand back the new Incident and
+what changed. No I/O: the pipeline stores the result.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def declare(incident_id: int, mail: ParsedMail, now: dt.datetime,
     changes = _assign(incident, values)
     if incident.phase == RESOLVED:
         incident.status = "resolved"
-        incident.resolved_at = now
+        incident.resolved_at = mail.fields.resolved_at or now  # Resolved-At: when it ended
     incident.timeline.append(TimelineEntry(
         kind="declared", at=now, author=_author(mail), message_id=mail.message_id,
         message_date=mail.date, changes=changes, note=_note(mail)))
@@ -60,7 +60,7 @@ def apply_followup(incident: Incident, mail: ParsedMail,
     transition = ""
     if incident.phase == RESOLVED and was == "open":
         incident.status = "resolved"
-        incident.resolved_at = now
+        incident.resolved_at = mail.fields.resolved_at or now  # Resolved-At: when it ended
         incident.postmortem_reminded_at = None
         incident.postmortem_reminders = 0
         transition = "resolved"
@@ -69,6 +69,10 @@ def apply_followup(incident: Incident, mail: ParsedMail,
         incident.resolved_at = None
         incident.closed_at = None
         transition = "reopened"
+    elif incident.status == "resolved" and mail.fields.resolved_at is not None and \
+            mail.fields.resolved_at != incident.resolved_at:
+        changes += (Change("resolved_at", incident.resolved_at, mail.fields.resolved_at),)
+        incident.resolved_at = mail.fields.resolved_at
     incident.updated_at = now
     incident.last_reminder_at = None
     kind = {"resolved": "resolved", "reopened": "reopened"}.get(transition, "updated")
@@ -86,6 +90,20 @@ def record_rejection(incident: Incident, mail: ParsedMail, now: dt.datetime,
     incident.timeline.append(TimelineEntry(
         kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
         message_date=mail.date, note=reason))
+    return incident
+
+
+def record_comment(incident: Incident, mail: ParsedMail, now: dt.datetime,
+                   noted: bool = False) -> Incident:
+    """Keep a message that states no field as a comment, with its text. It is no update:
+    updated_at and the reminder clock stay as they are. `noted`: its sender is being sent
+    the one note on how to update."""
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    if noted:
+        incident.comment_noted = (*incident.comment_noted, _author(mail))
+    incident.timeline.append(TimelineEntry(
+        kind="comment", at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, note=_note(mail)))
     return incident
 
 

@@ -88,6 +88,9 @@ class Fields:
     customer_impact: bool | None = None
     services: tuple[str, ...] | None = None
     postmortem_owner: str | None = None
+    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC.
+    started_at: dt.datetime | None = None
+    resolved_at: dt.datetime | None = None
     invalid: tuple[InvalidField, ...] = ()
     lines: tuple[FieldLine, ...] = ()
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
@@ -124,6 +127,10 @@ class ParsedMail:
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
     size: int = 0
+    report: str = ""  # the delivery-report format its text is written in, "" if none
+    # (lower-case name, value as written: unfolded, encoded words not decoded), in order;
+    # what identity (Authentication-Results, author headers) is read from.
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
@@ -136,6 +143,11 @@ class ParsedMail:
     def header_all(self, name: str) -> list[str]:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
+
+    def raw_header_all(self, name: str) -> list[str]:
+        """Every value of header `name` as written (see `raw_headers`)."""
+        name = name.lower()
+        return [value for key, value in self.raw_headers if key == name]
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -157,9 +169,22 @@ class Change:
     new: Any
 
 
+def _plain(value: Any) -> Any:
+    """A change's value as JSON holds it (an instant as ISO 8601)."""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A change's value as read back: the instants of `started_at` / `resolved_at`."""
+    if name in ("started_at", "resolved_at") and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str  # declared | updated | rejected | resolved | reopened | postmortem-* | reminder
+    kind: str  # declared | updated | rejected | comment | resolved | reopened | postmortem-* |
+    # reminder
     at: dt.datetime  # when mailbot received it
     author: str
     message_id: str = ""
@@ -174,7 +199,7 @@ class TimelineEntry:
             "author": self.author,
             "message_id": self.message_id,
             "message_date": self.message_date.isoformat() if self.message_date else None,
-            "changes": [[c.field, c.old, c.new] for c in self.changes],
+            "changes": [[c.field, _plain(c.old), _plain(c.new)] for c in self.changes],
             "note": self.note,
         }
 
@@ -187,7 +212,8 @@ class TimelineEntry:
             message_id=d.get("message_id", ""),
             message_date=(dt.datetime.fromisoformat(d["message_date"])
                           if d.get("message_date") else None),
-            changes=tuple(Change(f, o, n) for f, o, n in d.get("changes", [])),
+            changes=tuple(Change(f, _typed(f, o), _typed(f, n))
+                          for f, o, n in d.get("changes", [])),
             note=d.get("note", ""),
         )
 
@@ -235,7 +261,8 @@ class Postmortem:
         )
 
 
-_DATETIME_FIELDS = ("declared_at", "updated_at", "resolved_at", "closed_at",
+_NARRATIVE_KINDS = ("declared", "updated", "resolved", "reopened", "comment")
+_DATETIME_FIELDS = ("declared_at", "started_at", "updated_at", "resolved_at", "closed_at",
                     "last_reminder_at", "postmortem_reminded_at")
 
 
@@ -258,19 +285,44 @@ class Incident:
     postmortem_owner: str | None = None
     declared_by: str = ""
     declared_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None  # `Started-At:`, when it began before it was declared
     updated_at: dt.datetime | None = None  # last accepted declaration or follow-up
     resolved_at: dt.datetime | None = None
     closed_at: dt.datetime | None = None
     last_reminder_at: dt.datetime | None = None
+    stale_reminders: int = 0  # stale reminders in a row (see reminders.missed_reminders)
     postmortem_reminded_at: dt.datetime | None = None
     postmortem_reminders: int = 0
     root_message_id: str = ""
     rejected_count: int = 0
+    # Who got the one private "how to update" note for a comment (never a second one).
+    comment_noted: tuple[str, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
     postmortem: Postmortem | None = None
 
     def ref(self, prefix: str = "INC") -> str:
         return f"{prefix}-{self.id}"
+
+    @property
+    def began_at(self) -> dt.datetime | None:
+        """When the incident really began: `Started-At:`, else its declaration."""
+        return self.started_at or self.declared_at
+
+    def duration(self, now: dt.datetime) -> dt.timedelta | None:
+        """How long it lasted (from its start to its resolution), or has lasted until `now`."""
+        began = self.began_at
+        if began is None:
+            return None
+        end = self.resolved_at if self.status != "open" and self.resolved_at else now
+        return max(end - began, dt.timedelta(0))
+
+    def latest_word(self) -> TimelineEntry | None:
+        """The latest entry that says in someone's words what is going on (an accepted
+        update's narrative, or a comment in the thread)."""
+        for entry in reversed(self.timeline):
+            if entry.note and entry.kind in _NARRATIVE_KINDS:
+                return entry
+        return None
 
     @property
     def needs_liaison(self) -> bool:
@@ -289,7 +341,7 @@ class Incident:
                 value = [e.to_dict() for e in value]
             elif f.name == "postmortem":
                 value = value.to_dict() if value else None
-            elif f.name == "services":
+            elif f.name in ("services", "comment_noted"):
                 value = list(value)
             elif f.name == "roles":
                 value = dict(value)
@@ -309,7 +361,7 @@ class Incident:
                 value = [TimelineEntry.from_dict(e) for e in value]
             elif key == "postmortem":
                 value = Postmortem.from_dict(value) if value else None
-            elif key == "services":
+            elif key in ("services", "comment_noted"):
                 value = tuple(value)
             elif key == "roles":
                 value = dict(value)
@@ -331,7 +383,7 @@ class Decision:
     """What the rules concluded about one message. Pure data; the pipeline acts on it."""
 
     action: str
-    # declare | update | reject | status | postmortem-accept | postmortem-reject |
+    # declare | update | comment | reject | status | postmortem-accept | postmortem-reject |
     # archive (chatter) | ignore (loops, bounces, strangers, duplicates)
     reason: str = ""  # one line for the log and `mailbot check`
     incident_id: int | None = None

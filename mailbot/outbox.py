@@ -32,7 +32,7 @@ from mailbot.appendmap import AppendMap
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
 from mailbot.durable import (fsync_dir, remove_durably, sync_filesystem, unique_suffix,
-                             write_atomic, write_unsynced)
+                             write_atomic, write_new, write_unsynced)
 from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 
@@ -45,6 +45,18 @@ class TemporaryFailure(Exception):
 
 class PermanentFailure(Exception):
     """The relay refused for good (5xx): park the mail for a person."""
+
+
+class RelayMismatch(PermanentFailure):
+    """The relay lacks what the configuration requires of it (STARTTLS, AUTH): retrying
+    cannot help until a person changes one of the two."""
+
+
+def reply_text(code: int, message: bytes | str) -> str:
+    """An SMTP reply as the relay wrote it: `550 5.1.1 <x>: unknown user`."""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return f"{code} {' '.join(message.split())}"
 
 
 class Relay(Protocol):
@@ -65,7 +77,7 @@ class MaildirRelay:
             return
         tmp = self.maildir / "tmp" / f"{mail.name}.{unique_suffix()}"
         try:
-            tmp.write_bytes(mail.message)
+            write_new(tmp, mail.message)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.rename(tmp, final)
@@ -85,17 +97,32 @@ class SmtpRelay:
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
+        helo = c.helo_name or _local_hostname()
         if c.tls == "implicit":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                c.smtp_host, c.smtp_port, timeout=c.timeout, local_hostname=_local_hostname(),
+                c.smtp_host, c.smtp_port, timeout=c.timeout, local_hostname=helo,
                 context=ssl.create_default_context())
         else:
             smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.timeout,
-                                local_hostname=_local_hostname())
+                                local_hostname=helo)
         try:
             if c.tls == "starttls":
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    # Sending anyway would put the list's mail (and a password) on the
+                    # network in clear; waiting will not make the relay offer it.
+                    raise RelayMismatch(
+                        f"relay {c.smtp_host}:{c.smtp_port} does not offer STARTTLS, which "
+                        "[outbound] tls = \"starttls\" requires (fix the relay, or set tls "
+                        "to what it offers)")
                 smtp.starttls(context=ssl.create_default_context())
             if c.username:
+                smtp.ehlo_or_helo_if_needed()
+                if not smtp.has_extn("auth"):
+                    raise RelayMismatch(
+                        f"relay {c.smtp_host}:{c.smtp_port} does not offer AUTH, and "
+                        "[outbound] username is set (fix the relay, or unset "
+                        "username)")
                 smtp.login(c.username, c.password())
         except BaseException:
             smtp.close()
@@ -138,18 +165,19 @@ class SmtpRelay:
                 self._drop(quit=True)
                 if refused:
                     log.warning("outbox %s: relay refused some recipients: %s",
-                                mail.name, ", ".join(f"{r} ({code})" for r, (code, _) in
-                                                      refused.items()))
+                                mail.name, ", ".join(f"{r} ({reply_text(code, msg)})"
+                                                     for r, (code, msg) in refused.items()))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            text = "; ".join(f"{r}: {code} {msg!r}" for r, (code, msg) in exc.recipients.items())
+            text = "; ".join(f"{r}: {reply_text(code, msg)}"
+                             for r, (code, msg) in exc.recipients.items())
             if all(500 <= code < 600 for code in codes):
                 raise PermanentFailure(f"all recipients refused: {text}") from exc
             raise TemporaryFailure(f"recipients refused: {text}") from exc
         except smtplib.SMTPAuthenticationError as exc:
             raise TemporaryFailure(f"relay login failed: {exc.smtp_code}") from exc
         except smtplib.SMTPResponseException as exc:
-            reply = f"{exc.smtp_code} {exc.smtp_error!r}"
+            reply = reply_text(exc.smtp_code, exc.smtp_error)
             if 500 <= exc.smtp_code < 600:
                 raise PermanentFailure(f"relay said {reply}") from exc
             raise TemporaryFailure(f"relay said {reply}") from exc

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from mailbot import incidents as usecases
 from mailbot.compose import Composer, mail_name
@@ -21,9 +21,11 @@ from mailbot.config import Config
 from mailbot.models import Change, Decision, Incident, OutgoingMail, ParsedMail
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
-from mailbot.rules.enforcement import stated
+from mailbot.rules.enforcement import meant_value, stated
+from mailbot.rules.stepback import phase_step_back, state_of
 from mailbot.rules.senders import unmunge
 from mailbot.store import Store
+from mailbot.timing import severity_rank
 
 
 @dataclass
@@ -76,9 +78,30 @@ class Planner:
             incident_id = thread_incident
             via_thread = True
         incident = self.store.get(incident_id) if incident_id is not None else None
+        answers, replied_state = self._replied_to(mail, incident_id)
         return Facts(incident=incident, incident_id=incident_id, via_thread=via_thread,
                      in_incident_thread=thread_incident is not None,
-                     own_message=self.store.is_own_message(mail.message_id))
+                     own_message=self.store.is_own_message(mail.message_id),
+                     answers=answers, replied_state=replied_state)
+
+    def _replied_to(self, mail: ParsedMail, incident_id: int | None
+                    ) -> tuple[str, Mapping[str, Any] | None]:
+        """(the kind of mailbot mail nearest in the thread, the incident state the nearest
+        message of that incident showed), each when known."""
+        answers, state = "", None
+        if incident_id is None:
+            return answers, state
+        for mid in mail.thread_ids:
+            record = self.store.message_record(mid)
+            if not record or record.get("incident") != incident_id:
+                continue
+            if state is None and isinstance(record.get("state"), dict):
+                state = record["state"]
+            if not answers and record.get("own"):
+                answers = own_kind(mid)
+            if state is not None and answers:
+                break
+        return answers, state
 
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:
         """Decide and build every effect of `mail`, without writing anything."""
@@ -93,17 +116,23 @@ class Planner:
         return plan
 
     def _link(self, plan: Plan, incident_id: int) -> None:
-        plan.index[plan.mail.key]["incident"] = incident_id
+        # Each message of the thread keeps the state it showed (the incident as it was
+        # right after it): a reply that pastes that state back later is recognised.
+        shown = next((state_of(i) for i in reversed(plan.incidents) if i.id == incident_id),
+                     None)
+        extra = {"state": shown} if shown is not None else {}
+        plan.index[plan.mail.key].update(incident=incident_id, **extra)
         if plan.mail.message_id and plan.mail.message_id != plan.mail.key:
-            plan.index[plan.mail.message_id] = {"incident": incident_id}
+            plan.index[plan.mail.message_id] = {"incident": incident_id, **extra}
         for mail in plan.outgoing:
-            plan.index[mail.message_id] = {"incident": incident_id, "own": True}
+            plan.index[mail.message_id] = {"incident": incident_id, "own": True, **extra}
 
     def mail_context(self, incident: Incident | None) -> dict[str, Any]:
         """The variables every mail about `incident` shares (severities, experts, ...)."""
         prefix = self.config.list.incident_prefix
         return {
             "ref": incident.ref(prefix) if incident else "",
+            "page_url": self.page_url(incident),
             "prefix": prefix,
             "incident": incident,
             "severities": self.config.severities,
@@ -112,6 +141,18 @@ class Planner:
             "experts": self.experts_for(incident.services) if incident else [],
             "unknown_services": self.unknown_services(incident.services) if incident else [],
         }
+
+    def page_url(self, incident: Incident | None) -> str:
+        """The incident's page on the published site ("" when `[publish] url` is unset)."""
+        if incident is None:
+            return ""
+        return self.incident_url(incident.ref(self.config.list.incident_prefix))
+
+    def incident_url(self, ref: str) -> str:
+        """The page of incident `ref` ("INC-7") on the published site (publish.py writes
+        incidents/INC-7.html), or "" when `[publish] url` is unset."""
+        base = self.config.publish.url
+        return f"{base.rstrip('/')}/incidents/{ref}.html" if base else ""
 
     def _reply(self, plan: Plan, template: str, to: list[str], incident: Incident | None,
                received: dt.datetime, **variables: Any) -> None:
@@ -137,11 +178,15 @@ class Planner:
         plan.next_incident_id = incident_id + 1
         plan.changes = incident.timeline[-1].changes
         plan.decision = Decision("declare", reason=plan.decision.reason, incident_id=incident_id)
+        # The block to fill in keeps what a misspelled key or value meant ("sevrity: 3",
+        # "Phase: identifed"), so the sender only checks it and sends it back.
+        prefill = usecases.apply_followup(incident, _with_meant_fields(plan.mail), received)[0]
         self._reply(plan, "ack", [self.config.list.address], incident, received,
                     declared=True, transition="", changes=(), author=plan.mail.from_address,
-                    narrative=plan.mail.narrative,
+                    narrative=plan.mail.narrative, excerpt=(), phase_back=None,
                     gaps=declaration_gaps(incident, assumed=self._assumed(plan.mail)),
                     gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid,
+                    meant=_meant_values(plan.mail), prefill=prefill,
                     misspelled=plan.mail.fields.misspelled)
         self._link(plan, incident_id)
 
@@ -151,15 +196,19 @@ class Planner:
 
     def _on_update(self, plan: Plan, received: dt.datetime) -> None:
         assert plan.facts.incident is not None
-        incident, changes, transition = usecases.apply_followup(
-            plan.facts.incident, plan.mail, received)
+        before = plan.facts.incident
+        incident, changes, transition = usecases.apply_followup(before, plan.mail, received)
         plan.incidents.append(incident)
         plan.changes = changes
+        phase_back = None
+        if phase_step_back(self.config, before.phase, incident.phase):
+            phase_back = (before.phase, incident.phase)
         self._reply(plan, "ack", [self.config.list.address], incident, received,
                     declared=False, transition=transition, changes=changes,
-                    author=plan.mail.from_address, narrative=plan.mail.narrative, gaps=(),
-                    gap_labels=dict(SIX_ITEMS), invalid=(),
-                    misspelled=plan.mail.fields.misspelled)
+                    author=plan.mail.from_address, narrative=plan.mail.narrative,
+                    excerpt=excerpt(plan.mail.narrative, _ACK_EXCERPT_LINES),
+                    phase_back=phase_back, gaps=(), gap_labels=dict(SIX_ITEMS), invalid=(),
+                    meant={}, prefill=None, misspelled=plan.mail.fields.misspelled)
         self._link(plan, incident.id)
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
@@ -174,6 +223,9 @@ class Planner:
             "looks_like_postmortem": bool(d.details.get("looks_like_postmortem")),
             "missing": d.missing,
             "invalid": d.invalid,
+            "meant": _meant_values(plan.mail),
+            "behind": d.details.get("behind", ()),
+            "older": d.details.get("older", {}),
             "misspelled": plan.mail.fields.misspelled,
             "several": [f"{prefix}-{n}" for n in d.details.get("ids", ())],
             "labels": dict(SIX_ITEMS),
@@ -183,10 +235,16 @@ class Planner:
         }
         if incident is not None and d.details.get("problem") == "incomplete-follow-up":
             # The block to paste back: the current values with what the message did
-            # state put in (under a misspelled key too), so the sender only adds what is
-            # missing.
+            # state put in (under a misspelled key or value too), so the sender only adds
+            # what is missing.
             variables["prefill"] = usecases.apply_followup(
                 plan.facts.incident, _with_meant_fields(plan.mail), received)[0]
+        elif incident is not None and d.details.get("problem") == "older-state":
+            # Today's values, with whatever else the message said (a new liaison): only
+            # the pasted severity, phase and commander are left out.
+            variables["prefill"] = usecases.apply_followup(
+                plan.facts.incident, _without(plan.mail, d.details.get("behind", ())),
+                received)[0]
         context_incident = incident
         self._reply(plan, "rejection", [plan.mail.from_address], context_incident, received,
                     **variables)
@@ -207,7 +265,7 @@ class Planner:
         if plan.facts.incident_id is not None and incident is None:
             missing_ref = f"{prefix}-{plan.facts.incident_id}"
         live = sorted(self.store.live_incidents(),
-                      key=lambda i: (self._rank(i.severity), i.id))
+                      key=lambda i: (severity_rank(self.config, i.severity), i.id))
         self._reply(plan, "status", [plan.mail.from_address], incident, received,
                     incidents=live, missing_ref=missing_ref)
 
@@ -244,6 +302,19 @@ class Planner:
                         received, **variables)
         self._link(plan, incident.id)
 
+    def _on_comment(self, plan: Plan, received: dt.datetime) -> None:
+        # Kept with its text; the list already has it, so only its sender hears from
+        # mailbot, once per incident, how an update is written.
+        assert plan.facts.incident is not None
+        sender = plan.mail.from_address
+        first = bool(sender) and sender not in plan.facts.incident.comment_noted
+        incident = usecases.record_comment(plan.facts.incident, plan.mail, received,
+                                           noted=first)
+        plan.incidents.append(incident)
+        if first:
+            self._reply(plan, "comment_note", [sender], incident, received)
+        self._link(plan, incident.id)
+
     def _on_archive(self, plan: Plan, received: dt.datetime) -> None:
         if plan.facts.incident_id is not None and plan.facts.incident is not None:
             self._link(plan, plan.facts.incident_id)
@@ -251,22 +322,22 @@ class Planner:
     def _on_ignore(self, plan: Plan, received: dt.datetime) -> None:
         pass
 
-    def _rank(self, severity: str | None) -> int:
-        sev = self.config.severity(severity) if severity else None
-        return sev.rank if sev else len(self.config.severities) + 1
-
     def _cap(self, plan: Plan, received: dt.datetime) -> None:
         plan.outgoing, notes = self.cap_outgoing(plan.outgoing, received)
         plan.capped.extend(notes)
 
     def cap_outgoing(self, outgoing: list[OutgoingMail],
                      now: dt.datetime) -> tuple[list[OutgoingMail], list[str]]:
-        """Never more than the configured number of mails to one address per hour.
-        Returns the mail that may go and a note for each that may not."""
+        """Never more than the configured number of mails to one address per hour, and
+        nothing without a recipient. Returns the mail that may go and a note for each that
+        may not."""
         since = now - dt.timedelta(hours=1)
         kept, notes = [], []
         counts: dict[str, int] = {}
         for mail in outgoing:
+            if not mail.recipients:  # everyone named was outside what mailbot may mail
+                notes.append(f"{mail.kind} not sent: no recipient mailbot may write to")
+                continue
             over = []
             for rcpt in mail.recipients:
                 limit = (self.config.policy.max_list_mail_per_hour
@@ -283,15 +354,62 @@ class Planner:
         return kept, notes
 
 
+_FIELD_NAMES = ("severity", "phase", "commander", "channel", "summary", "impact",
+                "customer_impact", "services", "postmortem_owner")
+_ACK_EXCERPT_LINES = 5  # of the sender's words in a routine ack; the rest is in the thread
+
+
+def own_kind(message_id: str) -> str:
+    """The kind of mail mailbot wrote under `message_id` (see Composer.message_id_for:
+    "mailbot.<cause>.<kind>.<n>.<instance>@<domain>"), or ""."""
+    parts = message_id.split("@", 1)[0].split(".")
+    return parts[2] if len(parts) >= 4 and parts[0] == "mailbot" else ""
+
+
+def excerpt(text: str, limit: int) -> tuple[tuple[str, ...], bool]:
+    """The first `limit` non-blank lines of `text`, and whether there was more."""
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    return tuple(lines[:limit]), len(lines) > limit
+
+
+def _meant_values(mail: ParsedMail) -> dict[str, str]:
+    """field -> the valid value a misspelled one is close to ("identifed" -> "identified")."""
+    meant = {}
+    for invalid in mail.fields.invalid:
+        value = meant_value(invalid)
+        if value is not None:
+            meant[invalid.field] = value
+    return meant
+
+
 def _with_meant_fields(mail: ParsedMail) -> ParsedMail:
-    """`mail` as if its misspelled keys were the ones they are close to (for a paste-back
-    block only); what it stated under a right key wins."""
-    meant = mail.fields.as_meant
-    if meant is None:
-        return mail
+    """`mail` as if its misspelled keys were the ones they are close to, and its misspelled
+    values the ones they are close to (for a block to fill in only); what it stated under
+    a right key wins."""
     f = mail.fields
-    merged = {name: getattr(f, name) if getattr(f, name) is not None else getattr(meant, name)
-              for name in ("severity", "phase", "commander", "channel", "summary", "impact",
-                           "customer_impact", "services", "postmortem_owner")}
-    fields = dataclasses.replace(f, roles={**meant.roles, **f.roles}, **merged)
+    merged: dict[str, Any] = {name: getattr(f, name) for name in _FIELD_NAMES}
+    roles = dict(f.roles)
+    meant = f.as_meant
+    if meant is not None:
+        for name in _FIELD_NAMES:
+            if merged[name] is None:
+                merged[name] = getattr(meant, name)
+        roles = {**meant.roles, **roles}
+    for name, value in _meant_values(mail).items():
+        if merged.get(name) is None:
+            merged[name] = value
+    fields = dataclasses.replace(f, roles=roles, **merged)
     return dataclasses.replace(mail, fields=fields)
+
+
+def _without(mail: ParsedMail, names: Iterable[str]) -> ParsedMail:
+    """`mail` as if it had not stated `names` (in its body or its subject)."""
+    names = set(names)
+    f = mail.fields
+    cleared = {name: None for name in names if name in _FIELD_NAMES}
+    roles = {r: p for r, p in f.roles.items()
+             if not ("commander" in names and r in ("commander", "ic"))}
+    tags = dataclasses.replace(mail.tags, **{n: None for n in ("severity", "phase")
+                                             if n in names})
+    return dataclasses.replace(mail, tags=tags,
+                               fields=dataclasses.replace(f, roles=roles, **cleared))

@@ -34,10 +34,12 @@ from urllib.parse import quote
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
                     select_autoescape)
 
-from mailbot.config import Config, Severity
+from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
+from mailbot.formatting import format_duration, format_when
 from mailbot.models import Incident
 from mailbot.services import Expert, ServiceDirectory
+from mailbot.timing import aware, is_stale, severity_rank
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ ARCHIVE_PAGE_SIZE = 500
 # Every template an incident page is made of (for page_stamp).
 _INCIDENT_TEMPLATES = ("site/incident.html", "site/base.html", "site/macros.html",
                        "site/style.css")
-_BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_BUILTIN_TEMPLATES = builtin_templates_dir().resolve()
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 _URL = re.compile(r"^https?://[^\s<>\"']+$")
 
@@ -64,6 +66,7 @@ class BoardRow:
     phase: str | None
     commander: str | None
     declared_at: dt.datetime | None
+    began_at: dt.datetime | None  # Started-At:, else declared_at: the age counts from it
     updated_at: dt.datetime | None
     resolved_at: dt.datetime | None
     closed_at: dt.datetime | None
@@ -257,6 +260,7 @@ class _Site:
             phase=incident.phase,
             commander=incident.commander,
             declared_at=incident.declared_at,
+            began_at=incident.began_at,
             updated_at=incident.updated_at or incident.declared_at,
             resolved_at=incident.resolved_at,
             closed_at=incident.closed_at,
@@ -266,19 +270,10 @@ class _Site:
         )
 
     def is_stale(self, incident: Incident) -> bool:
-        """Open, and no accepted follow-up within its severity's stale_after_minutes."""
-        sev = self.config.severity(incident.severity) if incident.severity else None
-        last = incident.updated_at or incident.declared_at
-        if incident.status != "open" or sev is None or last is None:
-            return False
-        return self.now - _aware(last) > dt.timedelta(minutes=sev.stale_after_minutes)
+        return is_stale(self.config, incident, self.now)
 
     def severity_rank(self, name: str | None) -> int:
-        """Configured rank; an unconfigured name sorts after them, no severity last."""
-        sev: Severity | None = self.config.severity(name) if name else None
-        if sev is not None:
-            return sev.rank
-        return len(self.config.severities) + (1 if name else 2)
+        return severity_rank(self.config, name)
 
     def severity_class(self, name: str | None) -> str:
         sev = self.config.severity(name) if name else None
@@ -294,30 +289,12 @@ class _Site:
     # ------------------------------------------------------------ time
 
     def format_when(self, when: dt.datetime | None) -> str:
-        if when is None:
-            return ""
-        return _aware(when).astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+        return format_when(aware(when), self.tz) if when is not None else ""
 
     def format_ago(self, when: dt.datetime | None) -> str:
         if when is None:
             return ""
-        return format_duration(self.now - _aware(when))
-
-
-def format_duration(delta: dt.timedelta | None) -> str:
-    """A short human duration: 45s -> "<1m", "42m", "3h 12m", "2d 4h"."""
-    if delta is None:
-        return ""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 1:
-        return "<1m"
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    return f"{minutes}m"
+        return format_duration(self.now - aware(when))
 
 
 def format_value(value: Any) -> str:
@@ -326,6 +303,8 @@ def format_value(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return format_when(value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -346,13 +325,8 @@ def mailto_href(address: str) -> str:
     return "mailto:" + quote(address.strip(), safe="@.+-_!$'*=^`{|}~")
 
 
-def _aware(when: dt.datetime) -> dt.datetime:
-    """Stored times are aware UTC; a naive one (an old record) is taken to be UTC too."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
-
-
 def _ts(when: dt.datetime | None) -> float:
-    return _aware(when).timestamp() if when else 0.0
+    return aware(when).timestamp() if when else 0.0
 
 
 def _remove_archive_pages_beyond(archive: Path, pages: int) -> None:

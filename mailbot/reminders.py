@@ -9,7 +9,9 @@ so a sweep repeated after a crash finds it done and sends nothing twice.
     stale-update  an open incident with no accepted update for its severity's
                   `stale_after_minutes`: to the commander (and the list when
                   [schedule] reminders_cc_list), at most once per interval, with the
-                  pre-filled update block. An accepted update resets the clock.
+                  pre-filled update block. An accepted update resets the clock. For
+                  [schedule] quiet_severities it waits out [schedule] quiet_hours; after
+                  `escalate_after_reminders` unanswered ones, it goes to the list.
     postmortem    a resolved incident without an accepted postmortem: at the first sweep
                   after resolution, then every [postmortem] reminder_days; to the
                   postmortem owner and the commander, leadership in Cc for
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
-from mailbot.digest import review_start, stale_after
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
-from mailbot.scheduler import Every, Job, Slot
+from mailbot.scheduler import Every, Job, Slot, local_instant
+from mailbot.timing import last_update, review_start, stale_after
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -71,17 +73,61 @@ def _addresses(people: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(a for a in map(address_of, people) if a))
 
 
+def _mailable(rt: "Runtime", incident: Incident, role: str,
+              people: Iterable[str | None]) -> list[str]:
+    """The addresses of `people` that mailbot may write to (rules/recipients.py); the
+    others stay recorded on the incident and are logged here, never mailed."""
+    named = _addresses(people)
+    kept = [a for a in named if rt.composer.may_mail(a)]
+    withheld = [a for a in named if a not in kept]
+    if withheld:
+        log.warning("%s: %s %s not mailed: not the list nor an allowed address",
+                    incident.ref(rt.config.list.incident_prefix), role, ", ".join(withheld))
+    return kept
+
+
+def quiet_until(config: Config, severity: str | None,
+                instant: dt.datetime) -> dt.datetime | None:
+    """The end of the quiet hours `instant` falls in when they apply to `severity`, else
+    None. Never for an incident without a severity: nobody has said it can wait."""
+    hours = config.schedule.quiet_hours
+    if hours is None or not severity or severity not in config.schedule.quiet_severities:
+        return None
+    tz = config.schedule.tz
+    local = instant.astimezone(tz)
+    start, end = hours
+    clock = local.time().replace(tzinfo=None, fold=0)
+    if start < end:  # "01:00-06:00"
+        inside, end_day = start <= clock < end, local.date()
+    elif clock >= start:  # "22:00-07:00", before midnight
+        inside, end_day = True, local.date() + dt.timedelta(days=1)
+    else:  # after midnight
+        inside, end_day = clock < end, local.date()
+    return local_instant(end_day, end, tz) if inside else None
+
+
+def missed_reminders(incident: Incident) -> int:
+    """Stale reminders sent since the last accepted update: an update answers them all."""
+    last = last_update(incident)
+    if incident.last_reminder_at is None or last is None or incident.last_reminder_at <= last:
+        return 0
+    return incident.stale_reminders
+
+
 def stale_due(config: Config, incident: Incident, now: dt.datetime) -> dt.datetime | None:
-    """When the stale-update reminder became due, or None if it is not due at `now`."""
+    """When the stale-update reminder became due, or None if it is not due at `now` (not
+    yet, or quiet hours hold it back until they end)."""
     if incident.status != "open":
         return None
-    base = incident.updated_at or incident.declared_at
+    base = last_update(incident)
     if base is None:
         return None
     if incident.last_reminder_at and incident.last_reminder_at > base:
         base = incident.last_reminder_at
     due = base + stale_after(config, incident.severity)
-    return due if now >= due else None
+    if now < due or quiet_until(config, incident.severity, now) is not None:
+        return None
+    return due
 
 
 def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int | None:
@@ -144,19 +190,31 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
     if rt.store.is_processed(key):
         return 0
-    to = _addresses([incident.commander]) or _addresses([incident.declared_by]) \
-        or [config.list.address]
-    cc = [config.list.address] if config.schedule.reminders_cc_list else []
+    commander = _mailable(rt, incident, "commander", [incident.commander])
+    fallback = commander or _mailable(rt, incident, "declarer", [incident.declared_by])
+    missed = missed_reminders(incident)
+    limit = config.schedule.escalate_after_reminders
+    escalated = bool(limit) and missed >= limit
+    if escalated:
+        # The commander did not answer: the list hears it, so someone can take over.
+        to, cc = [config.list.address], fallback
+    else:
+        to = fallback or [config.list.address]
+        cc = [config.list.address] if config.schedule.reminders_cc_list else []
+    cc = [a for a in cc if a not in to]
     mail = _compose_about(
         rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
-        quiet_for=now - (incident.updated_at or incident.declared_at or now),
+        quiet_for=now - (last_update(incident) or now),
         stale_after=stale_after(config, incident.severity),
-        commander_is_address=bool(address_of(incident.commander)),
+        commander_is_address=bool(commander),
+        escalated=escalated, missed=missed, escalate_after=limit,
     )
     if not _within_cap(rt, mail, now):
         return 0
-    updated = _noted(incident, now, config.list.bot_address,
-                     "stale-update reminder to " + ", ".join(to), last_reminder_at=now)
+    note = ("stale-update reminder to " if not escalated else
+            f"no update after {missed} reminders: told the list, ") + ", ".join(mail.recipients)
+    updated = _noted(incident, now, config.list.bot_address, note, last_reminder_at=now,
+                     stale_reminders=missed + 1)
     _commit(rt, key, updated, mail, now)
     log.info("%s: stale-update reminder <%s> to %s", incident.ref(config.list.incident_prefix),
              mail.message_id, ", ".join(mail.recipients))
@@ -177,8 +235,9 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
     if rt.store.is_processed(key):
         return 0
     owner = incident.postmortem_owner or incident.commander
-    to = _addresses([owner, incident.commander]) or _addresses([incident.declared_by]) \
-        or [config.list.address]
+    to = _mailable(rt, incident, "postmortem owner or commander",
+                   [owner, incident.commander]) \
+        or _mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
     cc: list[str] = []
     if incident.severity in config.postmortem.leadership_severities:
         cc = [a for a in config.postmortem.leadership if a not in to]

@@ -16,6 +16,7 @@ from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
+from mailbot.rules.recipients import RecipientPolicy
 from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
 from mailbot.store import Store
@@ -57,12 +58,16 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
         retry_max=config.outbound.retry_max_seconds,
     )
     env = make_environment(config.templates_dir, storage.template_cache_dir)
-    composer = Composer(env, config.list.bot_address, f"{config.list.name} bot",
-                        list_address=config.list.address)
     directory = load_services(config.services_file)
+    experts = (e.address for service in directory.services for e in service.experts)
+    composer = Composer(env, config.list.bot_address, f"{config.list.name} bot",
+                        list_address=config.list.address,
+                        recipients=RecipientPolicy.from_config(config, experts))
     planner = Planner(config, store, composer,
-                      experts_for=lambda services: directory.experts_for(list(services)),
+                      experts_for=lambda services: directory.contacts_for(list(services)),
                       unknown_services=lambda services: directory.unknown(list(services)))
+    # Every mail may link an incident to its page (the digest links each of its incidents).
+    composer.common["incident_url"] = planner.incident_url
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
                    composer=composer, planner=planner, pipeline=pipeline, directory=directory,

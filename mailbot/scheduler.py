@@ -10,6 +10,12 @@ which commits its mail through the store like a message would. Two kinds of sche
     Every(interval)    a sweep (reminders). It keeps no slot record: what it sends is keyed
                        by the incident state it acts on, so a repeated sweep is harmless.
 
+A daily slot due before the store's first scheduler run was not missed (mailbot was not
+there yet): the first `serve` of a new install after digest_time does not mail the list
+at once, its first digest is tomorrow's. The first run's time is kept in the store
+(`job:scheduler:since`); a store that held incidents before that record existed counts as
+having run forever, so its real misses still run late.
+
 Local times are resolved with zoneinfo: a wall time that does not exist on a
 spring-forward day runs at the first valid instant after the gap; an ambiguous one on a
 fall-back day runs once, at its first occurrence.
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
+SINCE_KEY = "job:scheduler:since"
 
 
 @dataclass(frozen=True)
@@ -135,16 +142,38 @@ class Scheduler:
     jobs: list[Job]
     max_wait: float = 60.0
     _swept: dict[str, str] = field(default_factory=dict)  # non-persistent: last slot run
+    _since: dt.datetime | None = None  # the store's first scheduler run
+
+    def running_since(self, now: dt.datetime) -> dt.datetime:
+        """When this store first ran the scheduler (recorded at the first call)."""
+        if self._since is None:
+            record = self.rt.store.message_record(SINCE_KEY) or {}
+            if record.get("since"):
+                self._since = dt.datetime.fromisoformat(record["since"])
+            else:
+                fresh = self.rt.store.allocate_id() == 1  # never held an incident
+                since = now if fresh else dt.datetime.min.replace(tzinfo=UTC)
+                store = self.rt.store
+                with self.rt.pipeline.lock:
+                    index = store.commit(SINCE_KEY,
+                                         index={SINCE_KEY: {"since": since.isoformat()}})
+                    store.write_index_records(index)
+                    store.finish(SINCE_KEY)
+                self._since = since
+        return self._since
 
     def run_due(self, now: dt.datetime | None = None) -> list[str]:
         """Run every job whose slot is due at `now` and not yet done; return their keys."""
         now = now or self.rt.clock.now()
+        since = self.running_since(now)
         ran = []
         for job in self.jobs:
             slot = job.schedule.slot_at(job.name, now)
             if slot is None:
                 continue
             if job.schedule.persistent:
+                if slot.due < since:
+                    continue  # due before mailbot was there: nothing was missed
                 if self.rt.store.is_processed(slot.key):
                     continue
             elif self._swept.get(job.name) == slot.key:

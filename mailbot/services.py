@@ -62,6 +62,51 @@ class ExpertRef(NamedTuple):
     via: str | None  # None: the service was named; else the named-or-reached service using it
 
 
+class Duty(NamedTuple):
+    """What one person is for one service: `role` of `service`, reached `via` a service."""
+
+    service: str
+    role: str
+    via: str | None
+
+
+class Contact(NamedTuple):
+    """One person to contact for an incident, once, with every duty they have in it."""
+
+    name: str
+    address: str
+    duties: tuple[Duty, ...]
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """The people to contact for an incident, each once (nearest services first), and the
+    runbooks of those services. Iterates over the people, so a list of them reads alike."""
+
+    people: tuple[Contact, ...] = ()
+    runbooks: tuple[tuple[str, str], ...] = ()  # (service, url)
+
+    def __iter__(self) -> Iterator[Contact]:
+        return iter(self.people)
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def __bool__(self) -> bool:
+        return bool(self.people or self.runbooks)
+
+    def first_to_call(self) -> tuple[tuple[tuple[str, ...], Contact], ...]:
+        """For a one-line mention: the on-call people of the services named (not those
+        reached through dependencies), each once with those services; when nobody is on
+        call for them, every expert of them."""
+        direct = [(d, c) for c in self.people for d in c.duties if d.via is None]
+        chosen = [(d, c) for d, c in direct if d.role == "on-call"] or direct
+        grouped: dict[str, tuple[list[str], Contact]] = {}
+        for duty, contact in chosen:
+            grouped.setdefault(contact.address, ([], contact))[0].append(duty.service)
+        return tuple((tuple(services), contact) for services, contact in grouped.values())
+
+
 class ServiceDirectory:
     """Every service with its experts, in file order; names match case-insensitively."""
 
@@ -134,6 +179,23 @@ class ServiceDirectory:
             for name in order
             for expert in self._services[name].experts
         ]
+
+    def contacts_for(self, names: Iterable[str]) -> Contacts:
+        """The experts of `experts_for`, each person once with all their duties, and the
+        runbooks of the same services: a mail lists a person on call for two services
+        once, not twice."""
+        refs = self.experts_for(names)
+        people: dict[str, tuple[Expert, list[Duty]]] = {}
+        runbooks: dict[str, str] = {}
+        for ref in refs:
+            entry = people.setdefault(ref.expert.address, (ref.expert, []))
+            entry[1].append(Duty(ref.service, ref.expert.role, ref.via))
+            runbook = self._services[ref.service].runbook
+            if runbook:
+                runbooks.setdefault(ref.service, runbook)
+        return Contacts(
+            people=tuple(Contact(e.name, e.address, tuple(d)) for e, d in people.values()),
+            runbooks=tuple(runbooks.items()))
 
     def dependents_of(self, name: str) -> tuple[str, ...]:
         """The services that call `name` directly, in file order."""

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.durable import (fsync_dir, move_durably, read_whole, remove_durably,
+from mailbot.durable import (FILE_MODE, fsync_dir, move_durably, read_whole, remove_durably,
                              sync_filesystem, unique_suffix, write_atomic, write_new,
                              write_synced)
 from mailbot.faults import crash_point
@@ -66,7 +66,7 @@ class Spool:
         """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
         name = self._name(source)
         tmp_path = self.tmp / name
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
             write_synced(fd, raw)
         except BaseException:

@@ -21,7 +21,7 @@ import logging
 from mailbot.models import Fields, ParsedMail, SubjectTags
 from mailbot.parsing.fields import read_fields
 from mailbot.parsing.language import Language, parse_phase, parse_severity
-from mailbot.parsing.mime import MAX_TEXT, MimeMail, read_mime
+from mailbot.parsing.mime import MAX_TEXT, MAX_TEXT_LINES, MimeMail, read_mime
 from mailbot.parsing.quotes import split_reply
 from mailbot.parsing.tags import read_tags
 
@@ -50,18 +50,30 @@ def parse_mail(raw: bytes, lang: Language) -> ParsedMail:
         )
 
 
-def _parse(raw: bytes, lang: Language) -> ParsedMail:
-    mime: MimeMail = read_mime(raw)
-    defects = list(mime.defects)
-    body = mime.body
+def _analysed_part(body: str, defects: list[str]) -> str:
+    """The start of the body text that quote stripping and field reading see: every line
+    becomes an object there, so both characters and lines are capped."""
     if len(body) > MAX_TEXT:
         defects.append(f"body text longer than {MAX_TEXT} characters; only the start was read")
         body = body[:MAX_TEXT]
+    if body.count("\n") >= MAX_TEXT_LINES:
+        cut = -1
+        for _ in range(MAX_TEXT_LINES):
+            cut = body.index("\n", cut + 1)
+        defects.append(f"body text longer than {MAX_TEXT_LINES} lines; only the start was read")
+        body = body[:cut]
+    return body
+
+
+def _parse(raw: bytes, lang: Language) -> ParsedMail:
+    mime: MimeMail = read_mime(raw)
+    defects = list(mime.defects)
+    body = _analysed_part(mime.body, defects)
 
     split = split_reply(body)
     sender = (f"{mime.from_name} <{mime.from_address}>" if mime.from_name and mime.from_address
               else mime.from_address)
-    fields, consumed = read_fields(split.lines, lang, sender)
+    fields, consumed = read_fields(split.lines, lang, sender, sent=mime.date)
     narrative = split.render_new(lambda i: i not in consumed)
 
     return ParsedMail(
@@ -87,4 +99,6 @@ def _parse(raw: bytes, lang: Language) -> ParsedMail:
         attachments=tuple(mime.attachments),
         defects=tuple(dict.fromkeys(defects)),
         size=len(raw),
+        report=mime.report,
+        raw_headers=tuple(mime.raw_headers),
     )

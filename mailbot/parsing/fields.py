@@ -12,6 +12,10 @@ ignored: list bullets (`-`, `*`, `•`, `1.`), emphasis around the key or the va
 or a spaced dash instead of the colon (`Severity - SEV1`). HTML bold is gone by the time
 the text gets here.
 
+`Started-At:` and `Resolved-At:` are read as instants (see `parse_when`): a time of day
+is the most recent such time at the message's own Date:, in the configured zone unless
+the value names one.
+
 `Summary:` and `Impact:` continue over the following lines until a blank line or the next
 field line, because plain-text clients hard-wrap long lines at ~72 columns. `Roles:` and
 `Services:` continue onto the next line when the value ends with a comma.
@@ -22,9 +26,11 @@ acceptable leaves the field None and is listed in `Fields.invalid` with the vali
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from typing import Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailbot.models import FieldLine, Fields, InvalidField
 from mailbot.parsing.language import Language, parse_phase, parse_severity
@@ -45,11 +51,14 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "customer_impact": ("customer-impact", "customer-facing"),
     "services": ("services", "service"),
     "postmortem_owner": ("postmortem-owner", "post-mortem-owner"),
+    "started_at": ("started-at", "start-time", "began-at"),
+    "resolved_at": ("resolved-at", "end-time", "ended-at"),
 }
 _KEY_TO_FIELD = {key: name for name, keys in FIELD_KEYS.items() for key in keys}
 _CONTINUED = {"summary", "impact"}
 _LISTS = {"roles", "services"}
 _PEOPLE = {"commander", "postmortem_owner"}
+_TIMES = {"started_at", "resolved_at"}
 
 _KEY_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,39}")
 _LEAD = re.compile(r"[ \t*•+·–—◦▪-]{0,12}(?:[0-9]{1,2}[.)][ \t]+)?[ \t*•+·◦▪-]{0,4}")
@@ -181,9 +190,98 @@ def _number(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
-                ) -> tuple[Fields, set[int]]:
-    """Fields stated in the new lines; and the indexes of every line read as a field."""
+# "09:50", "9.50", "yesterday 23:10", "2026-11-30 16:00 CET", "2026-11-30T16:00:00+01:00"
+_WHEN = re.compile(
+    r"(?:(?P<word>today|yesterday)[ ,]+|(?P<date>\d{4}-\d{1,2}-\d{1,2})(?:[ ,]+|T))?"
+    r"(?P<h>\d{1,2})[:.h](?P<m>\d{2})(?::(?P<s>\d{2})(?:\.\d+)?)?"
+    r"\s*(?P<zone>[A-Za-z][A-Za-z_/+-]{0,40}|[+-]\d{2}:?\d{2}|(?:UTC|GMT)[+-]\d{1,2}(?::?\d{2})?)?",
+    re.IGNORECASE)
+_OFFSET = re.compile(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?", re.IGNORECASE)
+# Abbreviations people write that mean one offset wherever they are written (CST, IST
+# and the like mean several and are not guessed); the configured zone's own come first.
+_ABBREVIATIONS = {"utc": 0, "gmt": 0, "z": 0, "wet": 0, "west": 60, "bst": 60, "cet": 60,
+                  "cest": 120, "eet": 120, "eest": 180, "msk": 180, "est": -300,
+                  "edt": -240, "pst": -480, "pdt": -420, "mst": -420, "mdt": -360,
+                  "jst": 540, "aest": 600, "aedt": 660}
+# A stated time this far after the message's Date: is still taken as today's: clocks
+# and people round.
+_AHEAD = dt.timedelta(minutes=15)
+
+
+def _zone(name: str | None, home: dt.tzinfo, near: dt.datetime) -> dt.tzinfo | None:
+    if not name:
+        return home
+    m = _OFFSET.fullmatch(name)
+    if m and (name[0] in "+-" or len(name) > 3):
+        minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+        return dt.timezone((-1 if m.group(1) == "-" else 1) * dt.timedelta(minutes=minutes))
+    low = name.lower()
+    for probe in (near, near - dt.timedelta(days=182)):
+        local = probe.astimezone(home)
+        if (local.tzname() or "").lower() == low:
+            return dt.timezone(local.utcoffset() or dt.timedelta(0))
+    if low in _ABBREVIATIONS:
+        return dt.timezone(dt.timedelta(minutes=_ABBREVIATIONS[low]))
+    if "/" in name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return None
+    return None
+
+
+def parse_when(value: str, sent: dt.datetime | None, tz: str = "UTC") -> dt.datetime | None:
+    """The instant a `Started-At:` / `Resolved-At:` value names, aware UTC, or None.
+
+    A date and time is taken in the zone it names, else in `tz`. A time of day alone is
+    the most recent such time at `sent` (the message's Date:), "yesterday 23:10" the day
+    before. Nothing later than `sent` (give or take `_AHEAD`) is accepted: it has not
+    happened yet."""
+    text = value.strip(_EMPHASIS + ".,;")
+    m = _WHEN.fullmatch(text)
+    if m is None:
+        return None
+    home = ZoneInfo(tz)
+    # Only to learn the home zone's own abbreviations (winter and summer): any day will do.
+    near = sent or dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc)
+    zone = _zone(m.group("zone"), home, near)
+    if zone is None:
+        return None
+    try:
+        clock = dt.time(int(m.group("h")), int(m.group("m")), int(m.group("s") or 0))
+        if m.group("date"):
+            day = dt.date(*(int(x) for x in m.group("date").split("-")))
+            when = dt.datetime.combine(day, clock, tzinfo=zone)
+        else:
+            if sent is None:
+                return None  # a time of day needs the day the message was written
+            day = sent.astimezone(zone).date()
+            when = dt.datetime.combine(day, clock, tzinfo=zone)
+            word = (m.group("word") or "").lower()
+            if word == "yesterday":
+                when = dt.datetime.combine(day - dt.timedelta(days=1), clock, tzinfo=zone)
+            elif when > sent + _AHEAD and word != "today":
+                when = dt.datetime.combine(day - dt.timedelta(days=1), clock, tzinfo=zone)
+    except ValueError:
+        return None
+    when = when.astimezone(dt.timezone.utc)
+    if sent is not None and when > sent + _AHEAD:
+        return None
+    return when
+
+
+def _when_examples(sent: dt.datetime | None, tz: str) -> tuple[str, ...]:
+    """What a time field accepts, shown with the message's own date."""
+    if sent is None:
+        return ("09:50", "yesterday 23:10")
+    day = sent.astimezone(ZoneInfo(tz))
+    return ("09:50", "yesterday 23:10", f"{day.date().isoformat()} 08:00 {day.tzname()}")
+
+
+def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
+                sent: dt.datetime | None = None) -> tuple[Fields, set[int]]:
+    """Fields stated in the new lines; and the indexes of every line read as a field.
+    `sent` is the message's Date:, which a time of day in `Started-At:` is relative to."""
     read: list[tuple[FieldLine, str]] = []  # (line, internal field name)
     consumed: set[int] = set()
     misspelled: list[tuple[str, str]] = []
@@ -269,6 +367,9 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
             if result is None:
                 continue
             choices = ()
+        elif field in _TIMES:
+            result = parse_when(value, sent, lang.timezone)
+            choices = _when_examples(sent, lang.timezone)
         elif field in _PEOPLE:
             result = _person(value, sender)
             if result is None:
@@ -296,10 +397,12 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = ""
         customer_impact=state.get("customer_impact"),  # type: ignore[arg-type]
         services=state.get("services"),  # type: ignore[arg-type]
         postmortem_owner=state.get("postmortem_owner"),  # type: ignore[arg-type]
+        started_at=state.get("started_at"),  # type: ignore[arg-type]
+        resolved_at=state.get("resolved_at"),  # type: ignore[arg-type]
         invalid=tuple(invalid.values()) + tuple(role_invalid),
         lines=tuple(fl for fl, _ in read),
         misspelled=tuple(misspelled),
-        as_meant=read_fields(meant_lines, lang, sender)[0] if meant_lines else None,
+        as_meant=read_fields(meant_lines, lang, sender, sent=sent)[0] if meant_lines else None,
     ), consumed
 
 

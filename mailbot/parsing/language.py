@@ -38,6 +38,7 @@ class Language:
     severities: tuple[str, ...] = DEFAULT_SEVERITIES
     phases: tuple[str, ...] = DEFAULT_PHASES
     roles: tuple[str, ...] = DEFAULT_ROLES
+    timezone: str = "UTC"  # the zone of a `Started-At:` / `Resolved-At:` that names none
 
     def __post_init__(self) -> None:
         # Normalise once so every reader can compare without re-casing.
@@ -53,6 +54,7 @@ class Language:
             prefix=config.list.incident_prefix,
             severities=tuple(s.name for s in config.severities),
             phases=tuple(config.phases),
+            timezone=config.schedule.timezone,
         )
 
 

@@ -37,10 +37,19 @@ from dataclasses import dataclass, field
 
 from mailbot.models import Attachment
 from mailbot.parsing.htmltext import html_to_text
+from mailbot.parsing.reports import find_report
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 2 * 1024 * 1024  # characters of body text read for fields; the rest is cut
+# Body text given to quote stripping and field reading (docs/limits.md): fields live in
+# the first part of the new text, so the start is all that is analysed. The raw message
+# is still stored whole.
+MAX_TEXT = 256 * 1024  # characters
+MAX_TEXT_LINES = 20_000
+# Lines of a message given to the stdlib parser, which holds every line as an object
+# (~80 bytes each: 3 million soft line breaks took 250 MB). A 10 MB message of base64 has
+# 135,000 lines; what lies beyond the cut is not read (nor listed as attachments).
+MAX_LINES = 200_000
 MAX_ATTACHMENT_TEXT = 1024 * 1024  # characters kept of a text attachment
 MAX_DEPTH = 30  # MIME nesting we follow; deeper parts are ignored (and reported)
 # Header characters decoded. The stdlib's decode_header is quadratic in the number of
@@ -60,6 +69,8 @@ class MimeMail:
     """What the MIME layer could read; plain data for the next stages."""
 
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # The same headers as written: unfolded, no RFC 2047 decoding (identity is read here).
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
     subject: str = ""
     message_id: str = ""
     key: str = ""
@@ -75,6 +86,7 @@ class MimeMail:
     body: str = ""
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    report: str = ""  # the delivery-report format of its text (reports.py), "" if none
 
 
 # ---------------------------------------------------------------- text decoding
@@ -175,6 +187,17 @@ def _cap_header_lines(raw: bytes, defects: list[str]) -> bytes:
         cut = head.index(b"\n", cut + 1)
     defects.append(f"more than {MAX_HEADER_LINES} header lines; the rest were ignored")
     return head[:cut + 1] + b"\r\n" + body
+
+
+def _cap_lines(raw: bytes, defects: list[str]) -> bytes:
+    """`raw` cut after MAX_LINES lines (see MAX_LINES)."""
+    if raw.count(b"\n") <= MAX_LINES:
+        return raw
+    cut = -1
+    for _ in range(MAX_LINES):
+        cut = raw.index(b"\n", cut + 1)
+    defects.append(f"more than {MAX_LINES} lines; the rest was not read")
+    return raw[:cut + 1]
 
 
 def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
@@ -382,7 +405,8 @@ def read_mime(raw: bytes) -> MimeMail:
     """Everything the MIME layer can read from `raw`; never raises."""
     out = MimeMail()
     msg: email.message.Message | None
-    raw = _cap_header_lines(raw, out.defects)
+    whole = raw  # the dedupe key covers the whole body
+    raw = _cap_lines(_cap_header_lines(raw, out.defects), out.defects)
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # RecursionError on absurd nesting, mostly
@@ -394,12 +418,13 @@ def read_mime(raw: bytes) -> MimeMail:
             msg = BytesHeaderParser().parsebytes(_split_raw(raw)[0] + b"\n\n")
         except Exception:
             msg = None
-        _stdlib_fill(out, _read_headers(out, msg, raw))
+        _stdlib_fill(out, _read_headers(out, msg, whole))
         out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
         return out
 
-    first = _read_headers(out, msg, raw)
+    first = _read_headers(out, msg, whole)
     out.content_type = msg.get_content_type()
+    out.report = find_report(msg)
 
     texts: list[str] = []
     try:
@@ -446,6 +471,7 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
         except Exception:
             decoded = ""
         out.headers.append((name.lower().strip(), decoded))
+        out.raw_headers.append((name.lower().strip(), _raw_value(value)))
     first: dict[str, str] = {}
     for name, value in out.headers:
         first.setdefault(name, value)
@@ -463,11 +489,13 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
 
 def _stdlib_fill(out: MimeMail, first: dict[str, str]) -> None:
     """The stdlib's reading of what mail-parser could not read (or was not asked to);
-    `first`: the first value of each decoded header, as `_read_headers` returned it."""
-    if not out.from_address:
-        out.from_name, out.from_address = _stdlib_address(first.get("from", ""))
-    out.to = out.to or _stdlib_addresses(first.get("to", ""))
-    out.cc = out.cc or _stdlib_addresses(first.get("cc", ""))
+    `first`: the first value of each decoded header, as `_read_headers` returned it.
+    Addresses are read from the raw values (`_first_raw`), never from `first`."""
+    raw = _first_raw(out)
+    if not out.from_address and "from" in raw:
+        out.from_name, out.from_address = _author(_stdlib_pairs(raw["from"]), out.defects)
+    out.to = out.to or _stdlib_addresses(raw.get("to", ""))
+    out.cc = out.cc or _stdlib_addresses(raw.get("cc", ""))
     if out.date is None:
         try:
             date = email.utils.parsedate_to_datetime(first.get("date", ""))
@@ -476,20 +504,70 @@ def _stdlib_fill(out: MimeMail, first: dict[str, str]) -> None:
             out.date = None
 
 
-def _stdlib_address(value: str) -> tuple[str, str]:
+def _raw_value(value: object) -> str:
+    """A header value as written: unfolded, raw 8-bit read as UTF-8, control characters
+    blanked, cut at MAX_HEADER; encoded words left encoded."""
+    text = _unsurrogate(str(value))[:MAX_HEADER]
+    if not text.isprintable():  # folds, tabs, controls; most values have none
+        text = _CONTROL.sub(" ", _FOLD.sub("", text))
+    return text.strip()
+
+
+def _first_raw(out: MimeMail) -> dict[str, str]:
+    """The first raw value of each address header (From, To, Cc)."""
+    first: dict[str, str] = {}
+    for name, value in out.raw_headers:
+        if name in ("from", "to", "cc"):
+            first.setdefault(name, value)
+    return first
+
+
+def _stdlib_pairs(value: str) -> list[tuple[str, str]]:
     try:
-        name, addr = email.utils.parseaddr(value)
+        return email.utils.getaddresses([value])
     except Exception:
-        return "", ""
-    return one_line(name), (one_line(addr).lower() if "@" in addr else "")
+        return []
 
 
 def _stdlib_addresses(value: str) -> tuple[str, ...]:
+    return tuple(a for _, a in _mailboxes(_stdlib_pairs(value)))
+
+
+def _mailboxes(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(display name, address) of each usable mailbox a parser read from a raw address
+    header. The address comes from the raw value and only then is the name decoded: an
+    encoded word may hold text like "<alice@example.com>" that, decoded first, would pass
+    for the address (RFC 2047 section 5 keeps encoded words out of addresses)."""
+    out = []
+    for name, addr in pairs:
+        addr = one_line(addr or "").lower()
+        if "@" not in addr or "=?" in addr:
+            continue
+        name = one_line(decode_header_value(name or ""))
+        out.append(("" if name.lower() == addr else name, addr))
+    return out
+
+
+def _author(pairs: list[tuple[str, str]], defects: list[str]) -> tuple[str, str]:
+    """The one mailbox of a From-like header; ("", "") when it names none or several
+    (several authors, or an ambiguous header: nobody can say which one wrote)."""
+    found = _mailboxes(pairs)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        defects.append(f"From names {len(found)} mailboxes; no single author")
+    return "", ""
+
+
+def read_mailbox(value: str) -> tuple[str, str]:
+    """(display name, lower-case address) of the single mailbox in a raw address header
+    value such as From or X-Original-From; ("", "") when there is not exactly one."""
     try:
-        pairs = email.utils.getaddresses([value])
-    except Exception:
-        return ()
-    return tuple(one_line(a).lower() for _, a in pairs if "@" in a)
+        from mailparser.utils import get_addresses
+        pairs = get_addresses(_raw_value(value), decode_names=False)
+    except Exception:  # noqa: BLE001 - an unusable install or header: the stdlib reads it
+        pairs = _stdlib_pairs(_raw_value(value))
+    return _author(pairs, [])
 
 
 def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
@@ -510,12 +588,12 @@ def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
         return False
     try:
         first: dict[str, object] = {}
-        # Address values as MailParser takes them (`items()`: a header with 8-bit bytes
-        # comes as an email.header.Header), the date as written (`raw_items()`).
-        for name, value in msg.items():
-            key = name.lower()
-            if key in ("from", "to", "cc") and key not in first:
-                first[key] = value
+        # Addresses from the raw values (encoded words still encoded, see `_mailboxes`),
+        # the date as written (`raw_items()`).
+        raw_first = _first_raw(out)
+        for key in ("from", "to", "cc"):
+            if key in raw_first:
+                first[key] = raw_first[key]
         for name, value in msg.raw_items():
             if name.lower() == "date":
                 first["date"] = value
@@ -525,15 +603,11 @@ def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
             if key not in first:
                 continue
             diagnostics: list[dict] = []
-            pairs = get_addresses(first[key], defects=diagnostics, decode_names=True)
+            pairs = get_addresses(first[key], defects=diagnostics, decode_names=False)
             if key == "from":
-                senders = [(n, a) for n, a in pairs if a and "@" in a]
-                if senders:
-                    name = "" if senders[0][0] == senders[0][1] else senders[0][0]
-                    out.from_name = one_line(name)
-                    out.from_address = one_line(senders[0][1]).lower()
+                out.from_name, out.from_address = _author(pairs, out.defects)
             else:
-                found[key] = tuple(one_line(a).lower() for _, a in pairs if a and "@" in a)
+                found[key] = tuple(a for _, a in _mailboxes(pairs))
             for d in diagnostics:
                 out.defects.append(one_line(f"AddressHeaderDefect: {key}: {d.get('reason')}")
                                    [:200])

@@ -5,16 +5,20 @@ The order is the policy, in one table: the first rule that decides wins.
     loops       auto-replies, bounces, our own mail echoed back  -> ignore, silently
     senders     strangers, failed DKIM, mail not via the list   -> ignore, silently
     routing     status request, declaration, postmortem, follow-up or plain chatter
+    answers     a reply to a postmortem reminder with its sections is the postmortem
+    comments    a follow-up that states no field at all is a comment, not an error
     enforcement a follow-up must carry severity, phase and commander
+    stepback    a block pasted back from an older mail is not applied
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from mailbot.config import Config
 from mailbot.models import Decision, Incident, ParsedMail
-from mailbot.rules import enforcement, loops, routing, senders
+from mailbot.rules import answers, comments, enforcement, loops, routing, senders, stepback
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,20 @@ class Facts:
     in_incident_thread: bool = False  # it replies in an incident's thread (known when the
     # subject names no incident, or carries [DECLARE])
     own_message: bool = False  # its Message-ID is one mailbot generated
+    answers: str = ""  # the kind of mailbot mail nearest in its thread ("reminder_postmortem")
+    # The incident's severity, phase and commander as the message it replies to showed
+    # them (recorded when that message was processed or sent), when known.
+    replied_state: Mapping[str, str | None] | None = None
 
 
 CHAIN = (
     loops.check_loops,
     senders.check_sender,
     routing.route,
+    answers.answer_reminder,
+    comments.check_comment,
     enforcement.enforce,
+    stepback.check_step_back,
 )
 
 

@@ -1,10 +1,12 @@
-"""A good declaration says six things; list what this one left out (it still opens)."""
+"""A good declaration says what, how bad, how far along, who leads, where, who else, and
+whether customers are affected; list what this one left out (it still opens)."""
 
 from __future__ import annotations
 
 from mailbot.models import Incident
 
-# (item, how people call it) in the order the acknowledgement lists them.
+# (item, how people call it) in the order the acknowledgement lists them. The name is
+# older than the seventh item (customer impact: it decides whether a liaison is needed).
 SIX_ITEMS = (
     ("summary", "what the issue is (Summary:)"),
     ("severity", "its severity (Severity:)"),
@@ -12,6 +14,7 @@ SIX_ITEMS = (
     ("commander", "who manages it (Commander:)"),
     ("channel", "where the team coordinates (Channel:)"),
     ("roles", "who else is involved and as what (Roles:)"),
+    ("customer_impact", "whether customers are affected (Customer-Impact: yes or no)"),
 )
 
 

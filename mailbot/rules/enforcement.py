@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import re
 from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Decision, InvalidField, ParsedMail
 from mailbot.rules.postmortem import split_sections
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ def stated(mail: ParsedMail) -> dict[str, object]:
     roles = dict(f.roles)
     commander = f.commander or roles.pop("commander", None) or roles.pop("ic", None)
     for name in ("severity", "phase", "channel", "summary", "impact", "customer_impact",
-                 "services", "postmortem_owner"):
+                 "services", "postmortem_owner", "started_at"):
         value = getattr(f, name)
         if value is not None:
             values[name] = value
@@ -39,13 +41,28 @@ def stated(mail: ParsedMail) -> dict[str, object]:
     return values
 
 
+def meant_value(invalid: InvalidField) -> str | None:
+    """The valid value a misspelled one is close to ("identifed" -> "identified"), for
+    fields whose values are words; None when nothing is close enough to say so."""
+    if invalid.field != "phase" or not invalid.valid:
+        return None  # "SEV9" is close to "SEV1" as text: no guess about severities
+    words = re.findall(r"[a-z]+", invalid.value.lower())
+    if not words:
+        return None
+    close = difflib.get_close_matches(words[0], invalid.valid, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def enforce(mail: ParsedMail, facts: "Facts", config: Config,
             decision: Decision | None) -> Decision | None:
     if decision is None or decision.action != "update":
         return None
     values = stated(mail)
-    missing = tuple(name for name in REQUIRED if name not in values)
     invalid = mail.fields.invalid
+    # A field written with a value not understood is reported once, as not understood,
+    # not a second time as missing.
+    missing = tuple(name for name in REQUIRED if name not in values and
+                    name not in {i.field for i in invalid})
     if missing or invalid:
         parts = []
         if missing:

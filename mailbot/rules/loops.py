@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from mailbot.config import Config
 from mailbot.models import Decision, ParsedMail
+from mailbot.parsing.reports import PHRASE_ONLY
 
 if TYPE_CHECKING:
     from mailbot.rules import Facts
@@ -16,10 +17,28 @@ _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
 _BOUNCE_LOCALPARTS = ("mailer-daemon", "postmaster")
 _COMMENT = re.compile(r"\([^()]*\)")
 _AUTOREPLY_SUBJECT = re.compile(
-    r"\s*(?:automatic reply|auto(?:matic)?[- ]?reply|out of (?:the )?office(?: reply)?|"
+    r"\s*(?:automatic reply|auto(?:matic)?[- ]?reply|"
+    r"out of (?:the )?office(?: auto-?reply| reply)?|"
     r"automatische antwort|abwesenheitsnotiz|réponse automatique|respuesta automática|"
-    r"risposta automatica|automatisch antwoord|autosvar|automaattinen vastaus)\s*:",
+    r"risposta automatica|automatisch antwoord|autosvar|automaattinen vastaus|"
+    # Latvian Exchange: "Ārpus biroja atrašanās automātiskā atbilde:", often unaccented.
+    r"(?:ārpus biroja atrašanās |arpus biroja atrasanas )?automātiskā atbilde|"
+    r"(?:arpus biroja atrasanas )?automatiska atbilde)\s*:",
     re.IGNORECASE)
+# RFC 3834 names Precedence only to say it is not standard; these two values are only
+# ever written by programs. ("bulk" and "list" are not telling here: lists stamp every
+# post with them, people's included.)
+_AUTOMATIC_PRECEDENCE = ("junk", "auto_reply")
+# A list's own machinery: Mailman's -bounces and -request addresses (Mailman 3's "awaits
+# moderator approval" notice comes from -bounces; Mailman 2's says X-List-Administrivia),
+# Majordomo's owner-. Not "-owner": people have role addresses like service-owner@.
+_LIST_MACHINERY = re.compile(r"(?:owner-.+|.+-(?:bounces|request)(?:\+.*)?)")
+# How MTAs title a report, first thing in the subject.
+_REPORT_SUBJECT = re.compile(
+    r"\s*(?:undeliver|undelivered|delivery status notification|returned mail|"
+    r"(?:mail )?delivery (?:failed|failure|problem|notification)|failure notice|"
+    r"mail could not be delivered|non-?deliver|message not delivered|"
+    r"permanent delivery failure|mail system error)", re.IGNORECASE)
 
 
 def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
@@ -43,6 +62,17 @@ def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("ignore", reason=f"bounce (from {local})")
     if mail.content_type == "multipart/report":
         return Decision("ignore", reason="bounce (multipart/report)")
+    # Exchange, GroupWise, MDaemon, qmail, antivirus gateways: no standard header, but
+    # their text is a known report format (GNU Mailman's detectors, parsing/reports.py).
+    if mail.report == PHRASE_ONLY:
+        if _REPORT_SUBJECT.match(mail.subject):
+            return Decision("ignore", reason="bounce (report subject and text)")
+    elif mail.report:
+        return Decision("ignore", reason=f"bounce ({mail.report} report)")
+    if _LIST_MACHINERY.fullmatch(local):
+        return Decision("ignore", reason=f"list notice (from {local})")
+    if (mail.header("x-list-administrivia") or "").strip().lower() == "yes":
+        return Decision("ignore", reason="list notice (X-List-Administrivia)")
     bot = config.list.bot_address
     if mail.from_address == bot:
         return Decision("ignore", reason="our own mail came back")
@@ -54,7 +84,7 @@ def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("ignore", reason="written by a mailbot")
     if facts.own_message:
         return Decision("ignore", reason="our own Message-ID came back")
-    # Lists stamp every post with Precedence: list or bulk, so only junk is telling.
-    if (mail.header("precedence") or "").strip().lower() == "junk":
-        return Decision("ignore", reason="precedence: junk")
+    precedence = (mail.header("precedence") or "").strip().lower()
+    if precedence in _AUTOMATIC_PRECEDENCE:
+        return Decision("ignore", reason=f"precedence: {precedence}")
     return None

@@ -66,7 +66,12 @@ class ListServer:
 def _bot(tmp_path, name: str, port: int, relay: int):
     workdir = tmp_path / name
     workdir.mkdir()
-    config = load(workdir, smtp_port=port, relay_port=relay, extra="")
+    # Both lists rewrite From and keep the author in X-Original-From (used when the list
+    # server munges; an echoing list leaves From alone).
+    rewriting = ", ".join(f'{{address = "incidents-{n}@example.com", '
+                          f'author_header = "X-Original-From"}}' for n in ("a", "b"))
+    config = load(workdir, smtp_port=port, relay_port=relay, extra="",
+                  policy=f"from_rewriting_lists = [{rewriting}]")
     text = config.path.read_text()
     text = text.replace('address = "incidents@example.com"',
                         f'address = "incidents-{name}@example.com"')

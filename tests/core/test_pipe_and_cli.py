@@ -66,8 +66,122 @@ def test_ingest_when_spool_cannot_be_written_asks_mta_to_retry(tmp_path):
     eml = tmp_path / "d.eml"
     eml.write_bytes(message("[DECLARE] x", DECLARATION_BODY, message_id="t@x"))
     out = run("ingest", str(eml), "--config", str(cfg))
-    assert out.returncode in (73, 75), out.stderr
+    assert out.returncode == 75, out.stderr  # 73 is a hard bounce (Postfix: dsn=5.2.0)
     assert b"Traceback" not in out.stderr
+    checked = run("check-config", "--config", str(cfg))
+    assert checked.returncode == 73 and b"spool" in checked.stderr, checked.stderr
+    assert checked.stderr.count(b"\n") == 1
+
+
+# ---------------------------------------------------------------- operator mistakes never bounce
+
+
+@pytest.mark.parametrize("mistake", ["no config", "bad key", "bad services", "templates dir",
+                                     "storage under a file", "usage"])
+def test_ingest_defers_whatever_the_operator_got_wrong(tmp_path, mistake):
+    """Postfix bounces mail on 64, 73 and 78: ingest says 75 for everything that is not
+    the message's fault, and keeps nothing it could not process."""
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    args = ["ingest", "-", "--config", str(cfg)]
+    if mistake == "no config":
+        args[-1] = str(tmp_path / "typo.toml")
+    elif mistake == "bad key":
+        cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
+    elif mistake == "bad services":
+        services = tmp_path / "services.toml"
+        services.write_text("[[service]\n")
+        cfg.write_text(cfg.read_text().replace(str(REPO / "config" / "services.toml"),
+                                               str(services)))
+    elif mistake == "templates dir":
+        cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{tmp_path / "nope"}"\n')
+    elif mistake == "storage under a file":
+        (tmp_path / "var").write_text("a file where the storage folder should be")
+    elif mistake == "usage":
+        args.insert(1, "--no-such-option")
+    declaration = message("[DECLARE] x", DECLARATION_BODY, message_id="op@x")
+    out = run(*args, stdin=declaration)
+    assert out.returncode == 75, (out.returncode, out.stderr)
+    assert b"Traceback" not in out.stderr
+    spool = tmp_path / "var" / "spool" / "new"
+    assert not spool.is_dir() or not list(spool.iterdir())
+    if mistake != "usage":  # the same mistake outside the pipe keeps its own code
+        other = run("check-config", *args[2:])
+        assert other.returncode in (73, 78), other.stderr
+
+
+def test_usage_errors_outside_ingest_stay_64(tmp_path):
+    assert run("incidents", "--no-such-option").returncode == 64
+
+
+def test_check_config_finds_storage_it_cannot_create(tmp_path):
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    (tmp_path / "var").write_text("a file where the storage folder should be")
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 73, out.stderr
+    assert b"[storage] dir" in out.stderr and out.stderr.count(b"\n") == 1
+    (tmp_path / "var").unlink()
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "var" / "spool").is_dir()  # created, and nothing left behind in it
+    assert not [p for p in (tmp_path / "var").rglob(".check-config*")]
+
+
+def test_relative_paths_are_beside_the_config_file_not_the_working_directory(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    cfg = write_config(conf, smtp_port=free_port())
+    cfg.write_text(cfg.read_text().replace(f'dir = "{conf / "var"}"', 'dir = "data"'))
+    home = tmp_path / "home"  # where a cron job runs
+    home.mkdir()
+    eml = home / "d.eml"
+    eml.write_bytes(message("[DECLARE] from cron", DECLARATION_BODY, message_id="rel@x"))
+    assert run("ingest", str(eml), "--config", str(cfg), cwd=home).returncode == 0
+    assert (conf / "data" / "db" / "hot.json").exists()
+    assert not (home / "data").exists()
+    listed = json.loads(run("incidents", "--json", "--config", "etc/mailbot.toml",
+                            cwd=tmp_path).stdout)
+    assert [i["title"] for i in listed] == ["from cron"]
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.decode().strip() == f"mailbot {version('mailbot')}"
+
+
+def test_a_port_in_use_is_one_line_and_a_sysexits_code(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_config(tmp_path, smtp_port=port)
+        out = run("serve", "--config", str(cfg))
+    err = out.stderr.decode()
+    assert out.returncode == 71, err  # EX_OSERR, as sendmail says when it cannot bind
+    assert err.count("address already in use") == 1 and err.count(str(port)) == 1, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+
+
+def test_templates_dir_overrides_one_file_and_keeps_the_rest(tmp_path):
+    mine = tmp_path / "tpl" / "mail"
+    mine.mkdir(parents=True)
+    original = (REPO / "templates" / "mail" / "ack.txt").read_text()
+    (mine / "ack.txt").write_text(original.replace("{% block body %}",
+                                                   "{% block body %}OUR OWN WORDING\n", 1))
+    assert "OUR OWN WORDING" in (mine / "ack.txt").read_text()
+    cfg = write_config(tmp_path, smtp_port=free_port(), extra='[templates]\ndir = "tpl"\n')
+    assert run("check-config", "--config", str(cfg)).returncode == 0
+    eml = tmp_path / "d.eml"
+    eml.write_bytes(message("[DECLARE] own words", DECLARATION_BODY, message_id="tpl@x"))
+    assert run("ingest", str(eml), "--config", str(cfg)).returncode == 0
+    [ack] = (tmp_path / "var" / "outbox-sent" / "new").iterdir()
+    assert b"OUR OWN WORDING" in ack.read_bytes()
+    shown = run("show", "INC-1", "--config", str(cfg))  # cli/show.txt: the built-in one
+    assert shown.returncode == 0 and b"own words" in shown.stdout
 
 
 def test_a_message_that_breaks_processing_goes_to_failed_and_can_be_rerun(tmp_path):
@@ -234,3 +348,39 @@ def test_retry_all_with_nothing_failed_is_not_an_error(tmp_path):
     out = run("retry", "--all", "--config", str(cfg))
     assert out.returncode == 0 and b"nothing in failed/" in out.stdout
     assert run("retry", "--config", str(cfg)).returncode == 64  # no names, no --all: usage
+
+
+def test_storage_owned_by_someone_else_defers_mail_and_check_config_says_so():
+    """A wrong chown, for real: the storage belongs to root and mailbot runs as nobody."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if not setpriv:  # pragma: no cover
+            pytest.skip("needs setpriv to run as another user")
+        as_user = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        if subprocess.run([*as_user, sys.executable, "-c", "import mailbot"], cwd="/",
+                          capture_output=True).returncode != 0:  # pragma: no cover
+            pytest.skip("nobody cannot run this Python")
+    else:  # pragma: no cover - a normal user cannot write a folder it made read-only
+        as_user = []
+    base = Path(tempfile.mkdtemp(prefix="mailbot-chown-"))
+    try:
+        base.chmod(0o755)
+        cfg = write_config(base, smtp_port=free_port())
+        cfg.chmod(0o644)
+        (base / "var").mkdir(mode=0o555 if not as_user else 0o755)
+        declaration = message("[DECLARE] x", DECLARATION_BODY, message_id="own@x")
+        out = subprocess.run([*as_user, sys.executable, "-m", "mailbot", "ingest", "-",
+                              "--config", str(cfg)], input=declaration, cwd="/",
+                             capture_output=True, timeout=120)
+        assert out.returncode == 75, out.stderr
+        assert b"Permission denied" in out.stderr and out.stderr.count(b"\n") == 1
+        assert list((base / "var").iterdir()) == []
+        checked = subprocess.run([*as_user, sys.executable, "-m", "mailbot", "check-config",
+                                  "--config", str(cfg)], cwd="/", capture_output=True,
+                                 timeout=120)
+        assert checked.returncode == 73 and b"[storage] dir" in checked.stderr
+    finally:
+        shutil.rmtree(base)

@@ -88,12 +88,12 @@ def test_ack_names_the_experts_and_the_services_nobody_knows(daemon, sink):
     body = DECLARATION_BODY.replace("Roles:", "Services: postgres, frobnicator\nRoles:")
     ack = declare(daemon, sink, body=body).message.get_content()
     assert "Experts for the affected services:" in ack
-    assert "  - db: " in ack  # "postgres" is an alias of db
+    assert "  - Grace Liu <grace@example.com>: db on-call" in ack  # "postgres" is db
     assert "No experts known for: frobnicator" in ack
     # All services known: no such line.
     body = DECLARATION_BODY.replace("Roles:", "Services: db\nRoles:")
     ack = declare(daemon, sink, mid="d2@x", body=body).message.get_content()
-    assert "  - db: " in ack and "No experts known" not in ack
+    assert ": db on-call" in ack and "No experts known" not in ack
 
 
 def test_auto_reply_bounce_and_echo_get_nothing(daemon, sink):
@@ -229,9 +229,12 @@ def test_rejection_names_a_misspelled_key_and_keeps_what_was_stated(daemon, sink
          mail_from="bob@example.com")
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]
-    # The subject names the incident by its title, not by the reply's "Re: ..." text.
-    assert got.message["Subject"] == "[INC-1] Not applied (missing severity): Checkout down"
+    # The thread's subject, by the incident's title: a Reply goes to the list (Reply-To),
+    # which must not read "Not applied"; the body's first line says it.
+    assert got.message["Subject"] == "[INC-1] Checkout down"
+    assert got.message["Reply-To"] == "incidents@example.com"
     body = got.message.get_content().replace("\r\n", "\n")
+    assert body.lstrip().startswith("Your update to INC-1 was not applied")
     assert '"sevrity:" (did you mean "Severity:"?)' in body
     # The block to paste back carries what bob did state, the misspelled severity too:
     # pasted back as it is, it is the update he meant.
@@ -253,7 +256,7 @@ def test_what_changed_reads_as_words_and_a_restated_person_is_no_change(daemon, 
     body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
     changed = body.split("What changed:\n", 1)[1].split("\n\n", 1)[0]
     assert "  - services: (none) -> db, api" in changed
-    assert "  - customer_impact: (none) -> no" in changed
+    assert "  - customer impact: (none) -> no" in changed
     assert "commander" not in changed and "[" not in changed and "False" not in changed
     assert daemon.rt.store.get(1).commander == "alice@example.com"
     # Handing over to Bob with his address, then naming him by first name only (or the
@@ -318,7 +321,7 @@ def test_hourly_cap_stops_a_runaway_conversation(make_daemon, sink):
     d = make_daemon(cap=3)
     send(d.port, message("[DECLARE] x", DECLARATION_BODY, message_id="c0@x"))
     for i in range(6):  # six incomplete follow-ups: each would earn a rejection
-        send(d.port, message("Re: [INC-1] x", "no fields", message_id=f"c{i + 1}@x",
+        send(d.port, message("Re: [INC-1] x", "Phase: mitigating", message_id=f"c{i + 1}@x",
                              sender="bob@example.com"), mail_from="bob@example.com")
     settle(d)
     to_bob = [r for r in sink.received if r.rcpt_tos == ["bob@example.com"]]
@@ -344,22 +347,31 @@ def _munged(subject: str, body: str, mid: str, author: str | None,
                    message_id=mid, headers=headers)
 
 
-def test_a_list_that_rewrites_from_is_read_through_to_the_author(daemon, sink):
-    # Mailman's munge_from / Google Groups: From is the list, the author is kept aside.
+REWRITING = ('from_rewriting_lists = [{address = "incidents@example.com", '
+             'author_header = "X-Original-From"}]')
+
+
+def test_a_list_that_rewrites_from_is_read_through_to_the_author(make_daemon, sink):
+    # Google Groups (or Mailman's munge_from set up so): From is the list, the author is
+    # kept in X-Original-From, and the config says so.
+    daemon = make_daemon(policy=REWRITING)
     send(daemon.port, _munged("[DECLARE] Munged", DECLARATION_BODY, "m1@x",
                               "alice@example.com"))
     sink.wait_count(1)
     incident = daemon.rt.store.get(1)
     assert incident.declared_by == "alice@example.com"
     send(daemon.port, _munged("Re: [INC-1] Munged", "Severity: SEV1\n\nworse", "m2@x",
-                              "bob@example.com", header="Reply-To"))
+                              "bob@example.com"))
     got = sink.wait_count(2)[-1]
     assert got.rcpt_tos == ["bob@example.com"]  # the rejection goes to the author
-    # A stranger posting through such a list, and a post whose author is lost, get
-    # nothing and change nothing: the list's own address is never an author.
+    # A stranger posting through such a list, a post whose author is lost, and one whose
+    # author is only in a header this list does not write get nothing and change
+    # nothing: the list's own address is never an author.
     send(daemon.port, _munged("[DECLARE] stranger", DECLARATION_BODY, "m3@x",
                               "mallory@evil.example"))
     send(daemon.port, _munged("[DECLARE] anonymous", DECLARATION_BODY, "m4@x", None))
+    send(daemon.port, _munged("[DECLARE] other header", DECLARATION_BODY, "m5@x",
+                              "bob@example.com", header="Reply-To"))
     settle(daemon)
     assert len(sink.received) == 2
     assert [i.title for i in daemon.rt.store.live_incidents()] == ["Munged"]

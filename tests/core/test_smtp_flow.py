@@ -24,6 +24,7 @@ def test_declaration_is_acknowledged_to_the_list_in_thread(daemon, sink):
     assert "[INC-1]" in msg["Subject"]
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["From"].addresses[0].addr_spec == "mailbot@example.com"
+    assert msg["Reply-To"] == "incidents@example.com"  # a plain Reply reaches the team
     assert msg["Message-ID"] and msg["Date"]
     body = msg.get_content()
     assert "SEV1:" in body and "SEV4:" in body  # the severity definitions travel with it

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from mailbot.parsing import Language
 
-# <repo>/../shared/corpus, used in place (never copied into the repo)
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-TALON = CORPUS / "talon"
-ERP = CORPUS / "email_reply_parser"
+from tests.corpus import ERP, talon_fixtures
+
+# talon's fixtures from its pinned sdist (fetched once, then cached; see tests/corpus.py),
+# email_reply_parser's bodies from tests/data/.
+TALON = talon_fixtures()
 
 LANG = Language(
     prefix="INC",

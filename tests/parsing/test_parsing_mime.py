@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 
 from mailbot.parsing import parse_mail
-from mailbot.parsing.mime import MAX_TEXT
+from mailbot.parsing.mime import MAX_LINES, MAX_TEXT, MAX_TEXT_LINES
 from parsing_corpus import LANG
 
 
@@ -167,6 +167,20 @@ def test_size_guard_truncates_for_field_reading():
     assert p.fields.phase is None  # beyond the cut
     assert any(str(MAX_TEXT) in d for d in p.defects)
     assert p.size == len(msg(BASIC, body))
+
+
+def test_line_guards_bound_what_is_analysed():
+    # Fields on top are read; what lies beyond each cut is not, and the defect says so.
+    top = b"Severity: SEV2\r\n"
+    text_lines = parse_mail(msg(BASIC, top + b"\r\n" * MAX_TEXT_LINES + b"Phase: resolved\r\n"),
+                            LANG)
+    assert text_lines.fields.severity == "SEV2" and text_lines.fields.phase is None
+    assert any(str(MAX_TEXT_LINES) in d for d in text_lines.defects)
+    raw_lines = msg(BASIC, top + b"=\r\n" * MAX_LINES + b"Phase: resolved\r\n")
+    p = parse_mail(raw_lines, LANG)
+    assert p.fields.severity == "SEV2" and p.fields.phase is None
+    assert any(str(MAX_LINES) in d for d in p.defects)
+    assert p.size == len(raw_lines)
 
 
 def test_format_flowed_is_unwrapped():

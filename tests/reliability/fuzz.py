@@ -7,9 +7,8 @@ message length, so the same ops apply to any seed message and shrink well."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+from tests.corpus import ERP, talon_fixtures  # real mail: see tests/corpus.py
 
 TOKENS = [
     b"\r\n", b"\n", b"\r", b"\x00", b"\t", b" ", b"\xff", b"\xed\xa0\x80", b"\xc3", b"\x80",
@@ -32,15 +31,16 @@ TOKENS = [
 
 def seeds() -> list[bytes]:
     """The corpus as whole messages: talon's .eml files; email_reply_parser bodies wrapped."""
-    out = [p.read_bytes() for p in sorted((CORPUS / "talon" / "standard_replies").glob("*.eml"))]
-    for p in sorted((CORPUS / "talon").glob("*.eml")):
+    talon = talon_fixtures()
+    out = [p.read_bytes() for p in sorted((talon / "standard_replies").glob("*.eml"))]
+    for p in sorted(talon.glob("*.eml")):
         out.append(p.read_bytes())
-    for p in sorted((CORPUS / "email_reply_parser").glob("*.txt")):
+    for p in sorted(ERP.glob("*.txt")):
         body = p.read_bytes()
         out.append(b"From: Alice <alice@example.com>\r\nTo: incidents@example.com\r\n"
                    b"Subject: Re: [INC-1] " + p.stem.encode() + b"\r\n"
                    b"Message-ID: <" + p.stem.encode() + b"@corpus>\r\n\r\n" + body)
-    assert len(out) >= 30, f"corpus missing at {CORPUS}"
+    assert len(out) >= 30, f"corpus missing at {talon} and {ERP}"
     return out
 
 

@@ -25,7 +25,8 @@ from tests.core.support import free_port, load
 EVIL = "{{ 7*7 }} {% if 1 %}yes{% endif %} <script>alert(1)</script> &amp;"
 CRLF_BCC = "=?utf-8?q?x=0D=0ABcc=3A_evil=40evil.example=0D=0A=0D=0Abody?="
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
-HEADER = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+HEADER = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To",
+          "References",
           "Auto-Submitted", "X-Auto-Response-Suppress", "X-Loop", "X-Mailbot-Kind",
           "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition")
 

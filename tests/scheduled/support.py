@@ -38,9 +38,10 @@ role = "owner"
 
 def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = "",
                  postmortem: str = "", digest_time: str = "09:00",
-                 leadership_severities: str = '["SEV1", "SEV2"]') -> Path:
+                 leadership_severities: str = '["SEV1", "SEV2"]',
+                 services: str = SERVICES_TOML) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "services.toml").write_text(SERVICES_TOML, encoding="utf-8")
+    (tmp / "services.toml").write_text(services, encoding="utf-8")
     text = f"""
 [list]
 address = "{LIST}"
@@ -91,13 +92,14 @@ _seq = itertools.count(1)
 
 def message(subject: str, body: str = "", *, sender: str = "alice@example.com",
             message_id: str | None = None, in_reply_to: str | None = None,
-            attachments: tuple[tuple[str, str, str], ...] = ()) -> bytes:
+            attachments: tuple[tuple[str, str, str], ...] = (),
+            date: str = "Tue, 24 Mar 2026 10:00:00 +0000") -> bytes:
     """A list message as a person would send it."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = LIST
     msg["Subject"] = subject
-    msg["Date"] = "Tue, 24 Mar 2026 10:00:00 +0000"
+    msg["Date"] = date
     msg["Message-ID"] = f"<{message_id or f'm{next(_seq)}'}@example.com>"
     if in_reply_to:
         msg["In-Reply-To"] = f"<{in_reply_to}>"

@@ -130,11 +130,11 @@ def test_one_incident_shows_everything_the_contract_names(bot, sink):
     check_text(mail, 1)
     text = mail.text
     assert '<script>alert("x")</script> & checkout "down"' in text  # text is not escaped
-    assert ("phase mitigating, commander ic1@example.com, open 3h00m, last update 2h30m ago"
+    assert ("phase mitigating, commander ic1@example.com, open 3h, last update 2h 30m ago"
             in text)
-    assert "!! STALE: no accepted update for 2h30m" in text
+    assert "!! STALE: no accepted update for 2h 30m" in text
     assert "NO CUSTOMER LIAISON" not in text
-    assert "experts: Olga Petrova <olga@example.com> (checkout on-call)" in text
+    assert "experts: Olga Petrova <olga@example.com>: checkout on-call" in text
     tree = parse_html(mail.html)
     [row] = tree.find("tr", "incident")
     assert "stale" in row[1]["class"].split() and row[1]["id"] == "INC-1"
@@ -314,7 +314,7 @@ def save_and_screenshot(html: str, name: str) -> Path | None:
 
 
 def test_postmortem_due_date_is_the_proposed_review_even_across_a_weekend(make_bot):
-    from mailbot.digest import review_start
+    from mailbot.timing import review_start
     from mailbot.models import Incident
 
     bot = make_bot()

@@ -253,22 +253,52 @@ def test_a_postmortem_for_an_incident_still_open_is_refused_and_changes_nothing(
     assert incident.resolved_at is None and incident.rejected_count == 1
 
 
-def test_a_postmortem_sent_as_a_reply_without_the_tag_is_pointed_at_the_tag(make_bot):
+def test_a_postmortem_sent_as_a_reply_without_the_tag_is_reviewed(make_bot):
+    # A reply to "Postmortem due" whose thread link was lost (only the subject says what
+    # it answers): it is plainly the postmortem, so it is reviewed as one.
     bot = make_bot(digest_time="23:30")
     _resolved_incident(bot)
     bot.clock.set(utc(2026, 3, 26, 9, 0))
     bot.receive(message("Re: [INC-1] Postmortem due: Checkout failing",
                         GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
     [reply] = bot.sink.take(1)
-    assert reply.kind == "rejection" and reply.rcpt_tos == ["bob@example.com"]
-    assert "This looks like the postmortem for INC-1" in reply.text
-    assert "[POSTMORTEM] [INC-1] Checkout failing" in reply.text
-    assert bot.incident(1).status == "resolved"
-    # An ordinary incomplete follow-up gets no such hint.
-    bot.receive(message("Re: [INC-1] Checkout failing", "Still looking at it.",
-                        sender="bob@example.com"))
-    [plain] = bot.sink.take(1)
-    assert plain.kind == "rejection" and "looks like the postmortem" not in plain.text
+    assert reply.kind == "postmortem_ack" and reply.rcpt_tos == [LIST]
+    assert bot.incident(1).status == "closed"
+
+
+def test_a_reply_to_the_postmortem_reminder_is_the_postmortem(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    bot.tick(utc(2026, 3, 23, 11, 5))  # the first postmortem reminder
+    [reminder] = bot.sink.take(1)
+    assert reminder.kind == "reminder_postmortem"
+    reminder_id = reminder.message["Message-ID"].strip("<>")
+    # Only two sections, as a first draft: reviewed (and sent back) as a postmortem, not
+    # refused as a follow-up without severity.
+    draft = GOOD_POSTMORTEM.format(soon=SOON)
+    draft = draft[:draft.index("## Impact")] + draft[draft.index("## Action items"):]
+    bot.clock.set(utc(2026, 3, 24, 9, 0))
+    bot.receive(message("Re: [INC-1] Postmortem due: Checkout failing", draft,
+                        sender="bob@example.com", in_reply_to=reminder_id))
+    [reply] = bot.sink.take(1)
+    assert reply.kind == "postmortem_rejection" and reply.rcpt_tos == ["bob@example.com"]
+    assert "Impact" in reply.text and "Severity" not in reply.text.split("-- ")[0]
+    # The whole postmortem, in the same thread: accepted, the incident closes.
+    bot.receive(message("Re: [INC-1] Postmortem due: Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com",
+                        in_reply_to=reminder_id))
+    [ack] = bot.sink.take(1)
+    assert ack.kind == "postmortem_ack" and bot.incident(1).status == "closed"
+    # "I will send it Friday" in the reminder's thread is no postmortem: a comment.
+    bot2 = make_bot(name="bot2", digest_time="23:30")
+    _resolved_incident(bot2)
+    bot2.tick(utc(2026, 3, 23, 11, 5))
+    [reminder] = bot2.sink.take(1)
+    bot2.receive(message("Re: [INC-1] Postmortem due", "I will send it on Friday.",
+                         sender="bob@example.com",
+                         in_reply_to=reminder.message["Message-ID"].strip("<>")))
+    assert bot2.incident(1).timeline[-1].kind == "comment"
+    assert bot2.incident(1).status == "resolved"
 
 
 def test_action_items_as_a_markdown_table():

@@ -36,6 +36,7 @@ def test_stale_reminder_goes_to_the_commander_once_per_interval(bot, sink):
     assert reminder.subject.startswith("[INC-1] Update needed")
     assert reminder.message["In-Reply-To"] == "<root@example.com>"
     assert reminder.message["Auto-Submitted"] == "auto-generated"
+    assert reminder.message["Reply-To"] == LIST  # the commander's Reply reaches the team
     # The pre-filled block to paste back, and the severity definitions at the end.
     assert "Severity: SEV2\nPhase: investigating\nCommander: alice@example.com" in \
         reminder.text
@@ -178,3 +179,18 @@ def test_fold_keeps_short_lines_whole():
     assert fold("UID:x") == b"UID:x\r\n"
     folded = fold("X:" + "a" * 200)
     assert [len(p) for p in folded.split(b"\r\n")[:-1]] == [75, 75, 54]  # 202 octets: 75 + (1 + 74) + (1 + 53)
+
+
+def test_an_incident_without_severity_is_chased_at_the_strictest_cadence(bot, sink):
+    bot.clock.set(utc(2026, 3, 23, 9, 0))
+    body = declaration("SEV2").replace("Severity: SEV2\n", "")
+    bot.receive(message("[DECLARE] Checkout failing", body, message_id="root"))
+    assert sink.take(1)[0].kind == "ack"
+    bot.tick(utc(2026, 3, 23, 9, 29))
+    assert sink.unread() == []
+    bot.tick(utc(2026, 3, 23, 9, 30))  # SEV1's 30 minutes, not SEV4's day
+    [reminder] = sink.take(1)
+    assert reminder.kind == "reminder_stale"
+    assert "It has no severity yet, so it is chased as the most severe level is" in \
+        reminder.text
+    assert "every\n30m, until an update states one" in reminder.text

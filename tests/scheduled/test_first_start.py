@@ -1,0 +1,53 @@
+"""The first start of a new install after digest_time does not mail the list a "no open
+incidents" digest at once: that slot was due before mailbot was there. A store with a
+history still gets a digest it missed while down (test_schedule.py has the restart)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.scheduled.support import utc
+from tests.scheduled.test_tick import kinds
+
+
+def _midnight_config(tmp_path):
+    """The digest is due at 00:00 UTC: always in the past when the test runs."""
+    return write_config(tmp_path, smtp_port=free_port(),
+                        extra='[schedule]\ntimezone = "UTC"\ndigest_time = "00:00"\n')
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailbot", *args], input=stdin,
+                          capture_output=True, cwd=REPO, timeout=120)
+
+
+def test_the_first_tick_of_an_empty_store_after_digest_time_sends_no_digest(tmp_path):
+    cfg = _midnight_config(tmp_path)
+    out = run("tick", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    sent = tmp_path / "var" / "outbox-sent" / "new"
+    assert not sent.exists() or kinds(tmp_path) == []
+    assert run("tick", "--config", str(cfg)).returncode == 0  # nor on the next minute
+    assert not sent.exists() or kinds(tmp_path) == []
+
+
+def test_a_store_with_history_still_gets_the_digest_it_missed(tmp_path):
+    cfg = _midnight_config(tmp_path)
+    declared = run("ingest", "-", "--config", str(cfg),
+                   stdin=message("[DECLARE] before the upgrade", DECLARATION_BODY,
+                                 message_id="h1@x"))
+    assert declared.returncode == 0, declared.stderr
+    assert run("tick", "--config", str(cfg)).returncode == 0
+    assert sorted(kinds(tmp_path)) == ["ack", "digest"]
+
+
+def test_a_new_install_gets_its_first_digest_the_next_day(make_bot, sink):
+    bot = make_bot()  # digest at 09:00 Europe/Berlin, 08:00 UTC
+    assert "job:digest:2026-03-23" not in bot.tick(utc(2026, 3, 23, 10, 0))
+    bot.close()
+    again = make_bot()  # a restart the same day changes nothing
+    assert "job:digest:2026-03-23" not in again.tick(utc(2026, 3, 23, 11, 0))
+    assert "job:digest:2026-03-24" in again.tick(utc(2026, 3, 24, 8, 0))
+    assert [m.kind for m in sink.received] == ["digest"]
