@@ -70,7 +70,7 @@ def wait_until(predicate, what: str, timeout: float = WAIT, detail=lambda: ""):
 DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 # The documented installation paths, replaced by the test's own.
 DOC_PORT = "8025"
-DOC_COMMAND = "/opt/mailbot/bin/mailbot ingest --config /etc/mailbot/mailbot.toml -"
+DOC_COMMAND = "/opt/mailbot/.venv/bin/mailbot ingest --config /etc/mailbot/mailbot.toml -"
 DOC_USER = "user=mailbot"
 
 

@@ -132,7 +132,7 @@ def pipe_python(user: str, workdir: Path) -> str:
     The pipe transport runs mailbot as an unprivileged user; the interpreter running the
     tests may live where that user cannot go (pyenv under /root). Then a virtual
     environment is made from a system Python of the same version that reuses this one's
-    packages, the way /opt/mailbot (docs/install.md) is readable by the `mailbot` user."""
+    packages, the way /opt/mailbot/.venv (docs/install.md) is readable by the `mailbot` user."""
     entry = pwd.getpwnam(user)
 
     def runs(python: str) -> bool:
@@ -334,12 +334,11 @@ def test_pipe_with_postfix_default_null_sender_still_ignores_a_bounce(make_postf
     assert incidents(python, config_path, user=PIPE_USER) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailbot ingest exits 73 (storage it cannot open) or 78 (config), which Postfix's "
-    "pipe takes as permanent and bounces; PRODUCT.md wants 75 so the MTA retries"))
 @pytest.mark.parametrize("mistake", ["storage not writable", "config missing"])
 def test_pipe_operator_mistake_defers_and_the_mail_is_processed_once_fixed(
         make_postfix, bot_dir, mistake):
+    """Postfix bounces the mail when a pipe exits 73 or 78: an operator's mistake must
+    make `mailbot ingest` say 75 instead, so the mail waits in Postfix's queue."""
     python = pipe_python(PIPE_USER, bot_dir)
     config_path = bot_dir / "mailbot.toml"
     postfix = make_postfix(Route.pipe(PIPE_USER, [python, "-m", "mailbot", "ingest",
