@@ -497,6 +497,10 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
     if "return-path" in first:
         rp = first["return-path"].strip()
         addr = email.utils.parseaddr(rp)[1] if rp not in ("<>", "") else ""
+        # Postfix's pipe(8) writes the null sender as "MAILER-DAEMON" (no domain) unless
+        # the transport sets null_sender=: that is a bounce's empty envelope too.
+        if addr.lower() == "mailer-daemon":
+            addr = ""
         out.envelope_sender = one_line(addr)
     out.in_reply_to = message_ids(first.get("in-reply-to", ""))
     out.references = message_ids(" ".join(v for n, v in out.headers if n == "references"))

@@ -320,9 +320,6 @@ def test_pipe_route_gives_mailbot_the_envelope_sender_and_the_ack_reaches_the_pe
     wait_outbox_empty(python, config_path, user=PIPE_USER)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Postfix's pipe writes the null sender as Return-Path: <MAILER-DAEMON> unless "
-    "null_sender= is set; mailbot reads that as an ordinary sender (parsing/mime.py)"))
 def test_pipe_with_postfix_default_null_sender_still_ignores_a_bounce(make_postfix, bot_dir):
     postfix, python, config_path = pipe_setup(make_postfix, bot_dir, null_sender=False)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+import pytest
+
 from mailbot.parsing import parse_mail
 from mailbot.parsing.mime import MAX_LINES, MAX_TEXT, MAX_TEXT_LINES
 from parsing_corpus import LANG
@@ -48,6 +50,16 @@ def test_envelope_sender_from_first_return_path():
     assert p.envelope_sender == ""
     p = parse_mail(msg("Return-Path: <Bounce@Lists.example.com>\n" + BASIC, b"hi"), LANG)
     assert p.envelope_sender == "Bounce@Lists.example.com"
+
+
+@pytest.mark.parametrize("value", ["<MAILER-DAEMON>", "<mailer-daemon>", "MAILER-DAEMON"])
+def test_postfix_pipes_null_sender_is_the_null_sender(value):
+    # Postfix's pipe(8) default null_sender: a bounce's empty envelope, written as a name.
+    p = parse_mail(msg(f"Return-Path: {value}\n" + BASIC, b"hi"), LANG)
+    assert p.envelope_sender == ""
+    # A real mailbox whose local part happens to be mailer-daemon keeps its address.
+    p = parse_mail(msg("Return-Path: <MAILER-DAEMON@mx.example.com>\n" + BASIC, b"hi"), LANG)
+    assert p.envelope_sender == "MAILER-DAEMON@mx.example.com"
 
 
 def test_key_without_message_id_survives_redelivery():
