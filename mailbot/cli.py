@@ -409,7 +409,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
 def _common_options(after_command: bool) -> argparse.ArgumentParser:
     """--config, -v and --debug, accepted before and after the command. After it, they
     have no default: a subparser's default would overwrite the value given before the
-    command (`mailbot --config X incidents` used to read config/mailbot.toml)."""
+    command, and `mailbot --config X incidents` would read config/mailbot.toml."""
     unset = {"default": argparse.SUPPRESS} if after_command else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", **unset,

@@ -179,8 +179,8 @@ class Daemon:
                      rt.config.smtp.host, rt.config.smtp.port)
         self._start_thread("worker", self._work)
         # Rescan the queue every 2 s, not only on our own wake-ups: `mailbot outbox resend`
-        # runs in another process and cannot set our event (a re-sent mail used to wait up
-        # to 30 s; found by tests/reliability/test_relay_faults.py).
+        # runs in another process and cannot set our event, and a re-sent mail would wait
+        # for the next retry timer (tests/reliability/test_relay_faults.py).
         self._start_thread("outbox", lambda: rt.outbox.run(self.stop, idle=2.0))
         scheduler = rt.extras.get("scheduler")
         if scheduler is not None:

@@ -186,12 +186,12 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
 # ---------------------------------------------------------------- closed-incident summary
 
 
-def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[str, Any]:
+def sync_closed(store: "Store", now: dt.datetime) -> dict[str, Any]:
     """The recently closed incidents and their action items, as the digest shows them.
 
     The store keeps a summary of every closure in the commit that closes the incident
     (`Store.recently_closed`), so this reads no closed incident's file: its cost does not
-    grow with history. `save` is kept for callers; there is nothing left to save.
+    grow with history.
     """
     closed, items = [], []
     for c in store.recently_closed():
@@ -207,9 +207,9 @@ def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[
 # ---------------------------------------------------------------- the mail
 
 
-def collect_digest(rt: "Runtime", now: dt.datetime, *, save: bool = True) -> DigestView:
+def collect_digest(rt: "Runtime", now: dt.datetime) -> DigestView:
     """The digest as of `now`, from the store."""
-    closed = sync_closed(rt.store, now, save=save)
+    closed = sync_closed(rt.store, now)
     return build_digest(rt.config, now, rt.store.live_incidents(), closed,
                         rt.planner.experts_for)
 
@@ -295,7 +295,7 @@ def run_digest_command(rt: "Runtime", send: bool) -> int:
     config = rt.config
     slot = today_slot(config, now)
     if not send:
-        view = collect_digest(rt, now, save=False)
+        view = collect_digest(rt, now)
         sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
         return 0
     if not rt.lock.acquire():

@@ -7,7 +7,7 @@ A Maildir-like layout under `<storage>/spool/`:
     new/     accepted: fsync'd, renamed in, directory fsync'd -> only now may ingress say 250
     failed/  processing raised: the message plus `<name>.error` with the traceback
 
-A message leaves `new/` only after its effects are committed (the pipeline calls `done`).
+A message leaves `new/` only after its effects are committed (the pipeline calls `done_many` for its group).
 """
 
 from __future__ import annotations
@@ -110,12 +110,8 @@ class Spool:
         source = rest.rsplit(".", 1)[-1]
         return SpooledMail(name=name, path=path, raw=raw, received_at=received, source=source)
 
-    def done(self, name: str) -> None:
-        """The message's effects are committed: forget it."""
-        remove_durably(self.new / name)
-
     def done_many(self, names: list[str]) -> None:
-        """`done` for several messages, with one directory sync."""
+        """The messages' effects are committed: forget them, with one directory sync."""
         removed = False
         for name in names:
             try:

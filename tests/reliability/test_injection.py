@@ -96,7 +96,7 @@ def test_template_html_and_header_injection_in_every_field(tmp_path):
 
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
     assert send_stale_reminder(rt, incident, later) == 1
-    digest = compose_digest(rt, collect_digest(rt, later, save=False), "job:digest:inj")
+    digest = compose_digest(rt, collect_digest(rt, later), "job:digest:inj")
 
     mails = [*queued(rt), digest]
     kinds = sorted(m.kind for m in mails)
