@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from mailbot import incidents as usecases
+from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.models import Change, Decision, Incident, OutgoingMail, ParsedMail
+from mailbot.models import Change, Decision, Incident, OutgoingMail, Page, ParsedMail
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import meant_value, stated
 from mailbot.rules.stepback import phase_step_back, state_of
 from mailbot.rules.senders import unmunge
+from mailbot.services import ServiceDirectory
 from mailbot.store import Store
 from mailbot.timing import severity_rank
 
@@ -54,8 +56,10 @@ class Planner:
         *,
         experts_for: Callable[[Iterable[str]], list[Any]] | None = None,
         unknown_services: Callable[[Iterable[str]], list[str]] | None = None,
+        directory: ServiceDirectory | None = None,
     ) -> None:
         self.config = config
+        self.directory = directory if directory is not None else ServiceDirectory()
         self.store = store
         self.composer = composer
         self.experts_for = experts_for or (lambda services: [])
@@ -112,8 +116,33 @@ class Planner:
         plan.index[mail.key] = {"outcome": decision.action}
         handler = getattr(self, "_on_" + decision.action.replace("-", "_"))
         handler(plan, received)
+        # A message from someone paged for the incident answers the page (no escalation).
+        plan.incidents = [paging.record_answer(i, mail.from_address, received, self.directory)
+                          if i.pages else i for i in plan.incidents]
         self._cap(plan, received)
         return plan
+
+    def _page(self, plan: Plan, incident: Incident, received: dt.datetime
+              ) -> tuple[Incident, list[OutgoingMail], list[Page]]:
+        """The pages a `Page:` field asks for: recorded on `incident`, their mails capped
+        (paging.py). A page still waiting for an answer is not sent again."""
+        targets = plan.mail.fields.page or ()
+        if not targets:
+            return incident, [], []
+        pages: list[Page] = []
+        for target in targets:
+            for page in paging.resolve_pages(target, self.directory, self.config,
+                                             self.composer.may_mail, received):
+                if page.sent_to and paging.waiting(incident, target, page.person):
+                    continue
+                pages.append(page)
+        root = incident.root_message_id or plan.mail.message_id
+        mails = paging.compose_pages(
+            self.composer, self.mail_context(incident), pages, plan.mail.key, received, root,
+            escalate_after=paging.escalation_delay(self.config, incident.severity))
+        pages, mails = paging.cap_pages(self, pages, mails, received)
+        incident = paging.with_pages(incident, pages, received, plan.mail.from_address)
+        return incident, mails, pages
 
     def _link(self, plan: Plan, incident_id: int) -> None:
         # Each message of the thread keeps the state it showed (the incident as it was
@@ -174,6 +203,7 @@ class Planner:
     def _on_declare(self, plan: Plan, received: dt.datetime) -> None:
         incident_id = self.store.allocate_id()
         incident = usecases.declare(incident_id, plan.mail, received, self.config.phases[0])
+        incident, page_mails, pages = self._page(plan, incident, received)
         plan.incidents.append(incident)
         plan.next_incident_id = incident_id + 1
         plan.changes = incident.timeline[-1].changes
@@ -187,7 +217,8 @@ class Planner:
                     gaps=declaration_gaps(incident, assumed=self._assumed(plan.mail)),
                     gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid,
                     meant=_meant_values(plan.mail), prefill=prefill,
-                    misspelled=plan.mail.fields.misspelled)
+                    misspelled=plan.mail.fields.misspelled, pages=pages)
+        plan.outgoing.extend(page_mails)
         self._link(plan, incident_id)
 
     def _assumed(self, mail: ParsedMail) -> tuple[str, ...]:
@@ -198,6 +229,7 @@ class Planner:
         assert plan.facts.incident is not None
         before = plan.facts.incident
         incident, changes, transition = usecases.apply_followup(before, plan.mail, received)
+        incident, page_mails, pages = self._page(plan, incident, received)
         plan.incidents.append(incident)
         plan.changes = changes
         phase_back = None
@@ -208,7 +240,9 @@ class Planner:
                     author=plan.mail.from_address, narrative=plan.mail.narrative,
                     excerpt=excerpt(plan.mail.narrative, _ACK_EXCERPT_LINES),
                     phase_back=phase_back, gaps=(), gap_labels=dict(SIX_ITEMS), invalid=(),
-                    meant={}, prefill=None, misspelled=plan.mail.fields.misspelled)
+                    meant={}, prefill=None, misspelled=plan.mail.fields.misspelled,
+                    pages=pages)
+        plan.outgoing.extend(page_mails)
         self._link(plan, incident.id)
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
@@ -310,9 +344,12 @@ class Planner:
         first = bool(sender) and sender not in plan.facts.incident.comment_noted
         incident = usecases.record_comment(plan.facts.incident, plan.mail, received,
                                            noted=first)
+        # "Page: db" alone is a comment (it changes no field) that still pages.
+        incident, page_mails, _ = self._page(plan, incident, received)
         plan.incidents.append(incident)
         if first:
             self._reply(plan, "comment_note", [sender], incident, received)
+        plan.outgoing.extend(page_mails)
         self._link(plan, incident.id)
 
     def _on_archive(self, plan: Plan, received: dt.datetime) -> None:
