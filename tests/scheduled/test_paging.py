@@ -177,3 +177,17 @@ def test_page_alone_in_a_reply_is_a_comment_that_pages(bot, sink):
     kinds = {m.kind: m for m in sink.take(len(sink.unread()))}
     assert kinds["page"].rcpt_tos == [PAGER]
     assert bot.incident(1).timeline[-1].kind == "paged"
+
+
+def test_acks_name_whoever_is_on_call_at_the_time(bot, sink):
+    bot.clock.set(T0)  # Olga's week
+    bot.receive(message("[DECLARE] Checkout failing", declaration("SEV2"), message_id="root"))
+    [ack] = sink.take(1)
+    assert "  - Olga Petrova <olga@example.com>: checkout on-call\n" in ack.text
+    assert f"  - Kim Contractor <{CONTRACTOR}>: checkout rotation\n" in ack.text
+    # Monday 30 March 09:00 in Berlin (07:00 UTC, summer time since Sunday): Kim's week.
+    bot.clock.set(utc(2026, 3, 30, 7, 0))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="identified"),
+                        in_reply_to="root@example.com"))
+    update = [m for m in sink.take(len(sink.unread())) if m.kind == "ack"][0]
+    assert f"On call: checkout: Kim Contractor <{CONTRACTOR}>" in update.text
