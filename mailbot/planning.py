@@ -27,7 +27,7 @@ from mailbot.rules.stepback import phase_step_back, state_of
 from mailbot.rules.senders import unmunge
 from mailbot.services import ServiceDirectory
 from mailbot.store import Store
-from mailbot.timing import severity_rank
+from mailbot.timing import severity_rank, stale_after
 
 
 @dataclass
@@ -219,7 +219,35 @@ class Planner:
                     meant=_meant_values(plan.mail), prefill=prefill,
                     misspelled=plan.mail.fields.misspelled, pages=pages)
         plan.outgoing.extend(page_mails)
+        self._customer_statement(plan, None, incident, received)
         self._link(plan, incident_id)
+
+    def _customer_statement(self, plan: Plan, before: Incident | None, incident: Incident,
+                            received: dt.datetime) -> None:
+        """A draft customer update to the liaison alone, for a customer-affecting incident:
+        at its declaration, and when its severity or phase changes or a liaison is named."""
+        if not self.config.oncall.customer_statement or not incident.customer_impact:
+            return
+        liaisons = [p for r, p in incident.roles.items()
+                    if r.startswith("liaison") or r == "customer-liaison"]
+        addresses = [a for a in (paging.address_in(p) for p in liaisons) if a]
+        if not addresses:
+            return
+        if before is None:
+            reason = "the incident was declared"
+        else:
+            was = [f for f in ("severity", "phase") if getattr(before, f) != getattr(incident, f)]
+            if was:
+                reason = " and ".join(f"its {f} is now {getattr(incident, f)}" for f in was)
+            elif not before.customer_impact:
+                reason = "it now affects customers"
+            elif set(addresses) - {paging.address_in(p) for r, p in before.roles.items()
+                                   if r.startswith("liaison") or r == "customer-liaison"}:
+                reason = "you were named liaison"
+            else:
+                return
+        self._reply(plan, "customer_statement", addresses, incident, received, reason=reason,
+                    next_update=received + stale_after(self.config, incident.severity))
 
     def _assumed(self, mail: ParsedMail) -> tuple[str, ...]:
         """Items a declaration did not state that mailbot filled with a default."""
@@ -243,6 +271,7 @@ class Planner:
                     meant={}, prefill=None, misspelled=plan.mail.fields.misspelled,
                     pages=pages)
         plan.outgoing.extend(page_mails)
+        self._customer_statement(plan, before, incident, received)
         self._link(plan, incident.id)
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
