@@ -4,7 +4,8 @@ on call (their pager address, else their normal one), and escalation when nobody
 Takes the incident a declaration, an accepted follow-up or a comment is about, and the
 directory; hands back the incident with its pages recorded (`Incident.pages`, a timeline
 entry) and the page mails, which the planner caps and commits with the message. The
-escalation sweep (`paging_jobs`, every minute) commits its own pages, keyed by
+reminders' sweep (every minute) escalates through `escalate_pages`, committing its pages
+keyed by
 `job:page-escalation:<id>:<target>:<level>` so a repeated sweep sends nothing twice.
 
 Who may be paged: people in the directory (to their pager address) and allowed senders
@@ -26,7 +27,6 @@ from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail, Page, TimelineEntry
 from mailbot.rules.senders import is_allowed
-from mailbot.scheduler import Every, Job, Slot
 from mailbot.services import Expert, ServiceDirectory
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SWEEP = dt.timedelta(minutes=1)
 FIRST, NEXT_IN_TURN, OWNER = 0, 1, 2
 
 
@@ -169,11 +168,6 @@ def cap_pages(planner: Any, pages: list[Page], mails: list[OutgoingMail], now: d
 # ---------------------------------------------------------------- escalation
 
 
-def paging_jobs(config: Config) -> list[Job]:
-    """The escalation sweep, every minute."""
-    return [Job("page-escalation", Every(SWEEP), send_page_escalations)]
-
-
 def escalation_delay(config: Config, severity: str | None) -> dt.timedelta | None:
     """How long a page waits for an answer before the next one, or None: no escalation."""
     minutes = config.oncall.escalate_after_minutes
@@ -206,28 +200,25 @@ def next_pages(incident: Incident, target: str, directory: ServiceDirectory,
     return [_page_for(target, e, service.name, OWNER, now, may_mail) for e in owners]
 
 
-def send_page_escalations(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
-    """One sweep: escalate every unanswered page whose wait is over. Returns pages sent."""
+def escalate_pages(rt: "Runtime", incident: Incident, now: dt.datetime) -> int:
+    """Page the next people for each unanswered page of `incident` whose wait is over
+    (called by the reminders' sweep). Returns the pages sent."""
+    delay = escalation_delay(rt.config, incident.severity)
+    if incident.status != "open" or not incident.pages or delay is None:
+        return 0
     sent = 0
-    for incident in rt.store.live_incidents():
-        if incident.status != "open" or not incident.pages:
+    for target in dict.fromkeys(p.target.lower() for p in incident.pages):
+        group = [p for p in incident.pages if p.target.lower() == target]
+        if any(p.answered_at for p in group):
             continue
-        delay = escalation_delay(rt.config, incident.severity)
-        if delay is None:
+        latest = max(group, key=lambda p: (p.level, p.at))
+        if now < latest.at + delay:
             continue
-        targets = dict.fromkeys(p.target.lower() for p in incident.pages)
-        for target in targets:
-            group = [p for p in incident.pages if p.target.lower() == target]
-            if any(p.answered_at for p in group):
-                continue
-            latest = max(group, key=lambda p: (p.level, p.at))
-            if now < latest.at + delay:
-                continue
-            key = f"job:page-escalation:{incident.id}:{target}:{latest.level}"
-            if rt.store.is_processed(key):
-                continue
-            sent += _escalate(rt, incident, group[0].target, key, now)
-            incident = rt.store.get(incident.id) or incident
+        key = f"job:page-escalation:{incident.id}:{target}:{latest.level}"
+        if rt.store.is_processed(key):
+            continue
+        sent += _escalate(rt, incident, group[0].target, key, now)
+        incident = rt.store.get(incident.id) or incident
     return sent
 
 

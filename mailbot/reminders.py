@@ -16,6 +16,8 @@ so a sweep repeated after a crash finds it done and sends nothing twice.
                   after resolution, then every [postmortem] reminder_days; to the
                   postmortem owner and the commander, leadership in Cc for
                   `leadership_severities`; carries the template and a review invitation.
+    pages         an unanswered page (paging.py) goes to the next in the rotation, then
+                  the owners, after [oncall] escalate_after_minutes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Iterable
 
+from mailbot import paging
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
@@ -52,6 +55,8 @@ def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
     for incident in rt.store.live_incidents():
         if incident.status == "open":
             sent += send_stale_reminder(rt, incident, now)
+            if incident.pages:
+                sent += paging.escalate_pages(rt, rt.store.get(incident.id) or incident, now)
         elif incident.status == "resolved":
             sent += send_postmortem_reminder(rt, incident, now)
     return sent

@@ -209,9 +209,8 @@ class Scheduler:
 
 
 def build_scheduler(rt: "Runtime") -> Scheduler:
-    """The scheduler with every job mailbot runs: the digest, the reminders and the
-    escalation of unanswered pages."""
-    from mailbot import digest, paging, reminders
+    """The scheduler with every job mailbot runs: the digest and the reminders (which
+    escalate unanswered pages too)."""
+    from mailbot import digest, reminders
 
-    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config),
-                          *paging.paging_jobs(rt.config)])
+    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config)])

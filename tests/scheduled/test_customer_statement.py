@@ -3,9 +3,16 @@ affecting incident, and again when its severity or phase changes."""
 
 from __future__ import annotations
 
+import pytest
+
 from .support import LIST, declaration, message, state, utc
 
 LIAISON = "carol@example.com"
+
+
+@pytest.fixture
+def bot(make_bot):
+    return make_bot(oncall="customer_statement = true", digest_time="23:30")
 
 
 def _declare(bot, extra=f"Liaison: {LIAISON}\n"):
@@ -44,6 +51,13 @@ def test_the_liaison_alone_gets_a_draft_refreshed_on_severity_or_phase(bot, sink
     assert "We have identified the cause and are working on a fix." in text
     assert "Next update: by 2026-03-23 11:10 CET" in text  # SEV1: 30 minutes
     assert LIAISON not in ack.rcpt_tos
+
+
+def test_no_draft_when_turned_off(make_bot, sink):
+    bot = make_bot("off", oncall="customer_statement = false")
+    _declare(bot)
+    assert [m.kind for m in sink.take(1)] == ["ack"]
+    assert sink.unread() == []
 
 
 def test_no_draft_without_customer_impact_or_liaison(bot, sink):
