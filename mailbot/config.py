@@ -26,7 +26,7 @@ REQUIRED_TEMPLATES = (
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
-    "mail/page.txt", "mail/customer_statement.txt", "cli/oncall.txt", "site/declare.txt",
+    "mail/page.txt", "mail/customer_statement.txt", "mail/directory_review.txt", "cli/oncall.txt", "site/declare.txt",
 )
 
 
