@@ -65,7 +65,7 @@ def test_page_goes_to_the_pager_of_whoever_is_on_call_and_the_ack_says_so(bot, s
     first = page.text.splitlines()[0]
     assert first == "INC-1 SEV1: checkout returns 500. Channel: #inc-checkout."
     assert "You are paged as checkout on call" in page.text
-    assert "within 10m, mailbot pages the next person in the rotation" in page.text
+    assert "within 10m, mailbot pages the next in turn, then the owner." in page.text
     assert page.message["Reply-To"] == LIST
     assert page.message["In-Reply-To"] == "<root@example.com>"
     assert page.message["Auto-Submitted"] == "auto-generated"
