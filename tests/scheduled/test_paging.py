@@ -191,3 +191,16 @@ def test_acks_name_whoever_is_on_call_at_the_time(bot, sink):
                         in_reply_to="root@example.com"))
     update = [m for m in sink.take(len(sink.unread())) if m.kind == "ack"][0]
     assert f"On call: checkout: Kim Contractor <{CONTRACTOR}>" in update.text
+
+
+def test_an_escalation_is_not_repeated_after_a_restart(make_bot, sink):
+    bot = make_bot(digest_time="23:30", services=SERVICES)
+    _declare(bot)
+    bot.tick(utc(2026, 3, 23, 9, 10))
+    assert [m.rcpt_tos for m in sink.take(3) if m.kind == "page"] == [[PAGER], [CONTRACTOR]]
+    bot.close()
+    again = make_bot()  # the same storage, a new process
+    again.tick(utc(2026, 3, 23, 9, 11))
+    again.tick(utc(2026, 3, 23, 9, 19))
+    assert sink.unread() == []
+    assert [p.level for p in again.incident(1).pages] == [0, 1]
