@@ -334,9 +334,10 @@ class Incident:
 
     @property
     def paged_addresses(self) -> frozenset[str]:
-        """Everyone paged for this incident, by their address and the one paged: they may
-        write to its thread like allowed senders."""
-        return frozenset(a for p in self.pages for a in (p.person, p.sent_to) if a)
+        """Everyone mailbot paged for this incident, by their address and the one paged:
+        they may write to its thread like allowed senders. A refused page (an address
+        outside the directory and the allowed senders) lets nobody in."""
+        return frozenset(a for p in self.pages if p.sent_to for a in (p.person, p.sent_to))
 
     def ref(self, prefix: str = "INC") -> str:
         return f"{prefix}-{self.id}"

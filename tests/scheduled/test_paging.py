@@ -143,6 +143,10 @@ def test_pages_outside_the_directory_and_allowed_senders_are_refused(bot, sink):
     assert mails[1].rcpt_tos == ["tara@example.com"]
     bot.tick(utc(2026, 3, 23, 9, 29))  # a page to a person does not escalate
     assert sink.unread() == []
+    # Naming a stranger in `Page:` does not let them write to the incident.
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="resolved"),
+                        sender="mallory@evil.example.net", in_reply_to="root@example.com"))
+    assert bot.incident(1).status == "open" and sink.unread() == []
 
 
 def test_pages_obey_the_hourly_cap_per_address(tmp_path, make_bot, sink):
