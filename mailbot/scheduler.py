@@ -209,8 +209,7 @@ class Scheduler:
 
 
 def build_scheduler(rt: "Runtime") -> Scheduler:
-    """The scheduler with every job mailbot runs: the digest and the reminders (which
-    escalate unanswered pages too)."""
+    """The scheduler with every job mailbot runs: the digest and the reminders."""
     from mailbot import digest, reminders
 
     return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config)])
