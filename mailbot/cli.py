@@ -239,6 +239,41 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
+def cmd_oncall(args: argparse.Namespace, config: Config) -> int:
+    import datetime as dt
+
+    from mailbot.compose import make_environment
+    from mailbot.oncall import on_call_at
+    from mailbot.services import load_services
+
+    directory = load_services(config.services_file)
+    tz = config.schedule.tz
+    at = dt.datetime.now(dt.timezone.utc)
+    if args.at:
+        try:
+            at = dt.datetime.fromisoformat(args.at.strip())
+        except ValueError:
+            raise CommandError(f"--at {args.at!r}: not a date and time (2026-12-24 10:00, "
+                               f"in [schedule] timezone {config.schedule.timezone}, or "
+                               "with an offset: 2026-12-24T10:00+01:00)", Exit.USAGE) from None
+        at = (at if at.tzinfo else at.replace(tzinfo=tz)).astimezone(dt.timezone.utc)
+    names = None
+    if args.service:
+        if directory.resolve(args.service) is None:
+            raise CommandError(f"no service {args.service!r} in {config.services_file}",
+                               Exit.DATAERR)
+        names = [args.service]
+    entries = on_call_at(directory, at, names, weeks=args.weeks)
+    if args.json:
+        json.dump({"at": at.isoformat(), "services": [e.to_json() for e in entries]},
+                  sys.stdout, indent=2)
+        print()
+        return Exit.OK
+    env = make_environment(config.templates_dir)
+    print(env.get_template("cli/oncall.txt").render(entries=entries, at=at, tz=tz), end="")
+    return Exit.OK
+
+
 def cmd_failed(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config)
     names = rt.spool.failed_names()
@@ -452,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p = add("show", cmd_show, "one incident with its timeline")
     p.add_argument("ref", metavar="INC-n")
+    p.add_argument("--json", action="store_true")
+    p = add("oncall", cmd_oncall, "who is on call now (or --at TIME) and next, per service")
+    p.add_argument("service", nargs="?", metavar="SERVICE")
+    p.add_argument("--at", metavar="TIME", help="a local date and time ([schedule] "
+                   "timezone) or ISO 8601 with an offset")
+    p.add_argument("--weeks", type=int, default=1, help="with --json: this many shifts")
     p.add_argument("--json", action="store_true")
     p = add("digest", cmd_digest, "print the daily digest, or --send it now")
     p.add_argument("--send", action="store_true")

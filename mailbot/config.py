@@ -27,6 +27,7 @@ REQUIRED_TEMPLATES = (
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
+    "mail/page.txt", "mail/customer_statement.txt", "mail/directory_review.txt", "cli/oncall.txt", "site/declare.txt",
 )
 
 
@@ -219,6 +220,17 @@ class PostmortemConfig:
 
 
 @dataclass(frozen=True)
+class OnCallConfig:
+    # Minutes a page waits for an answer from the paged side before the next in turn is
+    # paged (then the owner), for these severities; an incident without one counts as the
+    # strictest. 0: pages never escalate.
+    escalate_after_minutes: int = 10
+    escalate_severities: tuple[str, ...] = ("SEV1", "SEV2")
+    review_after_days: int = 90  # a directory entry older than this is flagged; 0: never
+    customer_statement: bool = True  # draft customer updates for the liaison
+
+
+@dataclass(frozen=True)
 class PublishConfig:
     dir: Path | None = None  # set: `serve` republishes after each change
     url: str = ""  # where the site is served; set: every mail links to the incident's page
@@ -241,6 +253,7 @@ class Config:
     services_file: Path
     log_level: str = "INFO"
     templates_dir: Path = field(default_factory=builtin_templates_dir)
+    oncall: OnCallConfig = field(default_factory=OnCallConfig)
 
     def severity(self, name: str) -> Severity | None:
         for sev in self.severities:
@@ -261,7 +274,7 @@ DEFAULT_PHASES = ("investigating", "identified", "mitigating", "monitoring", "re
 
 _KNOWN: dict[str, set[str]] = {
     "": {"list", "ingress", "outbound", "storage", "policy", "severity", "phases",
-         "schedule", "postmortem", "publish", "services", "logging", "templates"},
+         "schedule", "postmortem", "publish", "services", "logging", "templates", "oncall"},
     "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
     "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
@@ -283,6 +296,8 @@ _KNOWN: dict[str, set[str]] = {
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
     "publish": {"dir", "url"},
+    "oncall": {"escalate_after_minutes", "escalate_severities", "review_after_days",
+               "customer_statement"},
     "services": {"file"},
     "logging": {"level"},
     "templates": {"dir"},
@@ -621,6 +636,17 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
     publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
 
+    t = raw.get("oncall", {})
+    _check_keys("oncall", t)
+    oncall = OnCallConfig(
+        escalate_after_minutes=_get(t, "oncall", "escalate_after_minutes", int, 10,
+                                    minimum=0),
+        escalate_severities=tuple(s.upper() for s in _get(
+            t, "oncall", "escalate_severities", list, ["SEV1", "SEV2"])),
+        review_after_days=_get(t, "oncall", "review_after_days", int, 90, minimum=0),
+        customer_statement=_get(t, "oncall", "customer_statement", bool, True),
+    )
+
     t = raw.get("services", {})
     _check_keys("services", t)
     services_file = _beside(path, _get(t, "services", "file", str, "services.toml"))
@@ -655,6 +681,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         services_file=services_file,
         log_level=level,
         templates_dir=templates_dir,
+        oncall=oncall,
     )
 
 

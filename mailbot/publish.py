@@ -40,6 +40,7 @@ from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import Incident
+from mailbot.oncall import WEEKS_SHOWN, on_call_at
 from mailbot.services import Expert, ServiceDirectory
 from mailbot.timing import aware, is_stale, severity_rank
 
@@ -179,6 +180,12 @@ class _Site:
             person_parts=self.person_parts,
             horizon_days=config.postmortem.action_item_horizon_days,
         )
+        # On call now and the weeks ahead (the site is static), declare links, review age.
+        self.env.globals.update(
+            oncall={e.service: e for e in on_call_at(directory, now, weeks=WEEKS_SHOWN)},
+            declare_href=self.declare_href, review_age=self.review_age,
+            review_after_days=config.oncall.review_after_days, now=now,
+        )
 
     # ------------------------------------------------------------ writing
 
@@ -290,6 +297,21 @@ class _Site:
         sev = self.config.severity(name) if name else None
         return f"sev sev-{sev.rank}" if sev is not None and sev.rank <= 4 else "sev sev-x"
 
+    def declare_href(self, service: str = "") -> str:
+        """A mailto: link that opens a declaration to the list, the fields to fill in."""
+        body = self.env.get_template("site/declare.txt").render(service=service)
+        subject = f"[DECLARE] {service}: " if service else "[DECLARE] "
+        return declare_mailto(self.config.list.address, subject, body)
+
+    def review_age(self, service: Any) -> int | None:
+        """Days since `service`'s entry was reviewed when that is past [oncall]
+        review_after_days, else None."""
+        limit = self.config.oncall.review_after_days
+        if limit <= 0 or service.reviewed is None:
+            return None  # an entry without a date is not flagged: unknown is not old
+        days = (self.now.astimezone(self.tz).date() - service.reviewed).days
+        return days if days > limit else None
+
     def person_name(self, value: str | None) -> str:
         """The directory's name for an address, or "" when it knows none."""
         if not value:
@@ -368,6 +390,13 @@ def is_url(value: Any) -> bool:
 
 def mailto_href(address: str) -> str:
     return "mailto:" + quote(address.strip(), safe="@.+-_!$'*=^`{|}~")
+
+
+def declare_mailto(address: str, subject: str, body: str) -> str:
+    """RFC 6068: every reserved character percent-encoded, line breaks as %0D%0A."""
+    body = body.replace("\r\n", "\n").replace("\n", "\r\n")
+    return (mailto_href(address) + "?subject=" + quote(subject, safe="")
+            + "&body=" + quote(body, safe=""))
 
 
 def _ts(when: dt.datetime | None) -> float:

@@ -53,10 +53,11 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "postmortem_owner": ("postmortem-owner", "post-mortem-owner"),
     "started_at": ("started-at", "start-time", "began-at"),
     "resolved_at": ("resolved-at", "end-time", "ended-at"),
+    "page": ("page",),
 }
 _KEY_TO_FIELD = {key: name for name, keys in FIELD_KEYS.items() for key in keys}
 _CONTINUED = {"summary", "impact"}
-_LISTS = {"roles", "services"}
+_LISTS = {"roles", "services", "page"}
 _PEOPLE = {"commander", "postmortem_owner"}
 _TIMES = {"started_at", "resolved_at"}
 
@@ -372,7 +373,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
             word = re.split(r"[\s,.;:!()-]", value.strip(_EMPHASIS).lower(), maxsplit=1)[0]
             result = True if word in _YES else False if word in _NO else None
             choices = ("yes", "no")
-        elif field == "services":
+        elif field in ("services", "page"):
             names: list[str] = []
             for item in _items(value):
                 if item.strip(_EMPHASIS + ".").lower() in _PLACEHOLDERS:
@@ -413,6 +414,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
         customer_impact=state.get("customer_impact"),  # type: ignore[arg-type]
         services=state.get("services"),  # type: ignore[arg-type]
         postmortem_owner=state.get("postmortem_owner"),  # type: ignore[arg-type]
+        page=state.get("page"),  # type: ignore[arg-type]
         started_at=state.get("started_at"),  # type: ignore[arg-type]
         resolved_at=state.get("resolved_at"),  # type: ignore[arg-type]
         invalid=tuple(invalid.values()) + tuple(role_invalid),
