@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-# Real servers the tests use: Dovecot for IMAP ingress, Chromium for the pages.
-APT_PACKAGES := dovecot-imapd openssl chromium fonts-liberation fonts-dejavu-core
+# Real servers the tests use: Dovecot for IMAP ingress, Chromium for the pages, Postfix
+# and swaks for the MTA recipe (docs/deploy.md).
+APT_PACKAGES := dovecot-imapd openssl chromium fonts-liberation fonts-dejavu-core postfix swaks
 
 .PHONY: run test soak bench venv system-packages clean
 
@@ -30,6 +31,8 @@ system-packages:
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root for apt-get (or install:$$missing)"; exit 1; fi; \
 	  export DEBIAN_FRONTEND=noninteractive; \
+	  case "$$missing " in *" postfix "*) \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections;; esac; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 

@@ -1,6 +1,6 @@
 """Publish the site for a few realistic example incidents and screenshot it for the docs.
 
-    .venv/bin/python docs/make_screenshots.py            # -> docs/img/board.png, experts.png
+    .venv/bin/python docs/make_screenshots.py            # -> docs/img/*.png, INC-70's height
     .venv/bin/python docs/make_screenshots.py --site /tmp/site --img /tmp/img
 
 Needs headless Chromium (`apt-get install chromium`). The example incidents are built
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,61 @@ def example_incidents(now: dt.datetime = NOW) -> list[Incident]:
     return [checkout, sso, exports, ci, api_errors, failover, cdn]
 
 
+def one_day_sev1(now: dt.datetime = NOW) -> Incident:
+    """A SEV1 that lasted a day: twelve updates, a stale reminder before each, four
+    rejected follow-ups; the incident page whose length issue 19 measured."""
+    start = now - dt.timedelta(hours=26)
+    t = lambda minutes: start + dt.timedelta(minutes=minutes)  # noqa: E731
+    timeline = [TimelineEntry(
+        "declared", t(0), "alice@example.com", "d@x", t(0),
+        (Change("severity", None, "SEV1"), Change("phase", None, "investigating")),
+        "Orders are not being written; the queue backs up.")]
+    m = 0
+    for i in range(12):
+        m += 35
+        timeline.append(TimelineEntry(
+            "reminder", t(m), "mailbot@example.com",
+            note="stale-update reminder to alice@example.com, incidents@example.com"))
+        if i % 3 == 1:
+            m += 5
+            timeline.append(TimelineEntry(
+                "rejected", t(m), "marco@example.com", f"r{i}@x", t(m), (),
+                "Missing: Phase, Commander. Not applied.",
+                text="Still looking at it, will update soon.\n\nMarco"))
+        m += 60
+        timeline.append(TimelineEntry(
+            "updated", t(m), "alice@example.com", f"u{i}@x", t(m),
+            (Change("phase", "investigating", "mitigating"),) if i == 3 else (),
+            f"Update {i + 1}: replaying the backlog, {10 * i}% done."))
+    timeline.append(TimelineEntry(
+        "resolved", t(m + 30), "alice@example.com", "res@x", t(m + 30),
+        (Change("phase", "mitigating", "resolved"),), "Backlog replayed; orders flowing."))
+    return Incident(
+        id=70, title="Orders not written: queue backlog", status="resolved", severity="SEV1",
+        phase="resolved", commander="Alice Martin <alice@example.com>",
+        roles={"comms": "priya@example.com"}, channel="https://meet.example.com/inc-70",
+        summary="Order writes failed.", impact="No orders for a day.", customer_impact=True,
+        services=("api", "payments"), declared_by="alice@example.com", declared_at=t(0),
+        updated_at=t(m + 30), resolved_at=t(m + 30), rejected_count=4, timeline=timeline)
+
+
+def page_height(page: Path) -> int:
+    """The laid-out height of `page` in px, at the screenshots' width, in Chromium."""
+    probe = page.with_name("height-probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>document.body.setAttribute('data-height', "
+        "document.documentElement.scrollHeight)</script></body>"), encoding="utf-8")
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            dom = subprocess.run(
+                [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                 "--window-size=1280,900", "--dump-dom", probe.as_uri()],
+                check=True, timeout=120, capture_output=True, text=True).stdout
+    finally:
+        probe.unlink()
+    return int(re.search(r'data-height="(\d+)"', dom).group(1))
+
+
 def example_config(workdir: Path) -> Config:
     """The repo's services file with an otherwise default configuration."""
     path = workdir / "mailbot.toml"
@@ -184,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = example_config(Path(tmp))
         directory = load_services(config.services_file)
-        publish_site(args.site, example_incidents(), directory, config, NOW)
+        publish_site(args.site, example_incidents() + [one_day_sev1()], directory, config, NOW)
     args.img.mkdir(parents=True, exist_ok=True)
     site = args.site.resolve()
     screenshot((site / "index.html").as_uri(), args.img / "board.png", "1280,1000")
     screenshot((site / "experts.html").as_uri(), args.img / "experts.png", "1280,1000")
     screenshot((site / "incidents" / "INC-61.html").as_uri(), args.img / "incident.png",
                "1280,1400")
+    day = site / "incidents" / "INC-70.html"
+    height = page_height(day)
+    screenshot(day.as_uri(), args.img / "incident-day.png", f"1280,{height}")
+    print(f"INC-70 (a one-day SEV1) page height: {height} px")
     print(f"site: {site}\nscreenshots: {args.img}")
     return 0
 

@@ -46,7 +46,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mailbot.durable import fsync_dir, read_whole, write_all
+from mailbot.durable import FILE_MODE, fsync_dir, read_whole, write_all
 from mailbot.faults import crash_point
 
 BUCKET_DIGITS = 3  # 16**3 = 4096 buckets
@@ -176,7 +176,7 @@ def _line(key: str, fields: dict[str, Any]) -> bytes:
 def _append(path: str | Path, payload: bytes | bytearray, *, sync: bool) -> bool:
     """Append `payload` in one O_APPEND write (and fsync it if `sync`); with `sync`,
     returns whether the file was empty before (new: its directory entry needs a sync)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         new = sync and os.fstat(fd).st_size == 0
         write_all(fd, payload)

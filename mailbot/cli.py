@@ -7,6 +7,7 @@ import argparse
 import enum
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -85,7 +86,7 @@ def _parse_ref(ref: str, prefix: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.daemon import Daemon, ListenError, StartupError
+    from mailbot.daemon import Daemon, ListenError, StartupError, ThreadDied
 
     _setup_logging(config.log_level, args.verbose)
     rt = _runtime(config)
@@ -96,6 +97,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc), Exit.OSERR) from None
     except StartupError as exc:  # another mailbot holds the storage: try again later
         raise CommandError(str(exc), Exit.TEMPFAIL) from None
+    except ThreadDied as exc:
+        # Non-zero, so that systemd's Restart=on-failure starts the daemon again.
+        raise CommandError(str(exc), Exit.SOFTWARE) from None
     return Exit.OK
 
 
@@ -278,11 +282,13 @@ def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
     if not items:
         print("no incidents" if args.all else "no open incidents (--all lists closed ones)")
         return Exit.OK
+    from mailbot.formatting import fit_person
+
     print(f"{'ID':<10} {'STATUS':<9} {'SEV':<5} {'PHASE':<14} {'COMMANDER':<28} TITLE")
     for i in items:
         flag = " [no liaison]" if i.needs_liaison and i.status != "closed" else ""
         print(f"{i.ref(prefix):<10} {i.status:<9} {i.severity or '-':<5} {i.phase or '-':<14} "
-              f"{(i.commander or '-')[:28]:<28} {i.title}{flag}")
+              f"{fit_person(i.commander or '-', 28):<28} {i.title}{flag}")
     return Exit.OK
 
 
@@ -301,6 +307,41 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     env = make_environment(config.templates_dir, config.storage.template_cache_dir)
     print(env.get_template("cli/show.txt").render(
         incident=incident, ref=incident.ref(prefix), tz=config.schedule.tz), end="")
+    return Exit.OK
+
+
+def cmd_oncall(args: argparse.Namespace, config: Config) -> int:
+    import datetime as dt
+
+    from mailbot.compose import make_environment
+    from mailbot.oncall import on_call_at
+    from mailbot.services import load_services
+
+    directory = load_services(config.services_file)
+    tz = config.schedule.tz
+    at = dt.datetime.now(dt.timezone.utc)
+    if args.at:
+        try:
+            at = dt.datetime.fromisoformat(args.at.strip())
+        except ValueError:
+            raise CommandError(f"--at {args.at!r}: not a date and time (2026-12-24 10:00, "
+                               f"in [schedule] timezone {config.schedule.timezone}, or "
+                               "with an offset: 2026-12-24T10:00+01:00)", Exit.USAGE) from None
+        at = (at if at.tzinfo else at.replace(tzinfo=tz)).astimezone(dt.timezone.utc)
+    names = None
+    if args.service:
+        if directory.resolve(args.service) is None:
+            raise CommandError(f"no service {args.service!r} in {config.services_file}",
+                               Exit.DATAERR)
+        names = [args.service]
+    entries = on_call_at(directory, at, names, weeks=args.weeks)
+    if args.json:
+        json.dump({"at": at.isoformat(), "services": [e.to_json() for e in entries]},
+                  sys.stdout, indent=2)
+        print()
+        return Exit.OK
+    env = make_environment(config.templates_dir)
+    print(env.get_template("cli/oncall.txt").render(entries=entries, at=at, tz=tz), end="")
     return Exit.OK
 
 
@@ -476,7 +517,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
 def _common_options(after_command: bool) -> argparse.ArgumentParser:
     """--config, -v and --debug, accepted before and after the command. After it, they
     have no default: a subparser's default would overwrite the value given before the
-    command (`mailbot --config X incidents` used to read config/mailbot.toml)."""
+    command, and `mailbot --config X incidents` would read config/mailbot.toml."""
     unset = {"default": argparse.SUPPRESS} if after_command else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", **unset,
@@ -547,6 +588,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = add("show", cmd_show, "one incident with its timeline")
     p.add_argument("ref", metavar="INC-n")
     p.add_argument("--json", action="store_true")
+    p = add("oncall", cmd_oncall, "who is on call now (or --at TIME) and next, per service")
+    p.add_argument("service", nargs="?", metavar="SERVICE")
+    p.add_argument("--at", metavar="TIME", help="a local date and time ([schedule] "
+                   "timezone) or ISO 8601 with an offset")
+    p.add_argument("--weeks", type=int, default=1, help="with --json: this many shifts")
+    p.add_argument("--json", action="store_true")
     p = add("digest", cmd_digest, "print the daily digest, or --send it now")
     p.add_argument("--send", action="store_true")
     p = add("publish", cmd_publish, "write the static HTML site")
@@ -572,6 +619,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mailbot.durable import STATE_UMASK
+
+    os.umask(STATE_UMASK)  # before anything is created: see durable.FILE_MODE
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _run(argv)

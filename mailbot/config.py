@@ -7,6 +7,7 @@ environment except `password_env`, and only when a password is actually needed.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import tomllib
@@ -25,6 +26,7 @@ REQUIRED_TEMPLATES = (
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
+    "mail/page.txt", "mail/customer_statement.txt", "mail/directory_review.txt", "cli/oncall.txt", "site/declare.txt",
 )
 
 
@@ -58,11 +60,23 @@ class Severity:
     rank: int  # 1 is the most severe
 
 
+_warned_readable: set[str] = set()
+
+
 def _read_password(section: str, password_file: str, password_env: str) -> str:
     """A secret from a file or an environment variable, read only when needed."""
     if password_file:
         try:
-            return Path(password_file).read_text().strip()
+            secret = Path(password_file).read_text().strip()
+            mode = os.stat(password_file).st_mode & 0o777
+            if mode & 0o004 and password_file not in _warned_readable:
+                # Group access is how the mailbot group reads a root-owned file; others
+                # are every user of the machine.
+                _warned_readable.add(password_file)
+                logging.getLogger("mailbot.config").warning(
+                    "[%s] password_file %s is readable by other users (mode %04o): "
+                    "chmod o-rwx %s", section, password_file, mode, password_file)
+            return secret
         except OSError as exc:
             raise ConfigError(f"[{section}] password_file {password_file}: {exc.strerror}") \
                 from None
@@ -93,6 +107,7 @@ class SmtpIngressConfig:
     port: int = 8025
     protocol: str = "smtp"  # smtp | lmtp
     max_message_size: int = 10 * 1024 * 1024
+    max_connections: int = 16
 
 
 @dataclass(frozen=True)
@@ -224,6 +239,19 @@ class PostmortemConfig:
 
 
 @dataclass(frozen=True)
+class OnCallConfig:
+    """`[oncall]`: paging escalation, directory review, customer statements."""
+
+    # Minutes a page waits for an answer from the paged side before the next in turn is
+    # paged (then the owner), for these severities; an incident without one counts as the
+    # strictest. 0: pages never escalate.
+    escalate_after_minutes: int = 10
+    escalate_severities: tuple[str, ...] = ("SEV1", "SEV2")
+    review_after_days: int = 90  # a directory entry older than this is flagged; 0: never
+    customer_statement: bool = True  # draft customer updates for the liaison
+
+
+@dataclass(frozen=True)
 class PublishConfig:
     """`[publish]`: the static site."""
 
@@ -250,6 +278,7 @@ class Config:
     services_file: Path
     log_level: str = "INFO"
     templates_dir: Path = field(default_factory=builtin_templates_dir)
+    oncall: OnCallConfig = field(default_factory=OnCallConfig)
 
     def severity(self, name: str) -> Severity | None:
         for sev in self.severities:
@@ -270,10 +299,11 @@ DEFAULT_PHASES = ("investigating", "identified", "mitigating", "monitoring", "re
 
 _KNOWN: dict[str, set[str]] = {
     "": {"list", "ingress", "outbound", "storage", "policy", "severity", "phases",
-         "schedule", "postmortem", "publish", "services", "logging", "templates"},
+         "schedule", "postmortem", "publish", "services", "logging", "templates", "oncall"},
     "list": {"address", "bot_address", "name", "incident_prefix"},
     "ingress": {"smtp", "imap"},
-    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size"},
+    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
+                     "max_connections"},
     "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
                      "folder", "processed_action", "processed_flag", "move_to",
                      "poll_interval", "idle_timeout", "start_at", "batch_size",
@@ -291,6 +321,8 @@ _KNOWN: dict[str, set[str]] = {
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
                    "leadership_severities", "review_after_days"},
     "publish": {"dir", "url"},
+    "oncall": {"escalate_after_minutes", "escalate_severities", "review_after_days",
+               "customer_statement"},
     "services": {"file"},
     "logging": {"level"},
     "templates": {"dir"},
@@ -444,6 +476,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                          _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
         max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
                               minimum=1),
+        max_connections=_get(t, "ingress.smtp", "max_connections", int, 16, minimum=1),
     )
     if smtp.max_message_size < 1024:
         raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
@@ -628,6 +661,17 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
     publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
 
+    t = raw.get("oncall", {})
+    _check_keys("oncall", t)
+    oncall = OnCallConfig(
+        escalate_after_minutes=_get(t, "oncall", "escalate_after_minutes", int, 10,
+                                    minimum=0),
+        escalate_severities=tuple(s.upper() for s in _get(
+            t, "oncall", "escalate_severities", list, ["SEV1", "SEV2"])),
+        review_after_days=_get(t, "oncall", "review_after_days", int, 90, minimum=0),
+        customer_statement=_get(t, "oncall", "customer_statement", bool, True),
+    )
+
     t = raw.get("services", {})
     _check_keys("services", t)
     services_file = _beside(path, _get(t, "services", "file", str, "services.toml"))
@@ -662,6 +706,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         services_file=services_file,
         log_level=level,
         templates_dir=templates_dir,
+        oncall=oncall,
     )
 
 

@@ -2,8 +2,11 @@
 
 Threads: aiosmtpd's controller (SMTP/LMTP), optionally IMAP, the spool worker, the outbox
 sender and the scheduler. SIGTERM/SIGINT stop intake first, let the worker finish the
-message in hand, then stop the rest. Talks to systemd (READY, WATCHDOG, STOPPING) when
-started with NOTIFY_SOCKET.
+message in hand, then stop the rest. A thread that dies (an exception nothing below it
+caught, or an end nobody asked for) stops the daemon the same way, and `run_forever`
+raises `ThreadDied`: `serve` then exits 70, so that `Restart=on-failure` starts it again
+and the start-up recovery finishes what the thread left. Talks to systemd (READY,
+WATCHDOG, STOPPING) when started with NOTIFY_SOCKET.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def check_can_listen(host: str, port: int) -> None:
                     from None
 
 
+class ThreadDied(Exception):
+    """A thread of the daemon died; the daemon stopped. One line for the operator."""
+
+
 def sd_notify(state: str) -> None:
     """Tell systemd about our state (no-op outside a Type=notify unit)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -81,6 +88,7 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.controller = None
         self.site_changed = threading.Event()
+        self.dead: list[str] = []  # threads that ended without being asked to
 
     # the worker: one message at a time, oldest first
     def _work(self) -> None:
@@ -119,7 +127,21 @@ class Daemon:
                 log.error("publish to %s failed: %s", out, exc)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        def run() -> None:
+            try:
+                target()
+            except BaseException:  # noqa: BLE001 - logged, and the whole daemon stops
+                log.exception("thread %s died", name)
+            else:
+                if self.stop.is_set():
+                    return
+                log.error("thread %s ended on its own", name)
+            # Going on without it would accept mail nobody processes (a dead worker) or
+            # queue mail nobody sends: stop, and let the service manager restart us.
+            self.dead.append(name)
+            self.stop.set()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
         self.threads.append(thread)
 
@@ -157,8 +179,8 @@ class Daemon:
                      rt.config.smtp.host, rt.config.smtp.port)
         self._start_thread("worker", self._work)
         # Rescan the queue every 2 s, not only on our own wake-ups: `mailbot outbox resend`
-        # runs in another process and cannot set our event (a re-sent mail used to wait up
-        # to 30 s; found by tests/reliability/test_relay_faults.py).
+        # runs in another process and cannot set our event, and a re-sent mail would wait
+        # for the next retry timer (tests/reliability/test_relay_faults.py).
         self._start_thread("outbox", lambda: rt.outbox.run(self.stop, idle=2.0))
         scheduler = rt.extras.get("scheduler")
         if scheduler is not None:
@@ -187,6 +209,9 @@ class Daemon:
         log.info("stopped")
 
     def run_forever(self) -> None:
+        """Start, run until SIGTERM/SIGINT or a thread's death, stop. Raises ThreadDied
+        after a death (the caller exits non-zero), StartupError if it cannot start."""
+
         def on_signal(signum: int, frame: object) -> None:
             log.info("received %s", signal.Signals(signum).name)
             self.stop.set()
@@ -205,6 +230,10 @@ class Daemon:
                 else:
                     dead = [t.name for t in self.threads if not t.is_alive()]
                     log.error("thread(s) died: %s; stopping", ", ".join(dead))
+                    self.dead.extend(n for n in dead if n not in self.dead)
                     break
         finally:
             self.shutdown()
+        if self.dead:
+            raise ThreadDied(f"thread(s) died: {', '.join(self.dead)}; stopped (see the "
+                             "log above); a restart recovers what they left")

@@ -186,12 +186,12 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
 # ---------------------------------------------------------------- closed-incident summary
 
 
-def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[str, Any]:
+def sync_closed(store: "Store", now: dt.datetime) -> dict[str, Any]:
     """The recently closed incidents and their action items, as the digest shows them.
 
     The store keeps a summary of every closure in the commit that closes the incident
     (`Store.recently_closed`), so this reads no closed incident's file: its cost does not
-    grow with history. `save` is kept for callers; there is nothing left to save.
+    grow with history.
     """
     closed, items = [], []
     for c in store.recently_closed():
@@ -207,9 +207,9 @@ def sync_closed(store: "Store", now: dt.datetime, *, save: bool = True) -> dict[
 # ---------------------------------------------------------------- the mail
 
 
-def collect_digest(rt: "Runtime", now: dt.datetime, *, save: bool = True) -> DigestView:
+def collect_digest(rt: "Runtime", now: dt.datetime) -> DigestView:
     """The digest as of `now`, from the store."""
-    closed = sync_closed(rt.store, now, save=save)
+    closed = sync_closed(rt.store, now)
     return build_digest(rt.config, now, rt.store.live_incidents(), closed,
                         rt.planner.experts_for)
 
@@ -272,21 +272,34 @@ def text_of(mail: OutgoingMail) -> str:
     return f"Subject: {msg['Subject']}\n\n{text}".replace("\r\n", "\n")
 
 
+def _report_serve_holds_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
+    """`digest --send` while `serve` holds the writer lock: say what serve did or will do
+    about today's digest (read from the store, which needs no lock)."""
+    config = rt.config
+    at = f"{config.schedule.digest_time.strftime('%H:%M')} {config.schedule.timezone}"
+    serve = f"`mailbot serve` is running (pid {rt.lock.holder() or '?'})"
+    day = slot.key.rsplit(":", 1)[1]
+    if rt.store.is_processed(slot.key):
+        print(f"mailbot: not sent: {serve} and already handled today's digest ({day}); "
+              f"the next is due tomorrow at {at}", file=sys.stderr)
+        return 0
+    when = f"at {at}" if now < slot.due else f"on its next tick (it was due at {at})"
+    print(f"mailbot: not sent: {serve} and sends today's digest itself {when}",
+          file=sys.stderr)
+    return 75  # EX_TEMPFAIL
+
+
 def run_digest_command(rt: "Runtime", send: bool) -> int:
     """`mailbot digest [--send]`: print today's digest, or send it once for today."""
     now = rt.clock.now()
     config = rt.config
     slot = today_slot(config, now)
     if not send:
-        view = collect_digest(rt, now, save=False)
+        view = collect_digest(rt, now)
         sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
         return 0
     if not rt.lock.acquire():
-        at = config.schedule.digest_time.strftime("%H:%M")
-        print(f"mailbot: not sent: `mailbot serve` is running (pid {rt.lock.holder() or '?'}) "
-              f"and sends the digest itself at {at} {config.schedule.timezone}",
-              file=sys.stderr)
-        return 75  # EX_TEMPFAIL
+        return _report_serve_holds_digest(rt, slot, now)
     try:
         rt.pipeline.recover()
         with rt.pipeline.lock:

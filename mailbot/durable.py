@@ -11,6 +11,13 @@ import os
 import threading
 from pathlib import Path
 
+# Modes of everything under [storage] dir (docs/install.md, "File modes"): the owner and
+# the group (`mailbot`, which the MTA's pipe user joins to run `mailbot ingest`) read and
+# write, others get nothing. Every command sets STATE_UMASK first, so the umask it was
+# started with (Postfix's pipe uses 077) cannot lock the group out.
+FILE_MODE = 0o660
+STATE_UMASK = 0o007
+
 _counter_lock = threading.Lock()
 _counter = 0
 _pid = os.getpid()
@@ -73,7 +80,7 @@ def write_unsynced(path: Path, data: bytes) -> None:
 def write_new(path: Path | str, data: bytes) -> None:
     """Create `path` (it must not exist) holding `data`; no fsync. Plain os calls: the
     buffered `open()` adds an isatty ioctl, an lseek and a buffer per file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         write_all(fd, data)
     finally:
@@ -131,7 +138,7 @@ def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Replace `path` with `data` so that a crash leaves the old or the new content."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.{unique_suffix()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         write_synced(fd, data)
     except BaseException:

@@ -4,6 +4,7 @@ spelling everywhere, so "3h 5m" in an acknowledgement is "3h 5m" on the board.""
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import parseaddr
 from typing import Any
 
 
@@ -28,5 +29,25 @@ def format_when(value: dt.datetime | None, tz: Any = None, *, missing: str = "")
     if value is None:
         return missing
     if tz is not None:
-        value = value.astimezone(tz)
+        try:
+            value = value.astimezone(tz)
+        except (OverflowError, ValueError):
+            # A far Date stored by an older mailbot: shown in its own offset.
+            return value.isoformat(" ", "minutes")
     return value.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def fit_person(value: str, width: int) -> str:
+    """A person ("Name <address>", an address or a name) in `width` columns for a table:
+    the name is cut ("Alexandra K… <a@x>"), then dropped; an address is never cut, so it
+    can still be copied (a row may overflow its column rather)."""
+    if len(value) <= width:
+        return value
+    name, address = parseaddr(value)
+    if "@" not in address:
+        return value[:width - 1] + "…"
+    room = width - len(address) - 3  # " <" and ">"
+    name = name.strip()
+    if name and room >= 4:
+        return f"{name[:room - 1].rstrip()}… <{address}>"
+    return address

@@ -89,7 +89,7 @@ def record_rejection(incident: Incident, mail: ParsedMail, now: dt.datetime,
     incident.rejected_count += 1
     incident.timeline.append(TimelineEntry(
         kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
-        message_date=mail.date, note=reason))
+        message_date=mail.date, note=reason, text=_note(mail)))
     return incident
 
 

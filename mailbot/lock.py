@@ -10,6 +10,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from mailbot.durable import FILE_MODE
+
 
 class WriterLock:
     def __init__(self, path: Path) -> None:
@@ -19,7 +21,7 @@ class WriterLock:
     def acquire(self, blocking: bool = False) -> bool:
         """Take the lock; False if another process holds it (when not blocking)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

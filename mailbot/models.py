@@ -62,6 +62,7 @@ class InvalidField:
     field: str  # canonical field name, e.g. "severity"
     value: str  # what the person wrote
     valid: tuple[str, ...] = ()  # what would have been accepted, when it is a closed set
+    hedged: bool = False  # a "?" or a word like "still" made it a guess, not a statement
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,14 @@ class Fields:
     customer_impact: bool | None = None
     services: tuple[str, ...] | None = None
     postmortem_owner: str | None = None
+    page: tuple[str, ...] | None = None  # `Page:`: services or people to page now
     # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC.
     started_at: dt.datetime | None = None
     resolved_at: dt.datetime | None = None
     invalid: tuple[InvalidField, ...] = ()
+    # Fields written with a placeholder ("unchanged", "TBD"), read as blank: (field, value
+    # as written), so a rejection can say why a field it asks for counts as missing.
+    blanked: tuple[tuple[str, str], ...] = ()
     lines: tuple[FieldLine, ...] = ()
     # Lines of the new text whose key is close to a field's but not one ("sevrity:"):
     # (the key as written, the field key it is probably meant to be).
@@ -191,9 +196,10 @@ class TimelineEntry:
     message_date: dt.datetime | None = None
     changes: tuple[Change, ...] = ()
     note: str = ""  # the narrative: what changed, in the author's words
+    text: str = ""  # a rejected message's own words (its note is the reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "kind": self.kind,
             "at": self.at.isoformat(),
             "author": self.author,
@@ -202,6 +208,9 @@ class TimelineEntry:
             "changes": [[c.field, _plain(c.old), _plain(c.new)] for c in self.changes],
             "note": self.note,
         }
+        if self.text:  # absent when empty, so records written before it read back the same
+            d["text"] = self.text
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TimelineEntry":
@@ -215,6 +224,7 @@ class TimelineEntry:
             changes=tuple(Change(f, _typed(f, o), _typed(f, n))
                           for f, o, n in d.get("changes", [])),
             note=d.get("note", ""),
+            text=d.get("text", ""),
         )
 
 
@@ -261,6 +271,36 @@ class Postmortem:
         )
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page mailed (or refused) for an incident's `Page:` field, or its escalation."""
+
+    target: str  # as written in `Page:`: a service name or an address
+    person: str  # the address of the person paged ("" when nobody could be)
+    name: str  # how the person is shown
+    at: dt.datetime  # when it was paged
+    service: str = ""  # the canonical service paged, "" for a person
+    sent_to: str = ""  # the address the page went to (a pager, or the normal address)
+    level: int = 0  # 0: the one asked for; 1: the next in the rotation; 2: the owner
+    answered_at: dt.datetime | None = None  # someone of the paged side wrote after it
+    note: str = ""  # why it was not sent, when it was not
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dc_fields(self)}
+        d["at"] = self.at.isoformat()
+        d["answered_at"] = self.answered_at.isoformat() if self.answered_at else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Page":
+        names = {f.name for f in dc_fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        values["at"] = dt.datetime.fromisoformat(d["at"])
+        values["answered_at"] = (dt.datetime.fromisoformat(d["answered_at"])
+                                 if d.get("answered_at") else None)
+        return cls(**values)
+
+
 _NARRATIVE_KINDS = ("declared", "updated", "resolved", "reopened", "comment")
 _DATETIME_FIELDS = ("declared_at", "started_at", "updated_at", "resolved_at", "closed_at",
                     "last_reminder_at", "postmortem_reminded_at")
@@ -299,6 +339,14 @@ class Incident:
     comment_noted: tuple[str, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
     postmortem: Postmortem | None = None
+    pages: tuple[Page, ...] = ()
+
+    @property
+    def paged_addresses(self) -> frozenset[str]:
+        """Everyone mailbot paged for this incident, by their address and the one paged:
+        they may write to its thread like allowed senders. A refused page (an address
+        outside the directory and the allowed senders) lets nobody in."""
+        return frozenset(a for p in self.pages if p.sent_to for a in (p.person, p.sent_to))
 
     def ref(self, prefix: str = "INC") -> str:
         return f"{prefix}-{self.id}"
@@ -307,6 +355,11 @@ class Incident:
     def began_at(self) -> dt.datetime | None:
         """When the incident really began: `Started-At:`, else its declaration."""
         return self.started_at or self.declared_at
+
+    @property
+    def summary_text(self) -> str:
+        """What the incident is, as every view shows it: `Summary:`, else its title."""
+        return self.summary or self.title
 
     def duration(self, now: dt.datetime) -> dt.timedelta | None:
         """How long it lasted (from its start to its resolution), or has lasted until `now`."""
@@ -341,6 +394,8 @@ class Incident:
                 value = [e.to_dict() for e in value]
             elif f.name == "postmortem":
                 value = value.to_dict() if value else None
+            elif f.name == "pages":
+                value = [p.to_dict() for p in value]
             elif f.name in ("services", "comment_noted"):
                 value = list(value)
             elif f.name == "roles":
@@ -361,6 +416,8 @@ class Incident:
                 value = [TimelineEntry.from_dict(e) for e in value]
             elif key == "postmortem":
                 value = Postmortem.from_dict(value) if value else None
+            elif key == "pages":
+                value = tuple(Page.from_dict(p) for p in value)
             elif key in ("services", "comment_noted"):
                 value = tuple(value)
             elif key == "roles":

@@ -32,7 +32,7 @@ from mailbot.appendmap import AppendMap
 from mailbot.clock import Clock
 from mailbot.config import OutboundConfig
 from mailbot.durable import (fsync_dir, remove_durably, sync_filesystem, unique_suffix,
-                             write_atomic, write_unsynced)
+                             write_atomic, write_new, write_unsynced)
 from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 
@@ -77,7 +77,7 @@ class MaildirRelay:
             return
         tmp = self.maildir / "tmp" / f"{mail.name}.{unique_suffix()}"
         try:
-            tmp.write_bytes(mail.message)
+            write_new(tmp, mail.message)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.rename(tmp, final)
@@ -357,9 +357,9 @@ class Outbox:
                     next_in = delay if next_in is None else min(next_in, delay)
                     continue
                 except Exception as exc:  # noqa: BLE001 - PermanentFailure, or a bug
-                    # Anything else a relay raises is parked too: it used to kill the
-                    # outbox thread, which stops the daemon, and the same mail killed it
-                    # again after each restart (found by tests/reliability/test_fuzz.py).
+                    # Anything else a relay raises is parked too: raised, it would kill the
+                    # outbox thread, which stops the daemon, and the same mail would kill
+                    # it again after each restart (tests/reliability/test_fuzz.py).
                     record["last_error"] = str(exc) or type(exc).__name__
                     write_atomic(self.parked / path.name, json.dumps(record).encode("utf-8"))
                     remove_durably(path)

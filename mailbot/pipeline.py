@@ -4,7 +4,8 @@ Takes spool names; hands each parsed message to the planner (`planning.py`: what
 message would do, without side effects), commits the plan to the store and queues its
 mail in the outbox. This is the one place that turns a plan into side effects, that runs
 group commits, and that catches a message's unexpected error (the message goes to the
-spool's failed/).
+spool's failed/, the others go on). An OSError is never the message's fault: it stops
+the pass and the message waits in the spool (ingest exits 75, serve tries again).
 """
 
 from __future__ import annotations
@@ -96,32 +97,66 @@ class Pipeline:
         return count
 
     def _process_group(self, names: list[str], stop: Any = None) -> int:
+        """Commit `names` as one group, then finish it (`_finish_group`).
+
+        If committing raises anything but OSError (a plan the store cannot hold, say),
+        the whole group is undone in memory and nothing of it is on disk: its messages go
+        again, one group each, so that only the one at fault lands in failed/. An error
+        while finishing a group on disk is not a message's fault: it is raised (the
+        journal finishes the group at the next start)."""
         committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]] = []
         duplicates: list[str] = []
-        seen = 0
         try:
-            with self.store.group():
-                folders: set[Path] = set()
-                try:
-                    for name in names:
-                        if stop is not None and stop.is_set():
-                            break
-                        seen += 1
-                        entry = self._commit_one(name, folders)
-                        if entry == "duplicate":
-                            duplicates.append(name)
-                        elif entry is not None:
-                            committed.append(entry)
-                finally:
-                    # The archive links must be durable before the commit that relies on them.
-                    for folder in folders:
-                        fsync_dir(folder)
-        except OSError:
-            # Disk trouble: what was written stays; the rest waits in the spool.
+            seen = self._commit_group(names, committed, duplicates, stop)
+        except Exception as exc:
             if committed and self.store.is_flushed():
+                # The group's write happened: what failed came after it.
                 self._finish_group(committed, duplicates)
-            raise
+                raise
+            if isinstance(exc, OSError):
+                raise  # disk trouble: the group waits in the spool
+            return self._after_failed_group(names, stop)
         self._finish_group(committed, duplicates)
+        return seen
+
+    def _after_failed_group(self, names: list[str], stop: Any) -> int:
+        error = traceback.format_exc()
+        reason = error.strip().splitlines()[-1]
+        if len(names) == 1:
+            log.error("%s failed while committing, moved to failed/: %s", names[0], reason)
+            self.spool.fail(names[0], error)
+            return 1
+        log.warning("a group of %d messages failed while committing (%s); committing "
+                    "them one by one", len(names), reason)
+        seen = 0
+        for name in names:
+            if stop is not None and stop.is_set():
+                break
+            seen += self._process_group([name], stop)
+        return seen
+
+    def _commit_group(self, names: list[str],
+                      committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],
+                      duplicates: list[str], stop: Any = None) -> int:
+        """Decide and commit each message in memory, then write the group once; fills
+        `committed` and `duplicates`, returns how many messages were looked at."""
+        seen = 0
+        with self.store.group():
+            folders: set[Path] = set()
+            try:
+                for name in names:
+                    if stop is not None and stop.is_set():
+                        break
+                    seen += 1
+                    entry = self._commit_one(name, folders)
+                    if entry == "duplicate":
+                        duplicates.append(name)
+                    elif entry is not None:
+                        committed.append(entry)
+            finally:
+                # The archive links must be durable before the commit that relies on them.
+                for folder in folders:
+                    fsync_dir(folder)
         return seen
 
     def _commit_one(self, name: str, folders: set[Path]) -> Any:
@@ -137,17 +172,20 @@ class Pipeline:
                 log.info("%s <%s> duplicate: already processed", name, parsed.key)
                 return "duplicate"
             plan = self.planner.evaluate(parsed, spooled.received_at)
-            journaled = self.store.commit(
-                parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
-                index=plan.index, next_incident_id=plan.next_incident_id,
-                now=spooled.received_at)
         except OSError:
             raise
         except Exception:  # noqa: BLE001 - one bad message must not stop the list
+            # Nothing is written before the commit below: only this message goes.
             error = traceback.format_exc()
             log.error("%s failed, moved to failed/: %s", name, error.strip().splitlines()[-1])
             self.spool.fail(name, error)
             return None
+        # An error from here on may have changed the group's memory: it undoes the whole
+        # group (see `_process_group`).
+        journaled = self.store.commit(
+            parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
+            index=plan.index, next_incident_id=plan.next_incident_id,
+            now=spooled.received_at)
         return name, parsed.key, journaled, plan
 
     def _finish_group(self, committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],

@@ -16,16 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from mailbot import incidents as usecases
+from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.models import Change, Decision, Incident, OutgoingMail, ParsedMail
+from mailbot.models import Change, Decision, Incident, OutgoingMail, Page, ParsedMail
+from mailbot.parsing.dates import with_usable_date
 from mailbot.rules import Facts, decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import meant_value, stated
 from mailbot.rules.stepback import phase_step_back, state_of
 from mailbot.rules.senders import unmunge
+from mailbot.services import ServiceDirectory
 from mailbot.store import Store
-from mailbot.timing import severity_rank
+from mailbot.timing import severity_rank, stale_after
 
 
 @dataclass
@@ -54,8 +57,10 @@ class Planner:
         *,
         experts_for: Callable[[Iterable[str]], list[Any]] | None = None,
         unknown_services: Callable[[Iterable[str]], list[str]] | None = None,
+        directory: ServiceDirectory | None = None,
     ) -> None:
         self.config = config
+        self.directory = directory if directory is not None else ServiceDirectory()
         self.store = store
         self.composer = composer
         self.experts_for = experts_for or (lambda services: [])
@@ -105,15 +110,40 @@ class Planner:
 
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:
         """Decide and build every effect of `mail`, without writing anything."""
-        mail = unmunge(mail, self.config)
+        mail = with_usable_date(unmunge(mail, self.config), received)
         facts = self.facts_for(mail)
         decision = decide(mail, facts, self.config)
         plan = Plan(mail=mail, decision=decision, facts=facts)
         plan.index[mail.key] = {"outcome": decision.action}
         handler = getattr(self, "_on_" + decision.action.replace("-", "_"))
         handler(plan, received)
+        # A message from someone paged for the incident answers the page (no escalation).
+        plan.incidents = [paging.record_answer(i, mail.from_address, received, self.directory)
+                          if i.pages else i for i in plan.incidents]
         self._cap(plan, received)
         return plan
+
+    def _page(self, plan: Plan, incident: Incident, received: dt.datetime
+              ) -> tuple[Incident, list[OutgoingMail], list[Page]]:
+        """The pages a `Page:` field asks for: recorded on `incident`, their mails capped
+        (paging.py). A page still waiting for an answer is not sent again."""
+        targets = plan.mail.fields.page or ()
+        if not targets:
+            return incident, [], []
+        pages: list[Page] = []
+        for target in targets:
+            for page in paging.resolve_pages(target, self.directory, self.config,
+                                             self.composer.may_mail, received):
+                if page.sent_to and paging.waiting(incident, target, page.person):
+                    continue
+                pages.append(page)
+        root = incident.root_message_id or plan.mail.message_id
+        mails = paging.compose_pages(
+            self.composer, self.mail_context(incident), pages, plan.mail.key, received, root,
+            escalate_after=paging.escalation_delay(self.config, incident.severity))
+        pages, mails = paging.cap_pages(self, pages, mails, received)
+        incident = paging.with_pages(incident, pages, received, plan.mail.from_address)
+        return incident, mails, pages
 
     def _link(self, plan: Plan, incident_id: int) -> None:
         # Each message of the thread keeps the state it showed (the incident as it was
@@ -174,6 +204,7 @@ class Planner:
     def _on_declare(self, plan: Plan, received: dt.datetime) -> None:
         incident_id = self.store.allocate_id()
         incident = usecases.declare(incident_id, plan.mail, received, self.config.phases[0])
+        incident, page_mails, pages = self._page(plan, incident, received)
         plan.incidents.append(incident)
         plan.next_incident_id = incident_id + 1
         plan.changes = incident.timeline[-1].changes
@@ -187,8 +218,37 @@ class Planner:
                     gaps=declaration_gaps(incident, assumed=self._assumed(plan.mail)),
                     gap_labels=dict(SIX_ITEMS), invalid=plan.mail.fields.invalid,
                     meant=_meant_values(plan.mail), prefill=prefill,
-                    misspelled=plan.mail.fields.misspelled)
+                    misspelled=plan.mail.fields.misspelled, pages=pages)
+        plan.outgoing.extend(page_mails)
+        self._customer_statement(plan, None, incident, received)
         self._link(plan, incident_id)
+
+    def _customer_statement(self, plan: Plan, before: Incident | None, incident: Incident,
+                            received: dt.datetime) -> None:
+        """A draft customer update to the liaison alone, for a customer-affecting incident:
+        at its declaration, and when its severity or phase changes or a liaison is named."""
+        if not self.config.oncall.customer_statement or not incident.customer_impact:
+            return
+        liaisons = [p for r, p in incident.roles.items()
+                    if r.startswith("liaison") or r == "customer-liaison"]
+        addresses = [a for a in (paging.address_in(p) for p in liaisons) if a]
+        if not addresses:
+            return
+        if before is None:
+            reason = "the incident was declared"
+        else:
+            was = [f for f in ("severity", "phase") if getattr(before, f) != getattr(incident, f)]
+            if was:
+                reason = " and ".join(f"its {f} is now {getattr(incident, f)}" for f in was)
+            elif not before.customer_impact:
+                reason = "it now affects customers"
+            elif set(addresses) - {paging.address_in(p) for r, p in before.roles.items()
+                                   if r.startswith("liaison") or r == "customer-liaison"}:
+                reason = "you were named liaison"
+            else:
+                return
+        self._reply(plan, "customer_statement", addresses, incident, received, reason=reason,
+                    next_update=received + stale_after(self.config, incident.severity))
 
     def _assumed(self, mail: ParsedMail) -> tuple[str, ...]:
         """Items a declaration did not state that mailbot filled with a default."""
@@ -198,6 +258,7 @@ class Planner:
         assert plan.facts.incident is not None
         before = plan.facts.incident
         incident, changes, transition = usecases.apply_followup(before, plan.mail, received)
+        incident, page_mails, pages = self._page(plan, incident, received)
         plan.incidents.append(incident)
         plan.changes = changes
         phase_back = None
@@ -208,7 +269,10 @@ class Planner:
                     author=plan.mail.from_address, narrative=plan.mail.narrative,
                     excerpt=excerpt(plan.mail.narrative, _ACK_EXCERPT_LINES),
                     phase_back=phase_back, gaps=(), gap_labels=dict(SIX_ITEMS), invalid=(),
-                    meant={}, prefill=None, misspelled=plan.mail.fields.misspelled)
+                    meant={}, prefill=None, misspelled=plan.mail.fields.misspelled,
+                    pages=pages)
+        plan.outgoing.extend(page_mails)
+        self._customer_statement(plan, before, incident, received)
         self._link(plan, incident.id)
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
@@ -227,6 +291,7 @@ class Planner:
             "behind": d.details.get("behind", ()),
             "older": d.details.get("older", {}),
             "misspelled": plan.mail.fields.misspelled,
+            "blanked": dict(plan.mail.fields.blanked),
             "several": [f"{prefix}-{n}" for n in d.details.get("ids", ())],
             "labels": dict(SIX_ITEMS),
             "original_subject": plan.mail.subject,
@@ -310,9 +375,12 @@ class Planner:
         first = bool(sender) and sender not in plan.facts.incident.comment_noted
         incident = usecases.record_comment(plan.facts.incident, plan.mail, received,
                                            noted=first)
+        # "Page: db" alone is a comment (it changes no field) that still pages.
+        incident, page_mails, _ = self._page(plan, incident, received)
         plan.incidents.append(incident)
         if first:
             self._reply(plan, "comment_note", [sender], incident, received)
+        plan.outgoing.extend(page_mails)
         self._link(plan, incident.id)
 
     def _on_archive(self, plan: Plan, received: dt.datetime) -> None:

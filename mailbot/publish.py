@@ -26,6 +26,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from email.utils import parseaddr
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,11 +34,13 @@ from urllib.parse import quote
 
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
                     select_autoescape)
+from markupsafe import Markup, escape
 
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import Incident
+from mailbot.oncall import WEEKS_SHOWN, on_call_at
 from mailbot.services import Expert, ServiceDirectory
 from mailbot.timing import aware, is_stale, severity_rank
 
@@ -51,6 +54,9 @@ _INCIDENT_TEMPLATES = ("site/incident.html", "site/base.html", "site/macros.html
 _BUILTIN_TEMPLATES = builtin_templates_dir().resolve()
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 _URL = re.compile(r"^https?://[^\s<>\"']+$")
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"']+")
+# Entries that say nothing new about the incident itself; runs of them fold on its page.
+FOLDED_KINDS = frozenset({"reminder", "rejected", "postmortem-rejected"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class BoardRow:
     updated_at: dt.datetime | None
     resolved_at: dt.datetime | None
     closed_at: dt.datetime | None
+    lasted: dt.timedelta | None  # start to resolution, once resolved; None while open
     needs_liaison: bool
     stale: bool
     postmortem_due: bool
@@ -162,6 +169,7 @@ class _Site:
         self.env.filters.update(
             when=self.format_when, ago=self.format_ago, duration=format_duration,
             value=format_value, mailto=mailto_href, sevclass=self.severity_class,
+            linkify=linkify,
         )
         self.env.tests.update(address=is_address, url=is_url)
         self.env.globals.update(
@@ -169,7 +177,14 @@ class _Site:
             severities=config.severities, phases=config.phases, directory=directory,
             published=self.format_when(now), published_iso=now.isoformat(),
             severity_of=config.severity, person_name=self.person_name,
+            person_parts=self.person_parts,
             horizon_days=config.postmortem.action_item_horizon_days,
+        )
+        # On call now and the weeks ahead (the site is static), declare links, review age.
+        self.env.globals.update(
+            oncall={e.service: e for e in on_call_at(directory, now, weeks=WEEKS_SHOWN)},
+            declare_href=self.declare_href, review_age=self.review_age,
+            review_after_days=config.oncall.review_after_days, now=now,
         )
 
     # ------------------------------------------------------------ writing
@@ -244,6 +259,7 @@ class _Site:
             "unknown_services": self.directory.unknown(services),
             "stale": self.is_stale(incident),
             "timeline": incident.timeline,
+            "timeline_runs": timeline_runs(incident.timeline),
             # A closed incident's page is final: nothing on it may depend on "now", so a
             # republish finds its bytes unchanged and skips it.
             "stamp": incident.status != "closed",
@@ -264,6 +280,8 @@ class _Site:
             updated_at=incident.updated_at or incident.declared_at,
             resolved_at=incident.resolved_at,
             closed_at=incident.closed_at,
+            lasted=(incident.duration(incident.resolved_at)
+                    if incident.status != "open" and incident.resolved_at else None),
             needs_liaison=incident.needs_liaison and incident.status != "closed",
             stale=self.is_stale(incident),
             postmortem_due=incident.status == "resolved" and incident.postmortem is None,
@@ -279,12 +297,35 @@ class _Site:
         sev = self.config.severity(name) if name else None
         return f"sev sev-{sev.rank}" if sev is not None and sev.rank <= 4 else "sev sev-x"
 
+    def declare_href(self, service: str = "") -> str:
+        """A mailto: link that opens a declaration to the list, the fields to fill in."""
+        body = self.env.get_template("site/declare.txt").render(service=service)
+        subject = f"[DECLARE] {service}: " if service else "[DECLARE] "
+        return declare_mailto(self.config.list.address, subject, body)
+
+    def review_age(self, service: Any) -> int | None:
+        """Days since `service`'s entry was reviewed when that is past [oncall]
+        review_after_days, else None."""
+        limit = self.config.oncall.review_after_days
+        if limit <= 0 or service.reviewed is None:
+            return None  # an entry without a date is not flagged: unknown is not old
+        days = (self.now.astimezone(self.tz).date() - service.reviewed).days
+        return days if days > limit else None
+
     def person_name(self, value: str | None) -> str:
         """The directory's name for an address, or "" when it knows none."""
         if not value:
             return ""
         expert = self.directory.expert_by_address(value)
         return expert.name if expert and expert.name != expert.address else ""
+
+    def person_parts(self, value: str) -> tuple[str, str]:
+        """(the name to show, the address to link or ""): "Ana <ana@x>" -> ("Ana", "ana@x"),
+        a bare address -> the directory's name for it, else the address; a name -> itself."""
+        name, address = parseaddr(value)
+        if not is_address(address):
+            return value, ""
+        return self.person_name(address) or name.strip() or address, address
 
     # ------------------------------------------------------------ time
 
@@ -312,6 +353,32 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def timeline_runs(timeline: Iterable[Any]) -> list[tuple[bool, list[Any]]]:
+    """The timeline as runs: (True, [reminders and rejections in a row]) to fold, and
+    (False, [one entry]) for every other entry, in order."""
+    runs: list[tuple[bool, list[Any]]] = []
+    for folded, group in groupby(timeline, key=lambda e: e.kind in FOLDED_KINDS):
+        if folded:
+            runs.append((True, list(group)))
+        else:
+            runs.extend((False, [e]) for e in group)
+    return runs
+
+
+def linkify(text: str) -> Markup:
+    """Free text, escaped, with its http(s) URLs made links (escalation notes name pagers
+    and chat rooms); a sentence's closing punctuation stays out of the link."""
+    parts: list[str] = []
+    pos = 0
+    for match in _URL_IN_TEXT.finditer(text):
+        url = match.group(0).rstrip(".,;:!?)]")
+        parts.append(escape(text[pos:match.start()]))
+        parts.append(Markup('<a href="{0}" rel="noopener noreferrer">{0}</a>').format(url))
+        pos = match.start() + len(url)
+    parts.append(escape(text[pos:]))
+    return Markup("").join(parts)
+
+
 def is_address(value: Any) -> bool:
     return isinstance(value, str) and bool(_ADDRESS.match(value.strip()))
 
@@ -323,6 +390,13 @@ def is_url(value: Any) -> bool:
 
 def mailto_href(address: str) -> str:
     return "mailto:" + quote(address.strip(), safe="@.+-_!$'*=^`{|}~")
+
+
+def declare_mailto(address: str, subject: str, body: str) -> str:
+    """RFC 6068: every reserved character percent-encoded, line breaks as %0D%0A."""
+    body = body.replace("\r\n", "\n").replace("\n", "\r\n")
+    return (mailto_href(address) + "?subject=" + quote(subject, safe="")
+            + "&body=" + quote(body, safe=""))
 
 
 def _ts(when: dt.datetime | None) -> float:

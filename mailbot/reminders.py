@@ -16,6 +16,11 @@ so a sweep repeated after a crash finds it done and sends nothing twice.
                   after resolution, then every [postmortem] reminder_days; to the
                   postmortem owner and the commander, leadership in Cc for
                   `leadership_severities`; carries the template and a review invitation.
+    pages         an unanswered page (paging.py) goes to the next in the rotation, then
+                  the owners, after [oncall] escalate_after_minutes.
+    directory     a services.toml entry `reviewed` more than [oncall] review_after_days
+                  ago: to the service's owners, then every REVIEW_REPEAT_DAYS until its
+                  date is updated.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Iterable
 
+from mailbot import paging
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
@@ -34,6 +40,7 @@ from mailbot.timing import last_update, review_start, stale_after
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
+    from mailbot.services import Service
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +59,12 @@ def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
     for incident in rt.store.live_incidents():
         if incident.status == "open":
             sent += send_stale_reminder(rt, incident, now)
+            if incident.pages:
+                sent += paging.escalate_pages(rt, rt.store.get(incident.id) or incident, now)
         elif incident.status == "resolved":
             sent += send_postmortem_reminder(rt, incident, now)
+    for service in rt.directory:
+        sent += send_directory_review(rt, service, now)
     return sent
 
 
@@ -286,6 +297,52 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
 def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
     tmpl = rt.composer.env.get_template("mail/reminder_postmortem.invite.txt")
     return tmpl.render(**rt.planner.mail_context(incident), start=start).strip()
+
+
+# ---------------------------------------------------------------- directory review
+
+
+REVIEW_REPEAT_DAYS = 30  # while an entry stays unreviewed, its owners hear again this often
+
+
+def review_overdue(config: Config, service: "Service", today: dt.date) -> int | None:
+    """Days since `service`'s entry was reviewed, when that is more than [oncall]
+    review_after_days; None when it is not (or has no `reviewed` date)."""
+    limit = config.oncall.review_after_days
+    if limit <= 0 or service.reviewed is None:
+        return None
+    age = (today - service.reviewed).days
+    return age if age > limit else None
+
+
+def send_directory_review(rt: "Runtime", service: "Service", now: dt.datetime) -> int:
+    """Ask a service's owners to review its overdue directory entry. Returns 1 if queued."""
+    config = rt.config
+    today = now.astimezone(config.schedule.tz).date()
+    age = review_overdue(config, service, today)
+    if age is None:
+        return 0
+    n = (age - config.oncall.review_after_days - 1) // REVIEW_REPEAT_DAYS
+    key = f"job:directory-review:{service.name}:{service.reviewed}:{n}"
+    if rt.store.is_processed(key):
+        return 0
+    to = [e.address for e in service.owners if rt.composer.may_mail(e.address)]
+    if not to:
+        log.warning("services.toml [services.%s]: review overdue, but no owner to tell",
+                    service.name)
+        rt.pipeline.finish_commit(key, rt.store.commit(key, now=now), [])
+        return 0
+    mail = rt.composer.compose(
+        "directory_review", name=mail_name(key, "directory_review"), to=to, now=now,
+        auto_submitted="auto-generated", service=service, age=age, today=today,
+        review_after_days=config.oncall.review_after_days, severities=config.severities,
+        list_address=config.list.address)
+    if not _within_cap(rt, mail, now):
+        return 0
+    rt.pipeline.finish_commit(key, rt.store.commit(key, outgoing=[mail], now=now), [mail])
+    log.info("services.toml [services.%s]: review reminder <%s> to %s", service.name,
+             mail.message_id, ", ".join(mail.recipients))
+    return 1
 
 
 # ---------------------------------------------------------------- iCalendar (RFC 5545)

@@ -59,12 +59,15 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     )
     env = make_environment(config.templates_dir, storage.template_cache_dir)
     directory = load_services(config.services_file)
-    experts = (e.address for service in directory.services for e in service.experts)
+    # The directory's addresses and pagers: written by the operator, so mail (and pages)
+    # may go there; nothing outside it or the allowed senders is ever paged.
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot",
                         list_address=config.list.address,
-                        recipients=RecipientPolicy.from_config(config, experts))
-    planner = Planner(config, store, composer,
-                      experts_for=lambda services: directory.contacts_for(list(services)),
+                        recipients=RecipientPolicy.from_config(
+                            config, configured=directory.addresses()))
+    planner = Planner(config, store, composer, directory=directory,
+                      experts_for=lambda services: directory.contacts_for(
+                          list(services), at=clock.now()),
                       unknown_services=lambda services: directory.unknown(list(services)))
     # Every mail may link an incident to its page (the digest links each of its incidents).
     composer.common["incident_url"] = planner.incident_url

@@ -16,16 +16,24 @@ line naming the service and key.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailbot.config import ConfigError, read_toml, reject_unknown_keys
+from mailbot.rotation import WEEKDAYS, Override, Rotation, Shift
+from mailbot.scheduler import local_instant
 
-_SERVICE_KEYS = {"description", "experts", "escalation", "depends_on", "aliases", "runbook"}
-_EXPERT_KEYS = {"name", "address", "role"}
+_SERVICE_KEYS = {"description", "experts", "escalation", "depends_on", "aliases", "runbook",
+                 "rotation", "reviewed"}
+_EXPERT_KEYS = {"name", "address", "role", "pager"}
+_ROTATION_KEYS = {"members", "start", "handover_day", "handover_time", "timezone",
+                  "period_weeks", "overrides"}
+_OVERRIDE_KEYS = {"person", "from", "until"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Deliberately narrower than RFC 5322: these addresses end up in mailto: links and in
 # headers, where quoted local parts, '?' or '&' only cause trouble.
@@ -41,6 +49,12 @@ class Expert:
     name: str
     address: str  # lower-case addr-spec
     role: str  # lower case: on-call, owner, expert, ... (an open set)
+    pager: str = ""  # where a page goes (an email-to-SMS gateway, a paging service), or ""
+
+    @property
+    def page_address(self) -> str:
+        """Where a page to this person is mailed: the pager, else the normal address."""
+        return self.pager or self.address
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,20 @@ class Service:
     depends_on: tuple[str, ...] = ()  # canonical names of the services this one calls
     aliases: tuple[str, ...] = ()  # other names people write in `Services:`
     runbook: str = ""  # an http(s) URL, or ""
+    rotation: Rotation | None = None
+    reviewed: dt.date | None = None  # when the entry was last checked to be true
+
+    @property
+    def owners(self) -> tuple[Expert, ...]:
+        return tuple(e for e in self.experts if e.role == "owner")
+
+
+class OnCall(NamedTuple):
+    """Who is on call for a service now and who takes over next, at `now.end`."""
+
+    service: str
+    now: Shift
+    next: Shift
 
 
 class ExpertRef(NamedTuple):
@@ -121,7 +149,9 @@ class ServiceDirectory:
             for alias in service.aliases:
                 self._names[alias] = service.name
             for expert in service.experts:
-                self._by_address.setdefault(expert.address, expert)
+                known = self._by_address.get(expert.address)
+                if known is None or (expert.pager and not known.pager):
+                    self._by_address[expert.address] = expert
 
     def __len__(self) -> int:
         return len(self._services)
@@ -180,16 +210,18 @@ class ServiceDirectory:
             for expert in self._services[name].experts
         ]
 
-    def contacts_for(self, names: Iterable[str]) -> Contacts:
+    def contacts_for(self, names: Iterable[str], at: dt.datetime | None = None) -> Contacts:
         """The experts of `experts_for`, each person once with all their duties, and the
         runbooks of the same services: a mail lists a person on call for two services
-        once, not twice."""
+        once, not twice. With `at`, a service with a rotation has its member on call at
+        `at` as "on-call" and its other members as "rotation"."""
         refs = self.experts_for(names)
         people: dict[str, tuple[Expert, list[Duty]]] = {}
         runbooks: dict[str, str] = {}
         for ref in refs:
             entry = people.setdefault(ref.expert.address, (ref.expert, []))
-            entry[1].append(Duty(ref.service, ref.expert.role, ref.via))
+            entry[1].append(Duty(ref.service, self.role_at(ref.service, ref.expert, at),
+                                 ref.via))
             runbook = self._services[ref.service].runbook
             if runbook:
                 runbooks.setdefault(ref.service, runbook)
@@ -197,13 +229,54 @@ class ServiceDirectory:
             people=tuple(Contact(e.name, e.address, tuple(d)) for e, d in people.values()),
             runbooks=tuple(runbooks.items()))
 
+    def role_at(self, service: str, expert: Expert, at: dt.datetime | None) -> str:
+        """`expert`'s role in `service` at `at`: a rotation decides who is "on-call"."""
+        rotation = self._services[service].rotation
+        if at is None or rotation is None:
+            return expert.role
+        if rotation.person_at(at) == expert.address:
+            return "on-call"
+        if expert.address in rotation.members and expert.role == "on-call":
+            return "rotation"
+        return expert.role
+
+    def on_call(self, name: str, at: dt.datetime) -> OnCall | None:
+        """Who is on call for service `name` at `at` and who is next (rotation only)."""
+        service = self.get(name)
+        if service is None or service.rotation is None:
+            return None
+        current = service.rotation.shift_at(at)
+        return OnCall(service.name, current, service.rotation.shift_at(current.end))
+
+    def on_call_people(self, name: str, at: dt.datetime) -> tuple[Expert, ...]:
+        """The people to page first for service `name` at `at`: its rotation's person on
+        call, else its experts with role "on-call"."""
+        service = self.get(name)
+        if service is None:
+            return ()
+        if service.rotation is not None:
+            expert = self.expert_by_address(service.rotation.person_at(at))
+            return (expert,) if expert else ()
+        return tuple(e for e in service.experts if e.role == "on-call")
+
+    def addresses(self) -> tuple[str, ...]:
+        """Every address the file names, pagers included: mailbot may write to them."""
+        out: dict[str, None] = {}
+        for service in self._services.values():
+            for expert in service.experts:
+                out[expert.address] = None
+                if expert.pager:
+                    out[expert.pager] = None
+        return tuple(out)
+
     def dependents_of(self, name: str) -> tuple[str, ...]:
         """The services that call `name` directly, in file order."""
         canonical = self.resolve(name)
         return tuple(s.name for s in self._services.values() if canonical in s.depends_on)
 
     def expert_by_address(self, address: str) -> Expert | None:
-        """The first expert entry with this address (any service), for showing names."""
+        """The first expert entry with this address (any service), for showing names;
+        its pager is the person's pager wherever it was written."""
         return self._by_address.get(address.strip().lower())
 
 
@@ -275,8 +348,138 @@ def _build(raw: Mapping[str, Any]) -> list[Service]:
             depends_on=tuple(deps),
             aliases=tuple(a.lower() for a in _strings(body, where, "aliases")),
             runbook=runbook,
+            rotation=_rotation(body, where),
+            reviewed=_reviewed(body, where),
         ))
+    _check_pagers(services)
     return services
+
+
+def _reviewed(body: Mapping[str, Any], where: str) -> dt.date | None:
+    value = body.get("reviewed")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(f"{where} reviewed: {value!r} is not a date (YYYY-MM-DD)") from None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if not isinstance(value, dt.date):
+        raise ConfigError(f"{where} reviewed must be a date (YYYY-MM-DD), not {value!r}")
+    return value
+
+
+def _check_pagers(services: list[Service]) -> None:
+    """One person has one pager, wherever in the file it is written."""
+    pagers: dict[str, tuple[str, str]] = {}
+    for service in services:
+        for expert in service.experts:
+            if not expert.pager:
+                continue
+            known = pagers.setdefault(expert.address, (expert.pager, service.name))
+            if known[0] != expert.pager:
+                raise ConfigError(
+                    f"[services.{service.name}] expert {expert.address}: pager "
+                    f"{expert.pager!r} differs from {known[0]!r} in [services.{known[1]}]")
+
+
+def _rotation(body: Mapping[str, Any], where: str) -> Rotation | None:
+    raw = body.get("rotation")
+    if raw is None:
+        return None
+    at = f"{where} rotation"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table ([services.NAME.rotation])")
+    reject_unknown_keys(raw, at, _ROTATION_KEYS)
+    experts = {e.address for e in _experts(body, where)}
+    members = [m.strip().lower() for m in _strings(raw, at, "members")]
+    if not members:
+        raise ConfigError(f"{at} members: list at least one address")
+    for member in members:
+        if member not in experts:
+            raise ConfigError(f"{at} members: {member!r} is not an expert of this service "
+                              "(add a [[services.NAME.experts]] entry for them)")
+    if len(set(members)) != len(members):
+        raise ConfigError(f"{at} members: an address is listed twice")
+    zone = _string(raw, at, "timezone").strip()
+    if not zone:
+        raise ConfigError(f"{at} timezone is required (e.g. \"Europe/Berlin\")")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{at} timezone: {zone!r} is not a known time zone") from None
+    day_name = _string(raw, at, "handover_day").strip().lower() or "monday"
+    if day_name not in WEEKDAYS:
+        raise ConfigError(f"{at} handover_day: {day_name!r} is not a weekday "
+                          "(monday ... sunday)")
+    handover_time = _clock(_string(raw, at, "handover_time").strip() or "09:00",
+                           f"{at} handover_time")
+    period = raw.get("period_weeks", 1)
+    if not isinstance(period, int) or isinstance(period, bool) or period < 1:
+        raise ConfigError(f"{at} period_weeks must be a whole number of weeks, at least 1")
+    start = raw.get("start")
+    if isinstance(start, str):
+        try:
+            start = dt.date.fromisoformat(start.strip())
+        except ValueError:
+            start = None
+    if not isinstance(start, dt.date) or isinstance(start, dt.datetime):
+        raise ConfigError(f"{at} start: a date (YYYY-MM-DD) on which the first member "
+                          "takes over is required")
+    if start.weekday() != WEEKDAYS.index(day_name):
+        raise ConfigError(f"{at} start: {start.isoformat()} is a "
+                          f"{WEEKDAYS[start.weekday()]}, not the handover_day ({day_name})")
+    items = raw.get("overrides", [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{at} overrides must be an array of tables "
+                          "([[services.NAME.rotation.overrides]])")
+    overrides = []
+    for n, item in enumerate(items, start=1):
+        o_at = f"{at} override {n}"
+        reject_unknown_keys(item, o_at, _OVERRIDE_KEYS)
+        person = _string(item, o_at, "person").strip().lower()
+        if person not in experts:
+            raise ConfigError(f"{o_at} person: {person!r} is not an expert of this service")
+        begin = _local(item.get("from"), tz, f"{o_at} from")
+        end = _local(item.get("until"), tz, f"{o_at} until")
+        if end <= begin:
+            raise ConfigError(f"{o_at}: until must be after from")
+        overrides.append(Override(begin, end, person))
+    return Rotation(members=tuple(members), start=start, handover_day=start.weekday(),
+                    handover_time=handover_time, tz=tz, period_weeks=period,
+                    overrides=tuple(overrides))
+
+
+def _clock(value: str, where: str) -> dt.time:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+    if not match:
+        raise ConfigError(f"{where}: {value!r} is not a time of day (HH:MM)")
+    return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+def _local(value: Any, tz: ZoneInfo, where: str) -> dt.datetime:
+    """A local date ("2026-12-24": midnight) or date and time ("2026-12-24 09:00") in the
+    rotation's time zone -> an aware UTC instant."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc)
+        return local_instant(value.date(), value.time(), tz)
+    if isinstance(value, dt.date):
+        return local_instant(value, dt.time(0, 0), tz)
+    if isinstance(value, str):
+        text = value.strip().replace("T", " ")
+        try:
+            if " " in text:
+                day, clock = text.split(" ", 1)
+                return local_instant(dt.date.fromisoformat(day), _clock(clock.strip(), where),
+                                     tz)
+            return local_instant(dt.date.fromisoformat(text), dt.time(0, 0), tz)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD) or a date and time "
+                      "(YYYY-MM-DD HH:MM)")
 
 
 def _experts(body: Mapping[str, Any], where: str) -> tuple[Expert, ...]:
@@ -299,7 +502,11 @@ def _experts(body: Mapping[str, Any], where: str) -> tuple[Expert, ...]:
         role = _string(item, at, "role").strip().lower() or "expert"
         if any(c in name + role for c in "\r\n"):
             raise ConfigError(f"{at}: name and role must be one line")
-        experts.append(Expert(name=name, address=address.lower(), role=role))
+        pager = _string(item, at, "pager").strip()
+        if pager and not _ADDRESS.match(pager):
+            raise ConfigError(f"{at} pager: {pager!r} is not an email address")
+        experts.append(Expert(name=name, address=address.lower(), role=role,
+                              pager=pager.lower()))
     return tuple(experts)
 
 

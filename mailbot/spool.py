@@ -7,7 +7,7 @@ A Maildir-like layout under `<storage>/spool/`:
     new/     accepted: fsync'd, renamed in, directory fsync'd -> only now may ingress say 250
     failed/  processing raised: the message plus `<name>.error` with the traceback
 
-A message leaves `new/` only after its effects are committed (the pipeline calls `done`).
+A message leaves `new/` only after its effects are committed (the pipeline calls `done_many` for its group).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
-from mailbot.durable import (fsync_dir, move_durably, read_whole, remove_durably,
+from mailbot.durable import (FILE_MODE, fsync_dir, move_durably, read_whole, remove_durably,
                              sync_filesystem, unique_suffix, write_atomic, write_new,
                              write_synced)
 from mailbot.faults import crash_point
@@ -69,7 +69,7 @@ class Spool:
         """Store `raw` durably and return its spool name. Raises OSError if it cannot."""
         name = self._name(source)
         tmp_path = self.tmp / name
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
             write_synced(fd, raw)
         except BaseException:
@@ -117,12 +117,8 @@ class Spool:
         source = rest.rsplit(".", 1)[-1]
         return SpooledMail(name=name, path=path, raw=raw, received_at=received, source=source)
 
-    def done(self, name: str) -> None:
-        """The message's effects are committed: forget it."""
-        remove_durably(self.new / name)
-
     def done_many(self, names: list[str]) -> None:
-        """`done` for several messages, with one directory sync."""
+        """The messages' effects are committed: forget them, with one directory sync."""
         removed = False
         for name in names:
             try:

@@ -149,13 +149,15 @@ class Store:
         """Commits made inside share one atomic write of the hot file, at the end.
         If the group raises or the write fails, all of its commits are undone."""
         with self.lock:
-            unwritten = dict(self._unwritten)
+            unwritten, finished = dict(self._unwritten), set(self._finished)
             try:
                 with self._storage.batch():  # type: ignore[union-attr]
                     yield
             except BaseException:
                 if self._storage.rolled_back:  # type: ignore[union-attr]
-                    self._unwritten = unwritten
+                    # The journal entries the group's first commit removed are back in
+                    # memory: they are still done, and go with the next commit.
+                    self._unwritten, self._finished = unwritten, finished
                 raise
 
     def is_flushed(self) -> bool:

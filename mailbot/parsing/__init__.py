@@ -9,7 +9,7 @@ The stages, in order (each module's docstring says what it takes and hands on):
 4. `fields.py`    labelled lines -> `Fields`, read from the new lines only
 
 `parse_mail` never raises: whatever the bytes, it returns a `ParsedMail`, with what went
-wrong listed in `defects`. The language (prefix, severities, phases, roles) comes from
+wrong listed in `defects`, and no lone surrogate in any of its text (`surrogates.py`). The language (prefix, severities, phases, roles) comes from
 the configuration through `Language.from_config`.
 """
 
@@ -21,8 +21,9 @@ import logging
 from mailbot.models import Fields, ParsedMail, SubjectTags
 from mailbot.parsing.fields import read_fields
 from mailbot.parsing.language import Language, parse_phase, parse_severity
-from mailbot.parsing.mime import MAX_TEXT, MimeMail, read_mime
+from mailbot.parsing.mime import MAX_TEXT, MAX_TEXT_LINES, MimeMail, read_mime
 from mailbot.parsing.quotes import split_reply
+from mailbot.parsing.surrogates import without_surrogates
 from mailbot.parsing.tags import read_tags
 
 __all__ = ["Language", "parse_mail", "parse_severity", "parse_phase"]
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def parse_mail(raw: bytes, lang: Language) -> ParsedMail:
     """Read one message; never raises."""
     try:
-        return _parse(bytes(raw), lang)
+        return without_surrogates(_parse(bytes(raw), lang))
     except Exception as exc:  # the last line of defence: a bug must not lose the message
         try:
             data = bytes(raw or b"")
@@ -45,18 +46,30 @@ def parse_mail(raw: bytes, lang: Language) -> ParsedMail:
             key=key, message_id="", from_address="", from_name="", envelope_sender=None,
             to=(), cc=(), subject="", date=None, in_reply_to=(), references=(), headers=(),
             content_type="", tags=SubjectTags(), fields=Fields(), new_text="", narrative="",
-            defects=(f"parser error: {type(exc).__name__}: {str(exc)[:200]}",),
+            defects=(without_surrogates(f"parser error: {type(exc).__name__}: {str(exc)[:200]}"),),
             size=len(data),
         )
+
+
+def _analysed_part(body: str, defects: list[str]) -> str:
+    """The start of the body text that quote stripping and field reading see: every line
+    becomes an object there, so both characters and lines are capped."""
+    if len(body) > MAX_TEXT:
+        defects.append(f"body text longer than {MAX_TEXT} characters; only the start was read")
+        body = body[:MAX_TEXT]
+    if body.count("\n") >= MAX_TEXT_LINES:
+        cut = -1
+        for _ in range(MAX_TEXT_LINES):
+            cut = body.index("\n", cut + 1)
+        defects.append(f"body text longer than {MAX_TEXT_LINES} lines; only the start was read")
+        body = body[:cut]
+    return body
 
 
 def _parse(raw: bytes, lang: Language) -> ParsedMail:
     mime: MimeMail = read_mime(raw)
     defects = list(mime.defects)
-    body = mime.body
-    if len(body) > MAX_TEXT:
-        defects.append(f"body text longer than {MAX_TEXT} characters; only the start was read")
-        body = body[:MAX_TEXT]
+    body = _analysed_part(mime.body, defects)
 
     split = split_reply(body)
     sender = (f"{mime.from_name} <{mime.from_address}>" if mime.from_name and mime.from_address

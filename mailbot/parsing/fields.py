@@ -53,10 +53,11 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "postmortem_owner": ("postmortem-owner", "post-mortem-owner"),
     "started_at": ("started-at", "start-time", "began-at"),
     "resolved_at": ("resolved-at", "end-time", "ended-at"),
+    "page": ("page",),
 }
 _KEY_TO_FIELD = {key: name for name, keys in FIELD_KEYS.items() for key in keys}
 _CONTINUED = {"summary", "impact"}
-_LISTS = {"roles", "services"}
+_LISTS = {"roles", "services", "page"}
 _PEOPLE = {"commander", "postmortem_owner"}
 _TIMES = {"started_at", "resolved_at"}
 
@@ -72,6 +73,11 @@ _PLACEHOLDERS = {"", "?", "??", "-", "--", "tbd", "tba", "tbc", "n/a", "na", "n.
                  "(unchanged)", "same", "same as before", "as before", "no changes"}
 # "SEV2 -> SEV1", written the way acknowledgements show a change: the new value counts.
 _ARROW = re.compile(r"\s*(?:->|→|=>|⇒|-->)\s*")
+# A value that guesses rather than states ("Phase: Resolved?", "Commander: still Bob") is
+# not understood: taken as written, it would resolve an incident or name "still Bob".
+_HEDGEABLE = {"severity", "phase", "commander", "postmortem_owner", "customer_impact"}
+_HEDGES = {"still", "maybe", "probably", "perhaps", "possibly", "likely", "prob", "guess",
+           "think", "unsure", "hopefully", "tentatively", "almost", "nearly", "kinda"}
 _SELF = {"me", "myself", "i", "me.", "i am", "i'm"}
 _YES = {"yes", "y", "true", "1", "on", "ja", "oui", "si", "sí"}
 _NO = {"no", "n", "false", "0", "off", "none", "nein", "non"}
@@ -322,6 +328,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
 
     state: dict[str, object] = {}
     invalid: dict[str, InvalidField] = {}
+    blanked: dict[str, str] = {}
     role_pairs: list[tuple[str, str]] = []
     role_invalid: list[InvalidField] = []
     for fl, field in read:
@@ -344,7 +351,17 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
         if blank.strip("?") == "" and blank:
             blank = "?"  # "???"
         if blank in _PLACEHOLDERS and not (field == "customer_impact" and blank in _NO):
-            continue  # "?", "TBD", "n/a": a blank someone left, not a value to store
+            # "?", "TBD", "n/a": a blank someone left, not a value to store
+            if field not in state and field not in invalid:
+                blanked[field] = value
+            continue
+        blanked.pop(field, None)
+        if field in _HEDGEABLE and _is_hedged(value):
+            choices = {"severity": lang.severities, "phase": lang.phases,
+                       "customer_impact": ("yes", "no")}.get(field, ())
+            invalid[field] = InvalidField(field, value, tuple(choices), hedged=True)
+            state.pop(field, None)
+            continue
         result: object
         if field == "severity":
             result = parse_severity(value, lang)
@@ -356,7 +373,7 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
             word = re.split(r"[\s,.;:!()-]", value.strip(_EMPHASIS).lower(), maxsplit=1)[0]
             result = True if word in _YES else False if word in _NO else None
             choices = ("yes", "no")
-        elif field == "services":
+        elif field in ("services", "page"):
             names: list[str] = []
             for item in _items(value):
                 if item.strip(_EMPHASIS + ".").lower() in _PLACEHOLDERS:
@@ -397,13 +414,23 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
         customer_impact=state.get("customer_impact"),  # type: ignore[arg-type]
         services=state.get("services"),  # type: ignore[arg-type]
         postmortem_owner=state.get("postmortem_owner"),  # type: ignore[arg-type]
+        page=state.get("page"),  # type: ignore[arg-type]
         started_at=state.get("started_at"),  # type: ignore[arg-type]
         resolved_at=state.get("resolved_at"),  # type: ignore[arg-type]
         invalid=tuple(invalid.values()) + tuple(role_invalid),
+        blanked=tuple(blanked.items()),
         lines=tuple(fl for fl, _ in read),
         misspelled=tuple(misspelled),
         as_meant=read_fields(meant_lines, lang, sender, sent=sent)[0] if meant_lines else None,
     ), consumed
+
+
+def _is_hedged(value: str) -> bool:
+    """"Resolved?", "SEV1??", "still Bob", "maybe mitigating": a guess, not a value."""
+    text = value.strip(_EMPHASIS + ".!").lower()
+    words = re.findall(r"[a-z']+", text)
+    return text.endswith("?") or text.split(" ", 1)[0].endswith("?") or \
+        (len(words) > 1 and words[0] in _HEDGES)  # "maybe" alone is just not a value
 
 
 _KEY_LIKE = re.compile(r"[ \t*•+·–—◦▪-]{0,6}([A-Za-z][A-Za-z_ -]{1,24}?)[ \t*_`]*[:：]")

@@ -40,7 +40,15 @@ from mailbot.parsing.reports import find_report
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 2 * 1024 * 1024  # characters of body text read for fields; the rest is cut
+# Body text given to quote stripping and field reading (docs/limits.md): fields live in
+# the first part of the new text, so the start is all that is analysed. The raw message
+# is still stored whole.
+MAX_TEXT = 256 * 1024  # characters
+MAX_TEXT_LINES = 20_000
+# Lines of a message given to the stdlib parser, which holds every line as an object
+# (~80 bytes each: 3 million soft line breaks took 250 MB). A 10 MB message of base64 has
+# 135,000 lines; what lies beyond the cut is not read (nor listed as attachments).
+MAX_LINES = 200_000
 MAX_ATTACHMENT_TEXT = 1024 * 1024  # characters kept of a text attachment
 MAX_DEPTH = 30  # MIME nesting we follow; deeper parts are ignored (and reported)
 # Header characters decoded. The stdlib's decode_header is quadratic in the number of
@@ -50,6 +58,7 @@ MAX_HEADER_LINES = 10_000  # top-level header lines parsed; the rest are dropped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
+_ONE_BRACKETED_ID = re.compile(r"\s*<([^<>\s]{1,500})>\s*")
 _SANE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 _FLOWED_QUOTE = re.compile(r">+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -180,6 +189,17 @@ def _cap_header_lines(raw: bytes, defects: list[str]) -> bytes:
     return head[:cut + 1] + b"\r\n" + body
 
 
+def _cap_lines(raw: bytes, defects: list[str]) -> bytes:
+    """`raw` cut after MAX_LINES lines (see MAX_LINES)."""
+    if raw.count(b"\n") <= MAX_LINES:
+        return raw
+    cut = -1
+    for _ in range(MAX_LINES):
+        cut = raw.index(b"\n", cut + 1)
+    defects.append(f"more than {MAX_LINES} lines; the rest was not read")
+    return raw[:cut + 1]
+
+
 def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
     """Header block and body of the raw bytes, split at the first empty line."""
     positions = [p for p in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if p >= 0]
@@ -190,16 +210,20 @@ def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:cut], raw[cut + sep:]
 
 
-def digest_key(raw: bytes, msg: email.message.Message | None) -> str:
+def digest_key(raw: bytes, msg: email.message.Message | None, *,
+               with_message_id: bool = False) -> str:
     """A dedupe key for mail without a usable Message-ID.
 
     It covers From, Date, Subject and the body, not the whole bytes: the same message
     delivered again through another hop gains Return-Path/Received headers in front.
-    Line endings are normalised for the same reason.
+    Line endings are normalised for the same reason. `with_message_id`: the Message-ID
+    header as written too (one that is there but unusable), so two messages that differ
+    only there are two messages.
     """
     head, body = _split_raw(raw)
     h = hashlib.sha256()
-    for name in ("from", "date", "subject"):
+    names = ("from", "date", "subject") + (("message-id",) if with_message_id else ())
+    for name in names:
         value = ""
         if msg is not None:
             try:
@@ -224,6 +248,17 @@ def message_ids(value: str) -> tuple[str, ...]:
         if mid and mid not in seen:
             seen.append(mid)
     return tuple(seen)
+
+
+def message_key(value: str, raw: bytes, msg: email.message.Message | None) -> str:
+    """The dedupe key: the Message-ID when the header is exactly one `<left@right>`;
+    else a digest of the message and of that header as written. Any looser reading
+    (say, the last word with an `@` of `<note a@b>` or `a@b (resent)`) can give two
+    different messages one key, and the second would be dropped as a duplicate."""
+    m = _ONE_BRACKETED_ID.fullmatch(value)
+    if m and _SANE_ID.fullmatch(m.group(1)):
+        return m.group(1)
+    return digest_key(raw, msg, with_message_id=bool(value.strip()))
 
 
 def sane_message_id(value: str) -> str:
@@ -389,7 +424,8 @@ def read_mime(raw: bytes) -> MimeMail:
     """Everything the MIME layer can read from `raw`; never raises."""
     out = MimeMail()
     msg: email.message.Message | None
-    raw = _cap_header_lines(raw, out.defects)
+    whole = raw  # the dedupe key covers the whole body
+    raw = _cap_lines(_cap_header_lines(raw, out.defects), out.defects)
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # RecursionError on absurd nesting, mostly
@@ -401,11 +437,11 @@ def read_mime(raw: bytes) -> MimeMail:
             msg = BytesHeaderParser().parsebytes(_split_raw(raw)[0] + b"\n\n")
         except Exception:
             msg = None
-        _stdlib_fill(out, _read_headers(out, msg, raw))
+        _stdlib_fill(out, _read_headers(out, msg, whole))
         out.body = decode_bytes(_split_raw(raw)[1], None, out.defects, "body")
         return out
 
-    first = _read_headers(out, msg, raw)
+    first = _read_headers(out, msg, whole)
     out.content_type = msg.get_content_type()
     out.report = find_report(msg)
 
@@ -460,10 +496,14 @@ def _read_headers(out: MimeMail, msg: email.message.Message | None, raw: bytes
         first.setdefault(name, value)
     out.subject = one_line(first.get("subject", ""))
     out.message_id = sane_message_id(first.get("message-id", ""))
-    out.key = out.message_id or digest_key(raw, msg)
+    out.key = message_key(first.get("message-id", ""), raw, msg)
     if "return-path" in first:
         rp = first["return-path"].strip()
         addr = email.utils.parseaddr(rp)[1] if rp not in ("<>", "") else ""
+        # Postfix's pipe(8) writes the null sender as "MAILER-DAEMON" (no domain) unless
+        # the transport sets null_sender=: that is a bounce's empty envelope too.
+        if addr.lower() == "mailer-daemon":
+            addr = ""
         out.envelope_sender = one_line(addr)
     out.in_reply_to = message_ids(first.get("in-reply-to", ""))
     out.references = message_ids(" ".join(v for n, v in out.headers if n == "references"))

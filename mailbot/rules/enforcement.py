@@ -44,7 +44,7 @@ def stated(mail: ParsedMail) -> dict[str, object]:
 def meant_value(invalid: InvalidField) -> str | None:
     """The valid value a misspelled one is close to ("identifed" -> "identified"), for
     fields whose values are words; None when nothing is close enough to say so."""
-    if invalid.field != "phase" or not invalid.valid:
+    if invalid.field != "phase" or not invalid.valid or invalid.hedged:
         return None  # "SEV9" is close to "SEV1" as text: no guess about severities
     words = re.findall(r"[a-z]+", invalid.value.lower())
     if not words:

@@ -69,8 +69,10 @@ def _signing_domain(header_d: str | None, header_i: str | None) -> str:
 
 def check_sender(mail: ParsedMail, facts: "Facts", config: Config,
                  decision: Decision | None) -> Decision | None:
-    """Strangers change nothing and hear nothing (no backscatter)."""
-    if not is_allowed(mail.from_address, config):
+    """Strangers change nothing and hear nothing (no backscatter). Someone paged for an
+    incident may write to it (and only to it) like an allowed sender."""
+    paged = facts.incident is not None and mail.from_address in facts.incident.paged_addresses
+    if not paged and not is_allowed(mail.from_address, config):
         return Decision("ignore", reason=f"stranger {mail.from_address or '(no From)'}")
     if config.policy.require_dkim and not dkim_passes(mail, config):
         return Decision("ignore", reason=f"no trusted dkim=pass for {mail.from_address}")

@@ -190,6 +190,7 @@ def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path,
     ["show", "INC-3", "--json"], ["digest", "--send"], ["publish", "--out", "site"],
     ["tick", "--debug"], ["check-config"], ["init-config", "etc"], ["failed"],
     ["retry", "--all"], ["outbox", "resend", "x", "y"], ["--config", "ingest", "show", "1"],
+    ["oncall", "--at", "2026-11-30 10:00"],
 ])
 def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(argv):
     from mailbot.cli import _command_in, build_parser

@@ -375,3 +375,34 @@ def test_a_list_that_rewrites_from_is_read_through_to_the_author(make_daemon, si
     settle(daemon)
     assert len(sink.received) == 2
     assert [i.title for i in daemon.rt.store.live_incidents()] == ["Munged"]
+
+
+def test_a_guessed_phase_or_commander_is_not_applied_and_says_why(daemon, sink):
+    declare(daemon, sink)  # SEV2, investigating, commander alice@example.com
+    send(daemon.port, message("Re: [INC-1] x", "Severity: SEV2\nPhase: Resolved?\n"
+                              "Commander: still Bob\n\nLooks fixed, checking.",
+                              message_id="h1@x"))
+    body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
+    assert body.lstrip().startswith("Your update to INC-1 was not applied")
+    assert ('  - Phase: "Resolved?"\n'
+            '    A question mark or a word like "still" makes it a guess: write the value alone\n'
+            '    (one of investigating, identified, mitigating, monitoring, resolved). '
+            'It is now "investigating".\n') in body
+    assert ('  - Commander: "still Bob"\n'
+            '    A question mark or a word like "still" makes it a guess: write the value '
+            'alone. It is now "alice@example.com".\n') in body
+    assert 'did you mean "resolved"' not in body and "Phase: resolved" not in body
+    incident = daemon.rt.store.get(1)
+    assert incident.status == "open" and incident.phase == "investigating"
+    assert incident.commander == "alice@example.com"
+
+
+def test_commander_unchanged_is_missing_and_the_rejection_shows_what_to_paste(daemon, sink):
+    declare(daemon, sink)
+    send(daemon.port, message("Re: [INC-1] x", "Severity: SEV2\nPhase: mitigating\n"
+                              "Commander: unchanged\n\nRolling back.", message_id="u1@x"))
+    body = sink.wait_count(2)[-1].message.get_content().replace("\r\n", "\n")
+    assert ('  - who manages it (Commander:)\n'
+            '    "unchanged" was read as blank: the standard asks for the value itself.\n'
+            '    To keep the current one, paste:  Commander: alice@example.com\n') in body
+    assert daemon.rt.store.get(1).phase == "investigating"  # not applied

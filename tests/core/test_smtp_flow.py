@@ -58,6 +58,9 @@ def test_follow_up_without_phase_is_rejected_to_sender_only(daemon, sink):
     incident = daemon.rt.store.get(1)
     assert incident.severity == "SEV2"  # unchanged
     assert incident.rejected_count == 1
+    rejected = incident.timeline[-1]
+    assert rejected.kind == "rejected"
+    assert "It got worse." in rejected.text  # its own words, for its fold on the site
 
 
 def test_duplicate_message_id_is_processed_once(daemon, sink):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.parsing import parse_mail
+from mailbot.parsing.mime import MAX_TEXT
 from parsing_corpus import (
     ERP, LANG, TALON, erp_files, html_replies, squash, standard_replies, wrap,
 )
@@ -178,6 +179,13 @@ def test_every_erp_file_has_an_expectation():
 @pytest.mark.parametrize("path", erp_files(), ids=lambda p: p.stem)
 def test_erp_body_new_text(path: Path):
     parsed = parse_mail(wrap(path.read_bytes()), LANG)
+    if len(path.read_bytes()) > MAX_TEXT:
+        # Analysis reads the start of the text (fields live there): a body over the cap
+        # gives the start of its new text, and says that only the start was read.
+        assert ERP_EXPECTED[path.stem].startswith(parsed.new_text)
+        assert len(parsed.new_text) > MAX_TEXT // 2
+        assert any("only the start was read" in d for d in parsed.defects)
+        return
     assert parsed.new_text == ERP_EXPECTED[path.stem]
     if path.stem in ERP_SIGNATURES:
         assert ERP_SIGNATURES[path.stem] in parsed.signature

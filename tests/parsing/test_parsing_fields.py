@@ -275,3 +275,38 @@ def test_bottom_posted_fields_count():
             "> Phase: investigating\n\nSeverity: SEV2\nPhase: identified\n")
     f = fields_of(body)
     assert (f.severity, f.phase) == ("SEV2", "identified")
+
+
+# ---------------------------------------------------------------- guesses are not values
+
+
+@pytest.mark.parametrize("line, field", [
+    ("Phase: Resolved?", "phase"), ("Phase: maybe resolved", "phase"),
+    ("Severity: SEV1??", "severity"), ("Severity: probably SEV2", "severity"),
+    ("Commander: still Bob", "commander"), ("Commander: bob@example.com?", "commander"),
+    ("Customer-Impact: yes?", "customer_impact"),
+])
+def test_a_value_with_a_question_mark_or_filler_word_is_not_understood(line, field):
+    f = fields_of(f"{line}\n\nthanks")
+    assert getattr(f, field) is None
+    [bad] = f.invalid
+    assert bad.field == field and bad.hedged and bad.value == line.split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("line, field, value", [
+    ("Phase: resolved", "phase", "resolved"),
+    ("Phase: mitigating - rollback half done", "phase", "mitigating"),
+    ("Commander: Bob Still <bob@example.com>", "commander", "Bob Still <bob@example.com>"),
+    ("Channel: https://meet.example.com/x?room=1", "channel",
+     "https://meet.example.com/x?room=1"),
+    ("Summary: is it the DB? maybe", "summary", "is it the DB? maybe"),
+])
+def test_a_plain_value_is_still_taken(line, field, value):
+    f = fields_of(f"{line}\n\nthanks")
+    assert getattr(f, field) == value and not f.invalid
+
+
+def test_a_placeholder_is_blank_and_remembered_as_written():
+    f = fields_of("Severity: SEV2\nPhase: mitigating\nCommander: unchanged\n\nok")
+    assert f.commander is None and not f.invalid
+    assert f.blanked == (("commander", "unchanged"),)

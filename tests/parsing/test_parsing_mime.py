@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+import pytest
+
 from mailbot.parsing import parse_mail
-from mailbot.parsing.mime import MAX_TEXT
+from mailbot.parsing.mime import MAX_LINES, MAX_TEXT, MAX_TEXT_LINES
 from parsing_corpus import LANG
 
 
@@ -48,6 +50,16 @@ def test_envelope_sender_from_first_return_path():
     assert p.envelope_sender == ""
     p = parse_mail(msg("Return-Path: <Bounce@Lists.example.com>\n" + BASIC, b"hi"), LANG)
     assert p.envelope_sender == "Bounce@Lists.example.com"
+
+
+@pytest.mark.parametrize("value", ["<MAILER-DAEMON>", "<mailer-daemon>", "MAILER-DAEMON"])
+def test_postfix_pipes_null_sender_is_the_null_sender(value):
+    # Postfix's pipe(8) default null_sender: a bounce's empty envelope, written as a name.
+    p = parse_mail(msg(f"Return-Path: {value}\n" + BASIC, b"hi"), LANG)
+    assert p.envelope_sender == ""
+    # A real mailbox whose local part happens to be mailer-daemon keeps its address.
+    p = parse_mail(msg("Return-Path: <MAILER-DAEMON@mx.example.com>\n" + BASIC, b"hi"), LANG)
+    assert p.envelope_sender == "MAILER-DAEMON@mx.example.com"
 
 
 def test_key_without_message_id_survives_redelivery():
@@ -167,6 +179,20 @@ def test_size_guard_truncates_for_field_reading():
     assert p.fields.phase is None  # beyond the cut
     assert any(str(MAX_TEXT) in d for d in p.defects)
     assert p.size == len(msg(BASIC, body))
+
+
+def test_line_guards_bound_what_is_analysed():
+    # Fields on top are read; what lies beyond each cut is not, and the defect says so.
+    top = b"Severity: SEV2\r\n"
+    text_lines = parse_mail(msg(BASIC, top + b"\r\n" * MAX_TEXT_LINES + b"Phase: resolved\r\n"),
+                            LANG)
+    assert text_lines.fields.severity == "SEV2" and text_lines.fields.phase is None
+    assert any(str(MAX_TEXT_LINES) in d for d in text_lines.defects)
+    raw_lines = msg(BASIC, top + b"=\r\n" * MAX_LINES + b"Phase: resolved\r\n")
+    p = parse_mail(raw_lines, LANG)
+    assert p.fields.severity == "SEV2" and p.fields.phase is None
+    assert any(str(MAX_LINES) in d for d in p.defects)
+    assert p.size == len(raw_lines)
 
 
 def test_format_flowed_is_unwrapped():

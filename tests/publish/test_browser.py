@@ -7,6 +7,7 @@ unless CI is set: there a missing browser is a failure, not a silent pass.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import struct
 import subprocess
@@ -63,7 +64,8 @@ def site(tmp_path_factory):
                  make_incident(1, "API latency above SLO", severity="SEV1",
                                services=("checkout",), customer_impact=True),
                  make_incident(2, "Search index lagging", severity="SEV3",
-                               services=("search",))]
+                               services=("search",)),
+                 make_incident(4, "Cache stampede", status="resolved", severity="SEV2")]
     out = tmp / "site"
     publish_site(out, incidents, load_services(config.services_file), config, NOW)
     return out
@@ -163,6 +165,38 @@ def test_docs_screenshot_script_runs(chromium, tmp_path):
     spec.loader.exec_module(module)
     img = tmp_path / "img"
     assert module.main(["--site", str(tmp_path / "site"), "--img", str(img)]) == 0
-    for name in ("board.png", "experts.png", "incident.png"):
+    for name in ("board.png", "experts.png", "incident.png", "incident-day.png"):
         width, _, distinct = png_facts(img / name)
         assert width == 1280 and distinct > 64
+
+
+def measured(chromium: Path, tmp: Path, page: Path, script: str) -> str:
+    """What `script` (an expression) evaluates to once the page is laid out in Chromium."""
+    probe = page.with_name("probe-" + page.name)
+    probe.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>document.body.setAttribute('data-probe', JSON.stringify("
+        + script + "))</script></body>"), encoding="utf-8")
+    try:
+        dom = parse(run_chromium(chromium, tmp, "--window-size=1280,900", "--dump-dom",
+                                 probe.as_uri()))
+    finally:
+        probe.unlink()
+    return dom.find("body").attrs["data-probe"]
+
+
+def test_resolved_and_postmortem_due_badges_do_not_touch(chromium, site, tmp_path):
+    gap = measured(chromium, tmp_path, site / "incidents" / "INC-4.html", """
+        document.querySelector('.flag.info').getBoundingClientRect().left
+        - document.querySelector('.status').getBoundingClientRect().right""")
+    assert float(gap) >= 6, f"{gap}px between the Resolved and postmortem due badges"
+
+
+def test_a_list_of_called_services_has_no_space_before_its_commas(chromium, site, tmp_path):
+    # "Calls: ledger , checkout" came from a margin after each link.
+    gaps = json.loads(measured(chromium, tmp_path, site / "experts.html", """
+        [...document.querySelectorAll('.deps a')].filter(a => a.nextSibling
+            && a.nextSibling.nodeType === 3 && a.nextSibling.data.startsWith(',')).map(a => {
+          const r = document.createRange();
+          r.setStart(a.nextSibling, 0); r.setEnd(a.nextSibling, 1);
+          return r.getBoundingClientRect().left - a.getBoundingClientRect().right; })"""))
+    assert gaps and all(abs(g) < 1 for g in gaps), gaps

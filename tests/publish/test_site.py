@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 import mailbot.publish as publish
+from mailbot.models import TimelineEntry
 from mailbot.publish import publish_site
 from mailbot.services import load_services
 
@@ -312,3 +313,99 @@ def _pairs(section: Node):
     items = [n for n in dl.children if isinstance(n, Node)]
     return [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)
             if items[i].tag == "dt" and items[i + 1].tag == "dd"]
+
+
+def test_board_commander_shows_the_name_and_links_the_address(out, config, directory):
+    incidents = [make_incident(1, commander="Lena Fischer <lena.fischer@example.com>"),
+                 make_incident(2, commander="rita@example.com"),  # the directory names her
+                 make_incident(3, commander="Bob")]
+    publish_site(out, incidents, directory, config, NOW)
+    rows = {tr.attrs["data-ref"]: tr.find_all("td")[4]
+            for tr in parse(out / "index.html").find("section", id="open").find_all("tr")
+            if "data-ref" in tr.attrs}
+    assert rows["INC-1"].text() == "Lena Fischer"
+    assert rows["INC-1"].find("a").attrs["href"] == "mailto:lena.fischer@example.com"
+    assert rows["INC-2"].text() == "Rita Gomez"
+    assert rows["INC-2"].find("a").attrs["href"] == "mailto:rita@example.com"
+    assert rows["INC-3"].text() == "Bob" and not rows["INC-3"].find_all("a")
+    # The incident page keeps the address beside the name.
+    decl = dict((d.text(), v.text()) for d, v in _pairs(
+        parse(out / "incidents" / "INC-1.html").find("section", id="declaration")))
+    assert decl["Commander"] == "Lena Fischer <lena.fischer@example.com>"
+
+
+def test_resolved_and_closed_incidents_show_how_long_they_lasted(out, config, directory):
+    began = ago(days=2)
+    incidents = [make_incident(1, status="resolved", declared_at=began,
+                               resolved_at=began + dt.timedelta(hours=3, minutes=5)),
+                 make_incident(2, status="closed", declared_at=began,
+                               started_at=began - dt.timedelta(hours=1),
+                               resolved_at=began + dt.timedelta(minutes=40)),
+                 make_incident(3, declared_at=ago(hours=5))]
+
+    def lasted(now):
+        publish_site(out, incidents, directory, config, now)
+        board = parse(out / "index.html")
+        cells = {tr.attrs["data-ref"]: tr.find("td", cls="age").text()
+                 for tr in board.find_all("tr") if "data-ref" in tr.attrs}
+        heads = [s.find_all("th")[5].text() for s in
+                 (board.find("section", id=i) for i in ("open", "resolved", "closed"))]
+        header = parse(out / "incidents" / "INC-1.html").find("p", cls="badges")
+        return cells, heads, header.find("span", cls="age").text()
+
+    cells, heads, header = lasted(NOW)
+    assert cells == {"INC-1": "3h 5m", "INC-2": "1h 40m", "INC-3": "5h"}  # Started-At counts
+    assert heads == ["Age", "Lasted", "Lasted"]
+    assert header == "· lasted 3h 5m"
+    later = lasted(NOW + dt.timedelta(days=4))
+    assert later[0]["INC-1"] == "3h 5m" and later[0]["INC-2"] == "1h 40m"
+    assert later[2] == "· lasted 3h 5m"
+
+
+def test_reminders_and_rejections_fold_and_a_rejection_shows_its_message(
+        out, config, directory):
+    t0 = ago(hours=20)
+    at = lambda minutes: t0 + dt.timedelta(minutes=minutes)  # noqa: E731
+    timeline = [
+        TimelineEntry("declared", at(0), "olga@example.com", "d@x", at(0), (), "Down."),
+        TimelineEntry("reminder", at(40), "bot@example.com", note="stale-update reminder"),
+        TimelineEntry("rejected", at(45), "pat@example.com", "r@x", at(45), (),
+                      "Missing: Phase.", text="Still <b>looking</b>, more soon."),
+        TimelineEntry("reminder", at(80), "bot@example.com", note="stale-update reminder"),
+        TimelineEntry("updated", at(90), "olga@example.com", "u@x", at(90), (), "Fixed."),
+        TimelineEntry("reminder", at(130), "bot@example.com", note="reminder"),
+    ]
+    publish_site(out, [make_incident(1, timeline=timeline, rejected_count=1)], directory,
+                 config, NOW)
+    ol = parse(out / "incidents" / "INC-1.html").find("ol", cls="timeline")
+    top = [c for c in ol.children if not isinstance(c, str)]
+    assert [("folded" if "folded" in li.classes else li.find("span", cls="kind").text())
+            for li in top] == ["declared", "folded", "updated", "folded"]
+    first, last = top[1], top[3]
+    assert first.find("details").attrs.get("open") is None  # closed until clicked
+    assert first.find("summary").text().startswith("2 reminders, 1 rejected message")
+    assert last.find("summary").text().startswith("1 reminder ")
+    folded = [li.find("span", cls="kind").text()
+              for li in first.find("details").find_all("li", cls="entry")]
+    assert folded == ["reminder", "rejected", "reminder"]
+    rejected = first.find("li", cls="kind-rejected")
+    assert rejected.find("p", cls="note").text() == "Missing: Phase."
+    assert rejected.find("blockquote", cls="message").text() == "Still <b>looking</b>, more soon."
+
+
+def test_escalation_urls_are_links_and_nothing_else_is(out, tmp_path):
+    config = make_config(tmp_path / "etc", services_toml='''
+[services.api]
+description = "API"
+escalation = "Page https://pager.example.com/api?team=1&x=2, then <b>ask</b> in javascript:alert(1) or https://chat.example.com/r."
+[[services.api.experts]]
+name = "Ana"
+address = "ana@example.com"
+''')
+    publish_site(out, [], load_services(config.services_file), config, NOW)
+    p = parse(out / "experts.html").find("p", cls="escalation")
+    assert [a.attrs["href"] for a in p.find_all("a")] == [
+        "https://pager.example.com/api?team=1&x=2", "https://chat.example.com/r"]
+    assert p.text() == ("Escalation: Page https://pager.example.com/api?team=1&x=2, then "
+                        "<b>ask</b> in javascript:alert(1) or https://chat.example.com/r.")
+    assert not p.find_all("b")

@@ -81,7 +81,8 @@ def queued(rt) -> list[OutgoingMail]:
 
 def test_template_html_and_header_injection_in_every_field(tmp_path):
     rt = build_runtime(load(tmp_path, smtp_port=free_port()))
-    allowed = {"incidents@example.com", "alice@example.com"}
+    # carol is the declaration's liaison: she alone gets the draft customer update.
+    allowed = {"incidents@example.com", "alice@example.com", "carol@example.com"}
     subject = f"[DECLARE] {EVIL} {CRLF_BCC}"
     rt.spool.put(raw_mail(subject, DECLARE, "inj1@x"), "pipe")
     # A follow-up missing its phase: rejected to the sender, quoting her subject.
@@ -96,11 +97,12 @@ def test_template_html_and_header_injection_in_every_field(tmp_path):
 
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
     assert send_stale_reminder(rt, incident, later) == 1
-    digest = compose_digest(rt, collect_digest(rt, later, save=False), "job:digest:inj")
+    digest = compose_digest(rt, collect_digest(rt, later), "job:digest:inj")
 
     mails = [*queued(rt), digest]
     kinds = sorted(m.kind for m in mails)
-    assert kinds == ["ack", "digest", "rejection", "reminder_stale", "status"], kinds
+    assert kinds == ["ack", "customer_statement", "digest", "rejection", "reminder_stale",
+                     "status"], kinds
     for mail in mails:
         msg = check_headers(mail, allowed)
         subj = str(msg["Subject"])

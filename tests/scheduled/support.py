@@ -39,7 +39,8 @@ role = "owner"
 def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = "",
                  postmortem: str = "", digest_time: str = "09:00",
                  leadership_severities: str = '["SEV1", "SEV2"]',
-                 services: str = SERVICES_TOML) -> Path:
+                 services: str = SERVICES_TOML,
+                 oncall: str = "customer_statement = false") -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "services.toml").write_text(services, encoding="utf-8")
     text = f"""
@@ -80,6 +81,11 @@ leadership = ["cto@example.com"]
 leadership_severities = {leadership_severities}
 review_after_days = 3
 {postmortem}
+
+# These tests count every mail: the liaison's draft customer update is asked for only by
+# the tests about it (test_customer_statement.py).
+[oncall]
+{oncall}
 {extra}
 """
     path = tmp / "mailbot.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -260,8 +261,34 @@ def test_digest_send_refuses_while_the_daemon_holds_the_lock(bot, sink, capsys):
         daemon_lock.release()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "`mailbot serve` is running" in err[0]
-    assert "sends the digest itself at 09:00 Europe/Berlin" in err[0]
+    assert "sends today's digest itself at 09:00 Europe/Berlin" in err[0]
     assert sink.unread() == []
+
+
+def test_digest_send_while_serve_runs_says_what_serve_did_today(bot, sink, capsys):
+    from mailbot.digest import run_digest_command
+
+    def refused_with() -> tuple[int, str]:
+        daemon_lock = WriterLock(bot.rt.lock.path)
+        assert daemon_lock.acquire()
+        try:
+            code = run_digest_command(bot.rt, send=True)
+        finally:
+            daemon_lock.release()
+        return code, capsys.readouterr().err
+
+    seed(bot, 1)
+    bot.clock.set(MORNING + dt.timedelta(minutes=5))  # due, and the daemon has not ticked
+    code, err = refused_with()
+    assert code == 75
+    assert "sends today's digest itself on its next tick (it was due at 09:00" in err
+    bot.tick(MORNING + dt.timedelta(minutes=5))
+    assert [m.kind for m in sink.take(len(sink.unread()) or 1)].count("digest") == 1
+    code, err = refused_with()
+    assert code == 0
+    assert "already handled today's digest (2026-03-24)" in err
+    assert "next is due tomorrow at 09:00 Europe/Berlin" in err
+    assert "sends" not in err
 
 
 def test_the_cli_prints_the_digest(tmp_path, sink):
@@ -360,3 +387,52 @@ def test_action_items_stay_in_the_digest_after_a_reopen(make_bot, sink):
     sink.take(len(sink.unread()))
     view_text = run_print(bot)
     assert "2026-03-27  INC-1  Add a pool check" in view_text
+
+
+def test_html_experts_sit_under_each_incident_collapsed_to_on_call_and_owner(make_bot, sink):
+    services = '''
+[services.checkout]
+description = "Checkout"
+depends_on = ["pay"]
+[[services.checkout.experts]]
+name = "Olga Petrova"
+address = "olga@example.com"
+role = "on-call"
+[[services.checkout.experts]]
+name = "Pat Kim"
+address = "pat@example.com"
+role = "owner"
+[[services.checkout.experts]]
+name = "Sam Ortiz"
+address = "sam@example.com"
+role = "expert"
+[services.pay]
+description = "Payments"
+[[services.pay.experts]]
+name = "Quinn Ade"
+address = "quinn@example.com"
+role = "on-call"
+[services.search]
+description = "Search"
+[[services.search.experts]]
+name = "Tara Singh"
+address = "tara@example.com"
+role = "expert"
+'''
+    bot = make_bot(schedule='reminders_cc_list = false', services=services)
+    seed(bot, 2)  # INC-1 names checkout, INC-2 search (no on-call, no owner)
+    mail = digest_of(bot, sink)
+    tree = parse_html(mail.html)
+    assert '<th scope="col">Experts</th>' not in mail.html  # no column beside the list
+    rows = [(a["class"].split()[0], a.get("id")) for t, a, anc in tree.find("tr")
+            if "class" in a]
+    assert rows == [("incident", "INC-1"), ("experts", None),
+                    ("incident", "INC-2"), ("experts", None)]
+    linked = [a["href"] for t, a, anc in tree.find("a") if "tr" in anc]
+    assert linked == ["mailto:olga@example.com", "mailto:pat@example.com"]
+    html = " ".join(re.sub(r"<[^>]+>", "", mail.html).split())
+    assert ("Call Olga Petrova (checkout on-call), Pat Kim (checkout owner); "
+            "2 more experts in the text part") in html
+    assert "1 expert in the text part" in html  # INC-2: nobody to call first
+    assert "Sam Ortiz" not in mail.html and "Quinn Ade" not in mail.html
+    assert "Sam Ortiz" in mail.text and "Quinn Ade" in mail.text  # the text part lists all
