@@ -26,6 +26,8 @@ REQUIRED_TEMPLATES = (
     "mail/reminder_stale.txt", "mail/reminder_postmortem.txt",
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
+    "mail/postmortem_blame_note.txt", "mail/review_ack.txt", "mail/review_refused.txt",
+    "mail/done_ack.txt", "mail/done_refused.txt", "mail/reminder_action_item.txt",
 )
 
 
@@ -202,6 +204,7 @@ class PostmortemConfig:
     leadership: tuple[str, ...] = ()
     leadership_severities: tuple[str, ...] = ("SEV1", "SEV2")
     review_after_days: int = 3
+    blame_is_advice: bool = False  # true: blame-oriented sentences are advice, not a refusal
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,7 @@ _KNOWN: dict[str, set[str]] = {
     "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
                  "quiet_hours", "quiet_severities", "escalate_after_reminders"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
-                   "leadership_severities", "review_after_days"},
+                   "leadership_severities", "review_after_days", "blame_is_advice"},
     "publish": {"dir", "url"},
     "services": {"file"},
     "logging": {"level"},
@@ -595,6 +598,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                                     ["SEV1", "SEV2"])
         ),
         review_after_days=_get(t, "postmortem", "review_after_days", int, 3, minimum=0),
+        blame_is_advice=_get(t, "postmortem", "blame_is_advice", bool, False),
     )
 
     t = raw.get("publish", {})

@@ -16,6 +16,7 @@ from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
+from mailbot.rules.postmortem import people_directory
 from mailbot.rules.recipients import RecipientPolicy
 from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
@@ -65,7 +66,9 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
                         recipients=RecipientPolicy.from_config(config, experts))
     planner = Planner(config, store, composer,
                       experts_for=lambda services: directory.contacts_for(list(services)),
-                      unknown_services=lambda services: directory.unknown(list(services)))
+                      unknown_services=lambda services: directory.unknown(list(services)),
+                      people=people_directory((e.name, e.address) for service in directory
+                                              for e in service.experts))
     # Every mail may link an incident to its page (the digest links each of its incidents).
     composer.common["incident_url"] = planner.incident_url
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)

@@ -41,6 +41,11 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("reject", reason=f"no incident {facts.incident_id}",
                         incident_id=facts.incident_id,
                         details={"problem": "unknown-incident"})
+    if tags.reviewed:
+        return Decision("reviewed", reason="postmortem review recorded",
+                        incident_id=facts.incident_id)
+    if tags.done:
+        return Decision("done", reason="action items done", incident_id=facts.incident_id)
     if tags.postmortem:
         if facts.incident.status == "open":
             # An accepted postmortem closes the incident: not while it is still going on.
