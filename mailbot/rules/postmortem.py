@@ -519,18 +519,23 @@ def _candidates(mail: ParsedMail) -> list[tuple[str, str]]:
 
 def people_directory(people: Iterable[tuple[str, str]]) -> dict[str, str]:
     """(name, address) pairs (the experts directory) -> every way a person is named
-    ("ben ortiz", "ben", "ben.ortiz", the address) -> their address. A first name two
-    people share names neither of them."""
-    found: dict[str, set[str]] = {}
+    ("ben ortiz", "ben.ortiz", the address, its local part, "ben") -> their address. A
+    full name or local part wins over a first name; a name two people share names
+    neither of them."""
+    strong: dict[str, set[str]] = {}
+    weak: dict[str, set[str]] = {}
     for name, address in people:
         address = address.strip().lower()
         keys = {address, address.split("@")[0]}
-        if name.strip():
-            full = " ".join(name.lower().split())
-            keys |= {full, full.split()[0]}
+        full = " ".join(name.lower().split())
+        if full:
+            keys |= {full, full.replace(" ", ".")}
+            weak.setdefault(full.split()[0], set()).add(address)
         for key in keys:
-            found.setdefault(key, set()).add(address)
-    return {key: next(iter(a)) for key, a in found.items() if len(a) == 1}
+            strong.setdefault(key, set()).add(address)
+    found = {k: next(iter(a)) for k, a in weak.items() if len(a) == 1 and k not in strong}
+    found.update({k: next(iter(a)) for k, a in strong.items() if len(a) == 1})
+    return found
 
 
 def resolve_owner(owner: str | None, people: Mapping[str, str]) -> str | None:
@@ -539,7 +544,7 @@ def resolve_owner(owner: str | None, people: Mapping[str, str]) -> str | None:
     if not owner:
         return owner
     key = " ".join(owner.strip().lstrip("@").lower().split())
-    return people.get(key) or people.get(key.replace(" ", ".")) or owner
+    return people.get(key) or owner
 
 
 def review_postmortem(mail: ParsedMail, incident: Incident | None, config: Config,
