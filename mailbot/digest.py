@@ -130,13 +130,13 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
             )
             key = inc.severity if inc.severity and config.severity(inc.severity) else ""
             by_sev.setdefault(key, []).append(row)
-        elif inc.status == "resolved" and inc.resolved_at is not None and \
-                inc.postmortem is None:
+        elif inc.status == "resolved" and inc.resolved_at is not None:
             due_by = review_start(config, inc) or inc.resolved_at
-            postmortems.append(PostmortemRow(
-                ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
-                owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,
-                due_by=due_by, overdue=now > due_by))
+            if inc.postmortem is None:  # accepted ones await their review, not a postmortem
+                postmortems.append(PostmortemRow(
+                    ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
+                    owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,
+                    due_by=due_by, overdue=now > due_by))
             if now - inc.resolved_at <= _RESOLVED_WINDOW:
                 resolved.append(ResolvedRow(inc.ref(prefix), inc.title, inc.severity,
                                             inc.resolved_at, closed=False))
