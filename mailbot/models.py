@@ -273,6 +273,7 @@ class Postmortem:
     quarterly: tuple[ActionItem, ...] = ()  # due past the horizon: for quarterly planning
     reviewed_at: dt.datetime | None = None
     reviewed_by: str = ""
+    headings: Mapping[str, str] = field(default_factory=dict)  # section -> as written
 
     def item(self, label: str) -> ActionItem | None:
         return next((a for a in self.action_items if a.label.lower() == label.lower()), None)
@@ -288,6 +289,7 @@ class Postmortem:
             "quarterly": [a.to_dict() for a in self.quarterly],
             "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
             "reviewed_by": self.reviewed_by,
+            "headings": dict(self.headings),
         }
 
     @classmethod
@@ -303,6 +305,7 @@ class Postmortem:
             reviewed_at=(dt.datetime.fromisoformat(d["reviewed_at"])
                          if d.get("reviewed_at") else None),
             reviewed_by=d.get("reviewed_by", ""),
+            headings=dict(d.get("headings", {})),
         )
 
 

@@ -294,7 +294,8 @@ class Planner:
             postmortem = Postmortem(
                 accepted_at=received, author=mail.from_address, message_id=mail.message_id,
                 text=review.text, sections=review.sections,
-                action_items=review.action_items(), quarterly=review.quarterly_items())
+                action_items=review.action_items(), quarterly=review.quarterly_items(),
+                headings=review.headings)
             incident = usecases.accept_postmortem(incident, postmortem, received)
             plan.incidents.append(incident)
             self._reply(plan, "postmortem_ack", [self.config.list.address], incident,

@@ -213,8 +213,8 @@ class _Site:
         all of them and never change: the digest lets an unchanged page be recognised from
         its first line without rendering it again.
         """
-        if incident.status != "closed":
-            return None
+        if incident.status != "closed" or _open_items(incident):
+            return None  # an open action item turns overdue with the date: rendered anew
         if self._site_digest is None:
             h = hashlib.sha256(Path(__file__).read_bytes())
             for name in _INCIDENT_TEMPLATES:
@@ -247,6 +247,7 @@ class _Site:
             # A closed incident's page is final: nothing on it may depend on "now", so a
             # republish finds its bytes unchanged and skips it.
             "stamp": incident.status != "closed",
+            "today": self.now.astimezone(self.config.schedule.tz).date(),
         }
 
     def board_row(self, incident: Incident) -> BoardRow:
@@ -295,6 +296,11 @@ class _Site:
         if when is None:
             return ""
         return format_duration(self.now - aware(when))
+
+
+def _open_items(incident: Incident) -> bool:
+    pm = incident.postmortem
+    return pm is not None and any(a.done_at is None for a in pm.action_items)
 
 
 def format_value(value: Any) -> str:

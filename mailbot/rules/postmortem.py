@@ -92,6 +92,7 @@ class PostmortemReview:
     blame: tuple[BlameNote, ...]
     horizon: dt.date
     blame_blocks: bool = True  # false: [postmortem] blame_is_advice
+    headings: Mapping[str, str] = dataclasses.field(default_factory=dict)  # as written
 
     @property
     def incomplete_items(self) -> tuple[ReviewedItem, ...]:
@@ -186,6 +187,25 @@ def heading(line: str) -> tuple[str, str] | None:
     if marked or colon or not rest:
         return section, rest
     return None
+
+
+def _written_heading(line: str) -> str:
+    """A heading line as its author wrote the words: "## Root cause:" -> "Root cause"."""
+    s = re.sub(r"^#{1,6}\s*", "", line.strip())
+    s = re.sub(r"^\d{1,2}[.)]\s+", "", s)
+    m = _EMPHASIS.match(s)
+    head = m.group(2) if m else s.partition(":")[0]
+    return head.strip().rstrip(":").strip()
+
+
+def section_headings(text: str) -> dict[str, str]:
+    """Section -> its heading as first written ("Root cause", "Follow-ups")."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        h = heading(line)
+        if h is not None and h[0] not in found:
+            found[h[0]] = _written_heading(line)
+    return found
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -571,7 +591,8 @@ def review_postmortem(mail: ParsedMail, incident: Incident | None, config: Confi
     blame = find_blame(prose, people_of(incident))
     return PostmortemReview(source=source, text=text, sections=sections, missing=missing,
                             items=items, blame=blame, horizon=horizon,
-                            blame_blocks=not config.postmortem.blame_is_advice)
+                            blame_blocks=not config.postmortem.blame_is_advice,
+                            headings=section_headings(text))
 
 
 def decide_postmortem(review: PostmortemReview, incident_id: int) -> Decision:

@@ -113,14 +113,19 @@ def test_incident_page_shows_declaration_timeline_rejections_and_postmortem(
     assert "3 rejected messages" in page.find("section", id="timeline").find("h2").text()
 
     pm = page.find("section", id="postmortem")
+    # The headings as the author wrote them; no raw keys; the items listed once.
     assert [h.text() for h in pm.find_all("h3")] == [
-        "Cause", "Impact", "Resolution", "Prevention", "Action items"]
+        "Root cause", "Impact", "Steps taken", "Prevention", "Follow-ups",
+        "Moved to quarterly planning"]
+    assert "action_items" not in pm.text() and "- Add certificate" not in pm.text()
     assert "Certificate rotation was not tested." in pm.text()
+    assert "Reviewed" in pm.find("p", cls="meta").text()
     rows = pm.find("table", cls="actions").find("tbody").find_all("tr")
-    assert [r.find("td").text() for r in rows] == ["Add certificate expiry alert",
-                                                   "Provider redundancy"]
-    assert "quarterly planning" not in rows[0].text()
-    assert "quarterly planning" in rows[1].text()  # due beyond the 7-day horizon
+    cells = [[td.text() for td in r.find_all("td")] for r in rows]
+    assert [(c[0], c[1], c[4].split()[0]) for c in cells] == [
+        ("A1", "Add certificate expiry alert", "open"),  # due 2024-05-04
+        ("A2", "Rotate the staging certificate", "done")]
+    assert pm.find("ul", cls="quarterly").text().startswith("Provider redundancy")
 
 
 def test_incident_page_lists_experts_of_services_and_their_dependencies(
