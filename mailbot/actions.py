@@ -6,6 +6,8 @@ summaries of while their items may still be owed, see `Store.recently_closed`) a
 time; sends at [schedule] digest_time local, so nobody is mailed at midnight. Each
 reminder is one commit keyed `job:action-item:<id>:<A n>:<due|overdue>`, which records
 it on the item: a sweep repeated after a crash sends nothing twice.
+
+`ItemBoard` gathers every incident's items for the site's action-items page.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from mailbot.config import Config
@@ -99,3 +102,51 @@ def send_action_item_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> i
                      mail.message_id, ", ".join(mail.recipients))
             sent += 1
     return sent
+
+
+# ---------------------------------------------------------------- the site's list
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One action item (or quarterly-planning item) on the site's action-items page."""
+
+    ref: str
+    title: str
+    label: str
+    text: str
+    owner: str | None
+    due: dt.date | None
+    state: str  # open | due | overdue | done | quarterly
+    done_at: dt.datetime | None = None
+
+
+DONE_SHOWN = 200  # the most recently done items on the page; the rest are on their incidents
+
+
+@dataclass
+class ItemBoard:
+    """Every incident's items, gathered while the site streams through the incidents."""
+
+    today: dt.date
+    prefix: str
+    rows: list[ItemRow] = field(default_factory=list)
+
+    def add(self, incident: Incident) -> None:
+        pm = incident.postmortem
+        if pm is None:
+            return
+        ref = incident.ref(self.prefix)
+        for a in pm.action_items:
+            self.rows.append(ItemRow(ref, incident.title, a.label, a.text, a.owner, a.due,
+                                     a.state(self.today), a.done_at))
+        for a in pm.quarterly:
+            self.rows.append(ItemRow(ref, incident.title, "", a.text, a.owner, a.due,
+                                     "quarterly"))
+
+    def of(self, *states: str) -> list[ItemRow]:
+        rows = [r for r in self.rows if r.state in states]
+        if states == ("done",):
+            done = sorted(rows, key=lambda r: r.done_at or dt.datetime.min, reverse=True)
+            return done[:DONE_SHOWN]
+        return sorted(rows, key=lambda r: (r.due or dt.date.max, r.ref, r.label))

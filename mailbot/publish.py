@@ -5,6 +5,8 @@ hands on the written pages:
 
     index.html               the board: open (by severity), resolved, the latest closed
     experts.html             every service, its experts, escalation notes, dependencies
+    action-items.html        every postmortem's action items: overdue, open, done, quarterly
+    metrics.html             the weekly figures and charts leadership reads (metrics.py)
     incidents/INC-n.html     one incident: declaration, impact, experts, timeline, postmortem
     archive/N.html           every closed incident, newest first, ARCHIVE_PAGE_SIZE a page
 
@@ -34,9 +36,11 @@ from urllib.parse import quote
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
                     select_autoescape)
 
+from mailbot.actions import ItemBoard
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 from mailbot.formatting import format_duration, format_when
+from mailbot.metrics import MetricsBoard
 from mailbot.models import Incident
 from mailbot.services import Expert, ServiceDirectory
 from mailbot.timing import aware, is_stale, severity_rank
@@ -93,7 +97,11 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     rows: list[BoardRow] = []
+    items = ItemBoard(now.astimezone(config.schedule.tz).date(), site.prefix)
+    figures = MetricsBoard(config, now)
     for incident in incidents:
+        items.add(incident)
+        figures.add(incident)
         name = f"incidents/{incident.ref(site.prefix)}.html"
         stamp = site.page_stamp(incident)
         if stamp is None or not site.keep_if_stamped(name, stamp):
@@ -120,6 +128,8 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
                    closed_total=len(closed_rows), first=start + 1)
     _remove_archive_pages_beyond(out_dir / "archive", pages)
     site.write("experts.html", "site/experts.html", root="")
+    site.write("action-items.html", "site/action_items.html", root="", board=items)
+    site.write("metrics.html", "site/metrics.html", root="", metrics=figures)
 
     sync_filesystem(out_dir)
     log.info("published %d pages to %s (%d changed)", len(site.pages), out_dir, site.changed)
