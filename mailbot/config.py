@@ -28,7 +28,7 @@ REQUIRED_TEMPLATES = (
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
     "mail/postmortem_blame_note.txt", "mail/review_ack.txt", "mail/review_refused.txt",
     "mail/done_ack.txt", "mail/done_refused.txt", "mail/reminder_action_item.txt",
-    "mail/weekly_summary.txt",
+    "mail/weekly_summary.txt", "mail/review_cancel.txt",
 )
 
 

@@ -212,7 +212,25 @@ class Planner:
                     excerpt=excerpt(plan.mail.narrative, _ACK_EXCERPT_LINES),
                     phase_back=phase_back, gaps=(), gap_labels=dict(SIX_ITEMS), invalid=(),
                     meant={}, prefill=None, misspelled=plan.mail.fields.misspelled)
+        if transition == "reopened":
+            self._cancel_review(plan, incident, received)
         self._link(plan, incident.id)
+
+    def _cancel_review(self, plan: Plan, incident: Incident, received: dt.datetime) -> None:
+        """A reopened incident's review is off: its invitation is cancelled (METHOD:CANCEL,
+        same UID), so calendars drop it; resolving again sends a new one."""
+        from mailbot.reminders import review_cancellation
+
+        cancelled = review_cancellation(self.config, incident, received)
+        if cancelled is None:
+            return
+        invite, ics = cancelled
+        incident.review_invite = invite
+        ref = incident.ref(self.config.list.incident_prefix)
+        self._reply(plan, "review_cancel", [invite["organizer"], *invite["attendees"]],
+                    incident, received, review_start=dt.datetime.fromisoformat(invite["start"]),
+                    attachments=[(f"review-{ref}.ics",
+                                  "text/calendar; method=CANCEL; charset=UTF-8", ics)])
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
         d = plan.decision
