@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mailbot.config import Config
 from mailbot.models import Incident
-from mailbot.timing import review_start, severity_rank
+from mailbot.timing import aware, review_start, severity_rank
 
 WEEKS_CHARTED = 8
 
@@ -65,10 +65,12 @@ def facts_of(config: Config, incident: Incident) -> IncidentFacts | None:
     """The incident's row, or None when it has no declaration time (a damaged record)."""
     if incident.declared_at is None:
         return None
-    resolved = incident.resolved_at if incident.status != "open" else None
+    declared = aware(incident.declared_at)
+    resolved = aware(incident.resolved_at) if incident.status != "open" and \
+        incident.resolved_at else None
     duration = None
     if resolved is not None:
-        duration = max(resolved - (incident.began_at or incident.declared_at), dt.timedelta(0))
+        duration = max(resolved - aware(incident.began_at or declared), dt.timedelta(0))
     pm = incident.postmortem
     due_by = None
     if incident.status == "resolved" and pm is None:
@@ -77,16 +79,16 @@ def facts_of(config: Config, incident: Incident) -> IncidentFacts | None:
         ref=incident.ref(config.list.incident_prefix),
         severity=incident.severity or "",
         services=tuple(incident.services),
-        declared_at=incident.declared_at,
+        declared_at=declared,
         resolved_at=resolved,
         duration=duration,
         customer_facing=bool(incident.customer_impact),
         postmortem_due_by=due_by,
-        reviewed_at=pm.reviewed_at if pm else None,
-        items_done=tuple(a.done_at for a in pm.action_items if a.done_at) if pm else (),
+        reviewed_at=aware(pm.reviewed_at) if pm and pm.reviewed_at else None,
+        items_done=tuple(aware(a.done_at) for a in pm.action_items if a.done_at) if pm else (),
         items_open_due=tuple(a.due for a in pm.action_items
                              if a.done_at is None and a.due) if pm else (),
-        quarterly_added=(pm.accepted_at,) * len(pm.quarterly) if pm else (),
+        quarterly_added=(aware(pm.accepted_at),) * len(pm.quarterly) if pm else (),
     )
 
 

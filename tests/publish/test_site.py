@@ -173,7 +173,7 @@ def test_empty_directory_and_no_incidents_still_make_a_site(out, tmp_path):
     directory = load_services(config.services_file)
     pages = publish_site(out, [], directory, config, NOW)
     assert sorted(p.relative_to(out).as_posix() for p in pages) == [
-        "archive/1.html", "experts.html", "index.html"]
+        "action-items.html", "archive/1.html", "experts.html", "index.html", "metrics.html"]
     assert "No services are listed yet" in parse(out / "experts.html").text()
     assert "No open incidents." in parse(out / "index.html").text()
 
@@ -222,7 +222,7 @@ def test_links_are_relative_and_resolve_and_nothing_is_loaded_from_elsewhere(
     incidents = [rich_incident(), make_incident(1, services=("pay",)),
                  make_incident(2, status="resolved")]
     pages = publish_site(out, incidents, directory, config, NOW)
-    assert len(pages) == 6
+    assert len(pages) == 8  # 3 incidents, board, archive, experts, action items, metrics
     for path in pages:
         page = parse(path)
         assert not page.find_all("link") and not page.find_all("iframe"), path
@@ -308,7 +308,8 @@ def test_many_incidents_stream_through(out, config, directory):
 
     pages = publish_site(out, generate(3000), directory, config, NOW)
     assert consumed == list(range(1, 3001))
-    assert len(pages) == 3000 + 2 + 6  # incidents, board, experts, 6 archive pages
+    assert len(pages) == 3000 + 4 + 6  # incidents, board, experts, action items, metrics,
+    # 6 archive pages
     assert (out / "index.html").stat().st_size < 400_000
 
 

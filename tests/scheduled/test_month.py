@@ -67,7 +67,7 @@ class Month:
 
 
 def test_a_month_of_incidents_and_the_weekly_figures(make_bot, tmp_path):
-    bot = make_bot(digest_time="09:00")
+    bot = make_bot(digest_time="09:00", weekly_summary_day="monday")
     m = Month(bot)
     mail = []
 
