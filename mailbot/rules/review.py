@@ -56,6 +56,9 @@ def check_review(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision(refused, reason="no accepted postmortem yet",
                         incident_id=incident.id, details={"problem": "no-postmortem"})
     if decision.action == "reviewed":
+        if incident.status == "open":  # reopened since: its review waits for the new end
+            return Decision(refused, reason="incident open again", incident_id=incident.id,
+                            details={"problem": "open"})
         if incident.postmortem.reviewed_at is not None:
             return Decision(refused, reason="already reviewed", incident_id=incident.id,
                             details={"problem": "already-reviewed"})

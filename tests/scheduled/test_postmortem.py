@@ -396,3 +396,22 @@ def test_action_items_as_a_markdown_table():
     assert [(i.text, i.owner, i.due) for i in items] == [
         ("Add a CI check", "bob@example.com", dt.date(2026, 12, 1)),
         ("Add checkout to the canary", "carol", dt.date(2026, 12, 2))]
+
+
+def test_reviewed_before_any_postmortem_or_after_a_reopen_changes_nothing(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    bot.receive(message("[REVIEWED] [INC-1]", "Done.", sender="cto@example.com"))
+    [note] = bot.sink.take(1)
+    assert note.kind == "review_refused" and note.rcpt_tos == ["cto@example.com"]
+    assert "has no accepted postmortem yet" in note.text
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="investigating",
+                                                              narrative="It is back.")))
+    bot.sink.take(len(bot.sink.unread()))
+    bot.receive(message("[REVIEWED] [INC-1]", "Done.", sender="cto@example.com"))
+    [note] = bot.sink.take(1)
+    assert note.kind == "review_refused" and "was reopened" in note.text
+    assert bot.incident(1).status == "open"
