@@ -106,6 +106,12 @@ def test_a_month_of_incidents_and_the_weekly_figures(make_bot, tmp_path):
     m.declare(6, utc(2026, 2, 11, 8, 0), "SEV2", services="checkout, payments", customer="yes")
     m.phase(2, utc(2026, 2, 11, 10, 0), "investigating")  # INC-2 is back: reopened
     assert bot.incident(2).status == "open"
+    drain()  # its review, invited by Monday's reminder, is cancelled
+    [cancel] = [x for x in mail if x.kind == "review_cancel"]
+    assert cancel.subject.startswith("[INC-2] Postmortem review cancelled")
+    [part] = [p for p in cancel.message.walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") == "CANCEL"
+    assert b"METHOD:CANCEL" in part.get_payload(decode=True)
     m.phase(6, utc(2026, 2, 11, 10, 0), "resolved",
             extra="Resolved-At: 2026-02-11 09:30 UTC")  # 1h 30m
     m.phase(2, utc(2026, 2, 11, 12, 0), "resolved")  # 7d 2h since its declaration
