@@ -74,6 +74,21 @@ def test_done_from_the_owner_marks_it_and_stops_its_reminders(make_bot):
     assert [m for m in bot.sink.unread() if m.kind == "reminder_action_item"] == []
 
 
+def test_a_reply_to_the_reminder_saying_done_marks_it_done(make_bot):
+    bot = make_bot(digest_time="09:00")
+    _accepted(bot)
+    bot.tick(utc(2026, 3, 27, 8, 0))
+    [due] = [m for m in bot.sink.take(len(bot.sink.unread()))
+             if m.kind == "reminder_action_item"]
+    bot.clock.set(utc(2026, 3, 27, 10, 0))
+    bot.receive(message("Re: " + due.subject, "Done: A1\n\nMerged this morning.",
+                        sender="bob@example.com",
+                        in_reply_to=due.message["Message-ID"].strip("<>")))
+    [ack] = bot.sink.take(1)
+    assert ack.kind == "done_ack"
+    assert bot.incident(1).postmortem.item("A1").done_by == "bob@example.com"
+
+
 def test_done_from_someone_else_or_for_an_unknown_item_is_a_private_note(make_bot):
     bot = make_bot(digest_time="09:00")
     _accepted(bot)
