@@ -5,6 +5,8 @@ hands on the written pages:
 
     index.html               the board: open (by severity), resolved, the latest closed
     experts.html             every service, its experts, escalation notes, dependencies
+    action-items.html        every postmortem's action items: overdue, open, done, quarterly
+    metrics.html             the weekly figures and charts leadership reads (metrics.py)
     incidents/INC-n.html     one incident: declaration, impact, experts, timeline, postmortem
     archive/N.html           every closed incident, newest first, ARCHIVE_PAGE_SIZE a page
 
@@ -36,9 +38,11 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
                     select_autoescape)
 from markupsafe import Markup, escape
 
+from mailbot.actions import ItemBoard
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 from mailbot.formatting import format_duration, format_when
+from mailbot.metrics import MetricsBoard
 from mailbot.models import Incident
 from mailbot.oncall import WEEKS_SHOWN, on_call_at
 from mailbot.services import Expert, ServiceDirectory
@@ -100,7 +104,11 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     rows: list[BoardRow] = []
+    items = ItemBoard(now.astimezone(config.schedule.tz).date(), site.prefix)
+    figures = MetricsBoard(config, now)
     for incident in incidents:
+        items.add(incident)
+        figures.add(incident)
         name = f"incidents/{incident.ref(site.prefix)}.html"
         stamp = site.page_stamp(incident)
         if stamp is None or not site.keep_if_stamped(name, stamp):
@@ -127,6 +135,8 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
                    closed_total=len(closed_rows), first=start + 1)
     _remove_archive_pages_beyond(out_dir / "archive", pages)
     site.write("experts.html", "site/experts.html", root="")
+    site.write("action-items.html", "site/action_items.html", root="", board=items)
+    site.write("metrics.html", "site/metrics.html", root="", metrics=figures)
 
     sync_filesystem(out_dir)
     log.info("published %d pages to %s (%d changed)", len(site.pages), out_dir, site.changed)
@@ -228,8 +238,8 @@ class _Site:
         all of them and never change: the digest lets an unchanged page be recognised from
         its first line without rendering it again.
         """
-        if incident.status != "closed":
-            return None
+        if incident.status != "closed" or _open_items(incident):
+            return None  # an open action item turns overdue with the date: rendered anew
         if self._site_digest is None:
             h = hashlib.sha256(Path(__file__).read_bytes())
             for name in _INCIDENT_TEMPLATES:
@@ -263,6 +273,7 @@ class _Site:
             # A closed incident's page is final: nothing on it may depend on "now", so a
             # republish finds its bytes unchanged and skips it.
             "stamp": incident.status != "closed",
+            "today": self.now.astimezone(self.config.schedule.tz).date(),
         }
 
     def board_row(self, incident: Incident) -> BoardRow:
@@ -336,6 +347,11 @@ class _Site:
         if when is None:
             return ""
         return format_duration(self.now - aware(when))
+
+
+def _open_items(incident: Incident) -> bool:
+    pm = incident.postmortem
+    return pm is not None and any(a.done_at is None for a in pm.action_items)
 
 
 def format_value(value: Any) -> str:

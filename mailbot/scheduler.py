@@ -210,6 +210,8 @@ class Scheduler:
 
 def build_scheduler(rt: "Runtime") -> Scheduler:
     """The scheduler with every job mailbot runs: the digest and the reminders."""
-    from mailbot import digest, reminders
+    from mailbot import actions, digest, reminders, weekly
 
-    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config)])
+    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config),
+                          *actions.action_item_jobs(rt.config),
+                          *weekly.weekly_jobs(rt.config)])
