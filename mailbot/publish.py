@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -41,6 +42,11 @@ from markupsafe import Markup, escape
 from mailbot.actions import ItemBoard
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
+
+# A site is made to be served: a web server outside mailbot's group must read it. Who can
+# reach it is decided by where it is published (--out, [publish] dir).
+SITE_FILE_MODE = 0o644
+SITE_DIR_MODE = 0o755
 from mailbot.formatting import format_duration, format_when
 from mailbot.metrics import MetricsBoard
 from mailbot.models import Incident
@@ -102,6 +108,7 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
     site = _Site(out_dir, config, directory, now)
     for sub in ("", "incidents", "archive"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(out_dir / sub, SITE_DIR_MODE)
 
     rows: list[BoardRow] = []
     items = ItemBoard(now.astimezone(config.schedule.tz).date(), site.prefix)
@@ -213,7 +220,7 @@ class _Site:
             # never sees half a page) and made durable by one sync at the end. An fsync
             # per page made a 100,000-incident publish take 15-140 s with the disk's mood,
             # and a crash only costs a republish.
-            write_unsynced(path, data)
+            write_unsynced(path, data, SITE_FILE_MODE)
             self.changed += 1
         self.pages.append(path)
         return path
