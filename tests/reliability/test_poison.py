@@ -332,3 +332,21 @@ def test_broken_message_ids_do_not_make_different_messages_duplicates(tmp_path, 
     assert again.returncode == 0
     assert len(json.loads(run("incidents", "--json", "--config", str(cfg)).stdout)) == 2
     assert spool_names(tmp_path, "new") == [] and spool_names(tmp_path, "failed") == []
+
+
+@pytest.mark.parametrize("date", FAR_DATES)
+def test_far_date_with_a_time_field_is_not_lost(tmp_path, date):
+    """`Started-At: 09:50` is read relative to the Date:; a far one made parsing raise and
+    the follow-up vanish as "no From", with no reply. It must reach the incident: applied,
+    or refused to its sender with the time named as not understood."""
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    assert ingest(cfg, tmp_path, message("[DECLARE] far", DECLARATION_BODY,
+                                         message_id="fd1@x"), "fd1").returncode == 0
+    follow = message("Re: [INC-1] far", "Severity: SEV1\nPhase: mitigating\n"
+                     "Commander: alice@example.com\nStarted-At: 09:50\n\nrolled back",
+                     message_id="fd2@x", headers={"Date": date})
+    assert ingest(cfg, tmp_path, follow, "fd2").returncode == 0
+    shown = json.loads(run("show", "INC-1", "--json", "--config", str(cfg)).stdout)
+    kinds = [e["kind"] for e in shown["timeline"]]
+    assert kinds[0] == "declared" and len(kinds) == 2, kinds  # the follow-up was recorded
+    assert not list((tmp_path / "var" / "spool" / "failed").glob("*"))
