@@ -470,12 +470,16 @@ def cmd_init_config(args: argparse.Namespace) -> int:
     names = ("mailbot.toml", "services.toml")
     existing = [str(out / n) for n in names if (out / n).exists()]
     if existing:
-        raise CommandError(f"{', '.join(existing)} exists already; not overwritten",
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise CommandError(f"{', '.join(existing)} {verb} already; not overwritten",
                            Exit.CANTCREAT)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            out.mkdir(parents=True)
+            os.chmod(out, 0o750)  # configuration, not state: readable by mailbot's group
         for name in names:
             shutil.copyfile(sample / name, out / name)
+            os.chmod(out / name, 0o640)
     except OSError as exc:
         raise CommandError(f"{out}: {exc.strerror or exc}", Exit.CANTCREAT) from None
     print(f"wrote {out / names[0]} and {out / names[1]}; data will go to {out / 'var'} "

@@ -27,6 +27,9 @@ REQUIRED_TEMPLATES = (
     "mail/reminder_postmortem.invite.txt", "mail/postmortem_ack.txt",
     "mail/postmortem_rejection.txt", "mail/comment_note.txt", "cli/show.txt", "cli/check.txt",
     "mail/page.txt", "mail/customer_statement.txt", "mail/directory_review.txt", "cli/oncall.txt", "site/declare.txt",
+    "mail/postmortem_blame_note.txt", "mail/review_ack.txt", "mail/review_refused.txt",
+    "mail/done_ack.txt", "mail/done_refused.txt", "mail/reminder_action_item.txt",
+    "mail/weekly_summary.txt", "mail/review_cancel.txt",
 )
 
 
@@ -236,6 +239,9 @@ class PostmortemConfig:
     leadership: tuple[str, ...] = ()
     leadership_severities: tuple[str, ...] = ("SEV1", "SEV2")
     review_after_days: int = 3
+    blame_is_advice: bool = False  # true: blame-oriented sentences are advice, not a refusal
+    weekly_summary_day: int | None = 0  # 0 = Monday ... 6 = Sunday; None: no weekly summary
+    weekly_summary_time: dt.time = dt.time(9, 0)
 
 
 @dataclass(frozen=True)
@@ -319,7 +325,8 @@ _KNOWN: dict[str, set[str]] = {
     "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
                  "quiet_hours", "quiet_severities", "escalate_after_reminders"},
     "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
-                   "leadership_severities", "review_after_days"},
+                   "leadership_severities", "review_after_days", "blame_is_advice",
+                   "weekly_summary_day", "weekly_summary_time"},
     "publish": {"dir", "url"},
     "oncall": {"escalate_after_minutes", "escalate_severities", "review_after_days",
                "customer_statement"},
@@ -347,6 +354,31 @@ def reject_unknown_keys(table: Mapping[str, Any], where: str, known: Iterable[st
             raise ConfigError(
                 f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})"
             )
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(value: str) -> int | None:
+    """"monday" (or "mon") -> 0 ... "sunday" -> 6; "" -> None (off)."""
+    v = value.strip().lower()
+    if not v:
+        return None
+    for n, day in enumerate(_WEEKDAYS):
+        if v == day or (len(v) >= 3 and day.startswith(v)):
+            return n
+    raise ConfigError(f"[postmortem] weekly_summary_day must be a day of the week or \"\", "
+                      f"not {value!r}")
+
+
+def _clock_time(section: str, key: str, value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"[{section}] {key} must be a time like \"09:00\", not {value!r}") \
+            from None
 
 
 def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any,
@@ -651,6 +683,11 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
                                     ["SEV1", "SEV2"])
         ),
         review_after_days=_get(t, "postmortem", "review_after_days", int, 3, minimum=0),
+        blame_is_advice=_get(t, "postmortem", "blame_is_advice", bool, False),
+        weekly_summary_day=_weekday(_get(t, "postmortem", "weekly_summary_day", str, "monday")),
+        weekly_summary_time=_clock_time(
+            "postmortem", "weekly_summary_time",
+            _get(t, "postmortem", "weekly_summary_time", (str, dt.time), "09:00")),
     )
 
     t = raw.get("publish", {})

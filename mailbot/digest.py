@@ -82,6 +82,7 @@ class ActionRow:
     owner: str | None
     due: dt.date
     overdue: bool
+    label: str = ""  # A1, A2, ...: what `Done:` names
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,11 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
             by_sev.setdefault(key, []).append(row)
         elif inc.status == "resolved" and inc.resolved_at is not None:
             due_by = review_start(config, inc) or inc.resolved_at
-            postmortems.append(PostmortemRow(
-                ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
-                owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,
-                due_by=due_by, overdue=now > due_by))
+            if inc.postmortem is None:  # accepted ones await their review, not a postmortem
+                postmortems.append(PostmortemRow(
+                    ref=inc.ref(prefix), title=inc.title, severity=inc.severity,
+                    owner=inc.postmortem_owner or inc.commander, resolved_at=inc.resolved_at,
+                    due_by=due_by, overdue=now > due_by))
             if now - inc.resolved_at <= _RESOLVED_WINDOW:
                 resolved.append(ResolvedRow(inc.ref(prefix), inc.title, inc.severity,
                                             inc.resolved_at, closed=False))
@@ -156,18 +158,20 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
     horizon = today + dt.timedelta(days=config.postmortem.action_item_horizon_days)
     actions = []
     items = [(item["incident"], item["text"], item.get("owner"),
-              dt.date.fromisoformat(item["due"])) for item in closed.get("items", [])]
+              dt.date.fromisoformat(item["due"]), item.get("label", ""))
+             for item in closed.get("items", [])]
     # A reopened incident keeps its accepted postmortem, and its action items are still
     # owed: they are read from the live incident, which has left the closed summaries.
     listed = {i[0] for i in items}
     for inc in live:
         if inc.postmortem is not None and inc.id not in listed:
-            items.extend((inc.id, a.text, a.owner, a.due)
-                         for a in inc.postmortem.action_items if a.due is not None)
-    for incident_id, text, owner, due in items:
+            items.extend((inc.id, a.text, a.owner, a.due, a.label)
+                         for a in inc.postmortem.action_items
+                         if a.due is not None and a.done_at is None)
+    for incident_id, text, owner, due, label in items:
         if today - _KEEP_ITEMS_OVERDUE <= due <= horizon:
             actions.append(ActionRow(f"{prefix}-{incident_id}", text, owner, due,
-                                     overdue=due < today))
+                                     overdue=due < today, label=label))
     rows_all = [r for g in groups for r in g.rows]
     return DigestView(
         now=now, day=today, groups=tuple(groups),

@@ -62,7 +62,7 @@ def write_synced(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def write_unsynced(path: Path, data: bytes) -> None:
+def write_unsynced(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace `path` with `data` atomically (temp file + rename) but without fsync.
 
     Survives kill -9 (the page cache outlives the process), not a power cut: only for
@@ -70,18 +70,20 @@ def write_unsynced(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.{unique_suffix()}")
     try:
-        write_new(tmp, data)
+        write_new(tmp, data, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_new(path: Path | str, data: bytes) -> None:
+def write_new(path: Path | str, data: bytes, mode: int = FILE_MODE) -> None:
     """Create `path` (it must not exist) holding `data`; no fsync. Plain os calls: the
     buffered `open()` adds an isatty ioctl, an lseek and a buffer per file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        if mode & ~FILE_MODE:  # wider than state files (a page to serve): past the umask
+            os.fchmod(fd, mode)
         write_all(fd, data)
     finally:
         os.close(fd)

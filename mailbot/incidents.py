@@ -107,18 +107,50 @@ def record_comment(incident: Incident, mail: ParsedMail, now: dt.datetime,
     return incident
 
 
-def close_with_postmortem(incident: Incident, postmortem: Postmortem,
-                          now: dt.datetime) -> Incident:
-    """An accepted postmortem closes the incident and is kept with it."""
+def accept_postmortem(incident: Incident, postmortem: Postmortem,
+                      now: dt.datetime) -> Incident:
+    """An accepted postmortem is kept with the incident, which stays resolved until the
+    review is recorded (`record_review`)."""
     incident = dataclasses.replace(incident, timeline=list(incident.timeline))
     incident.postmortem = postmortem
-    incident.status = "closed"
-    incident.closed_at = now
     if incident.phase != RESOLVED:
         incident.phase = RESOLVED
     incident.timeline.append(TimelineEntry(
         kind="postmortem-accepted", at=now, author=postmortem.author,
-        message_id=postmortem.message_id, note="postmortem accepted; incident closed"))
+        message_id=postmortem.message_id, note="postmortem accepted; review pending"))
+    return incident
+
+
+def record_review(incident: Incident, mail: ParsedMail, now: dt.datetime) -> Incident:
+    """`[REVIEWED]`: who reviewed the postmortem and when; the incident closes."""
+    assert incident.postmortem is not None
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    incident.postmortem = dataclasses.replace(incident.postmortem, reviewed_at=now,
+                                              reviewed_by=_author(mail))
+    incident.status = "closed"
+    incident.closed_at = now
+    incident.timeline.append(TimelineEntry(
+        kind="postmortem-reviewed", at=now, author=_author(mail),
+        message_id=mail.message_id, message_date=mail.date,
+        note="postmortem reviewed; incident closed"))
+    return incident
+
+
+def mark_done(incident: Incident, labels: tuple[str, ...], mail: ParsedMail,
+              now: dt.datetime) -> Incident:
+    """`[DONE]` with `Done: A1, A2`: those action items are done (the others unchanged)."""
+    assert incident.postmortem is not None
+    wanted = {label.upper() for label in labels}
+    items = tuple(
+        dataclasses.replace(a, done_at=now, done_by=_author(mail))
+        if a.label.upper() in wanted and a.done_at is None else a
+        for a in incident.postmortem.action_items)
+    incident = dataclasses.replace(incident, timeline=list(incident.timeline),
+                                   postmortem=dataclasses.replace(incident.postmortem,
+                                                                  action_items=items))
+    incident.timeline.append(TimelineEntry(
+        kind="action-items-done", at=now, author=_author(mail), message_id=mail.message_id,
+        message_date=mail.date, note="done: " + ", ".join(sorted(wanted))))
     return incident
 
 

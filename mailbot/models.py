@@ -51,6 +51,8 @@ class SubjectTags:
     phase: str | None = None  # canonical configured phase
     postmortem: bool = False
     status: bool = False
+    reviewed: bool = False  # [REVIEWED]: leadership reviewed the postmortem
+    done: bool = False  # [DONE]: action items finished ("Done: A1, A2")
     title: str = ""  # the subject without prefixes and tags
     unknown: tuple[str, ...] = ()  # bracketed words that were not tags
 
@@ -233,6 +235,41 @@ class ActionItem:
     text: str
     owner: str | None
     due: dt.date | None
+    number: int = 0  # A1, A2, ... within its incident; 0 for a quarterly-planning item
+    done_at: dt.datetime | None = None
+    done_by: str = ""
+    reminded: tuple[str, ...] = ()  # "due", "overdue": reminders its owner was sent
+
+    @property
+    def label(self) -> str:
+        return f"A{self.number}" if self.number else ""
+
+    def state(self, today: dt.date) -> str:
+        """done | overdue | due (today) | open."""
+        if self.done_at is not None:
+            return "done"
+        if self.due is not None and self.due < today:
+            return "overdue"
+        if self.due is not None and self.due == today:
+            return "due"
+        return "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "owner": self.owner,
+                "due": self.due.isoformat() if self.due else None, "number": self.number,
+                "done_at": self.done_at.isoformat() if self.done_at else None,
+                "done_by": self.done_by, "reminded": list(self.reminded)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "ActionItem":
+        if isinstance(d, (list, tuple)):  # records written before items were numbered
+            t, o, due = d
+            return cls(t, o, dt.date.fromisoformat(due) if due else None)
+        return cls(d["text"], d.get("owner"),
+                   dt.date.fromisoformat(d["due"]) if d.get("due") else None,
+                   number=d.get("number", 0),
+                   done_at=dt.datetime.fromisoformat(d["done_at"]) if d.get("done_at") else None,
+                   done_by=d.get("done_by", ""), reminded=tuple(d.get("reminded", ())))
 
 
 @dataclass(frozen=True)
@@ -243,6 +280,13 @@ class Postmortem:
     text: str
     sections: Mapping[str, str]
     action_items: tuple[ActionItem, ...] = ()
+    quarterly: tuple[ActionItem, ...] = ()  # due past the horizon: for quarterly planning
+    reviewed_at: dt.datetime | None = None
+    reviewed_by: str = ""
+    headings: Mapping[str, str] = field(default_factory=dict)  # section -> as written
+
+    def item(self, label: str) -> ActionItem | None:
+        return next((a for a in self.action_items if a.label.lower() == label.lower()), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,9 +295,11 @@ class Postmortem:
             "message_id": self.message_id,
             "text": self.text,
             "sections": dict(self.sections),
-            "action_items": [
-                [a.text, a.owner, a.due.isoformat() if a.due else None] for a in self.action_items
-            ],
+            "action_items": [a.to_dict() for a in self.action_items],
+            "quarterly": [a.to_dict() for a in self.quarterly],
+            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+            "reviewed_by": self.reviewed_by,
+            "headings": dict(self.headings),
         }
 
     @classmethod
@@ -264,10 +310,12 @@ class Postmortem:
             message_id=d["message_id"],
             text=d["text"],
             sections=dict(d["sections"]),
-            action_items=tuple(
-                ActionItem(t, o, dt.date.fromisoformat(due) if due else None)
-                for t, o, due in d.get("action_items", [])
-            ),
+            action_items=tuple(ActionItem.from_dict(a) for a in d.get("action_items", [])),
+            quarterly=tuple(ActionItem.from_dict(a) for a in d.get("quarterly", [])),
+            reviewed_at=(dt.datetime.fromisoformat(d["reviewed_at"])
+                         if d.get("reviewed_at") else None),
+            reviewed_by=d.get("reviewed_by", ""),
+            headings=dict(d.get("headings", {})),
         )
 
 
@@ -347,6 +395,15 @@ class Incident:
         they may write to its thread like allowed senders. A refused page (an address
         outside the directory and the allowed senders) lets nobody in."""
         return frozenset(a for p in self.pages if p.sent_to for a in (p.person, p.sent_to))
+
+    # The review invitation sent: {"uid", "start" (ISO), "sequence", "cancelled"}.
+    review_invite: dict[str, Any] | None = None
+
+    @property
+    def review_pending(self) -> bool:
+        """Resolved with an accepted postmortem that nobody has reviewed yet."""
+        return (self.status == "resolved" and self.postmortem is not None
+                and self.postmortem.reviewed_at is None)
 
     def ref(self, prefix: str = "INC") -> str:
         return f"{prefix}-{self.id}"

@@ -58,6 +58,7 @@ class Planner:
         experts_for: Callable[[Iterable[str]], list[Any]] | None = None,
         unknown_services: Callable[[Iterable[str]], list[str]] | None = None,
         directory: ServiceDirectory | None = None,
+        people: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.directory = directory if directory is not None else ServiceDirectory()
@@ -67,6 +68,8 @@ class Planner:
         # Named services the directory does not know (a typo, a service not yet listed):
         # said in the mail, so nobody waits for experts who will not be named.
         self.unknown_services = unknown_services or (lambda services: [])
+        # Names and handles -> addresses (the experts directory): "owner: @ben" is mailable.
+        self.people = dict(people or {})
 
     def facts_for(self, mail: ParsedMail) -> Facts:
         tags = mail.tags
@@ -273,7 +276,25 @@ class Planner:
                     pages=pages)
         plan.outgoing.extend(page_mails)
         self._customer_statement(plan, before, incident, received)
+        if transition == "reopened":
+            self._cancel_review(plan, incident, received)
         self._link(plan, incident.id)
+
+    def _cancel_review(self, plan: Plan, incident: Incident, received: dt.datetime) -> None:
+        """A reopened incident's review is off: its invitation is cancelled (METHOD:CANCEL,
+        same UID), so calendars drop it; resolving again sends a new one."""
+        from mailbot.reminders import review_cancellation
+
+        cancelled = review_cancellation(self.config, incident, received)
+        if cancelled is None:
+            return
+        invite, ics = cancelled
+        incident.review_invite = invite
+        ref = incident.ref(self.config.list.incident_prefix)
+        self._reply(plan, "review_cancel", [invite["organizer"], *invite["attendees"]],
+                    incident, received, review_start=dt.datetime.fromisoformat(invite["start"]),
+                    attachments=[(f"review-{ref}.ics",
+                                  "text/calendar; method=CANCEL; charset=UTF-8", ics)])
 
     def _on_reject(self, plan: Plan, received: dt.datetime) -> None:
         d = plan.decision
@@ -335,8 +356,8 @@ class Planner:
                     incidents=live, missing_ref=missing_ref)
 
     def _on_postmortem(self, plan: Plan, received: dt.datetime) -> None:
-        # Accepted: the incident closes and the list hears it (blame and far-out items
-        # are advice in that ack). Rejected: the sender alone hears what is missing.
+        # Accepted: the incident awaits its review and the list hears it, without a word
+        # of blame. Rejected: the author alone hears what is missing or blames someone.
         from mailbot.models import Postmortem
         from mailbot.rules.postmortem import decide_postmortem, review_postmortem
 
@@ -344,27 +365,71 @@ class Planner:
         assert incident is not None
         mail = plan.mail
         review = review_postmortem(mail, incident, self.config,
-                                   received.astimezone(self.config.schedule.tz).date())
+                                   received.astimezone(self.config.schedule.tz).date(),
+                                   self.people)
         plan.decision = decide_postmortem(review, incident.id)
         plan.index[mail.key]["outcome"] = plan.decision.action
         variables = {"review": review, "author": mail.from_address,
                      "original_subject": mail.subject,
-                     "horizon_days": self.config.postmortem.action_item_horizon_days}
+                     "horizon_days": self.config.postmortem.action_item_horizon_days,
+                     "leadership": self.config.postmortem.leadership}
         if review.accepted:
             postmortem = Postmortem(
                 accepted_at=received, author=mail.from_address, message_id=mail.message_id,
                 text=review.text, sections=review.sections,
-                action_items=review.action_items())
-            incident = usecases.close_with_postmortem(incident, postmortem, received)
+                action_items=review.action_items(), quarterly=review.quarterly_items(),
+                headings=review.headings)
+            incident = usecases.accept_postmortem(incident, postmortem, received)
             plan.incidents.append(incident)
             self._reply(plan, "postmortem_ack", [self.config.list.address], incident,
-                        received, **variables)
+                        received, postmortem=postmortem, **variables)
+            if review.blame:  # [postmortem] blame_is_advice: still never to the list
+                self._reply(plan, "postmortem_blame_note", [mail.from_address], incident,
+                            received, **variables)
         else:
             incident = usecases.record_rejection(incident, mail, received, review.reason(),
                                                  kind="postmortem-rejected")
             plan.incidents.append(incident)
             self._reply(plan, "postmortem_rejection", [mail.from_address], incident,
                         received, **variables)
+        self._link(plan, incident.id)
+
+    def _on_reviewed(self, plan: Plan, received: dt.datetime) -> None:
+        assert plan.facts.incident is not None
+        incident = usecases.record_review(plan.facts.incident, plan.mail, received)
+        plan.incidents.append(incident)
+        self._reply(plan, "review_ack", [self.config.list.address], incident, received,
+                    reviewer=plan.mail.from_address)
+        self._link(plan, incident.id)
+
+    def _on_done(self, plan: Plan, received: dt.datetime) -> None:
+        assert plan.facts.incident is not None
+        labels = tuple(plan.decision.details.get("labels", ()))
+        incident = usecases.mark_done(plan.facts.incident, labels, plan.mail, received)
+        plan.incidents.append(incident)
+        self._reply(plan, "done_ack", [self.config.list.address], incident, received,
+                    labels=labels, author=plan.mail.from_address,
+                    today=received.astimezone(self.config.schedule.tz).date())
+        self._link(plan, incident.id)
+
+    def _on_review_refused(self, plan: Plan, received: dt.datetime) -> None:
+        self._refused(plan, received, "review_refused")
+
+    def _on_done_refused(self, plan: Plan, received: dt.datetime) -> None:
+        self._refused(plan, received, "done_refused")
+
+    def _refused(self, plan: Plan, received: dt.datetime, template: str) -> None:
+        # Only the sender hears it: nothing changed, so the list has nothing to read.
+        incident = plan.facts.incident
+        assert incident is not None
+        incident = usecases.record_rejection(incident, plan.mail, received,
+                                             plan.decision.reason, kind=template.replace("_", "-"))
+        plan.incidents.append(incident)
+        self._reply(plan, template, [plan.mail.from_address], incident, received,
+                    problem=plan.decision.details.get("problem", ""),
+                    labels=plan.decision.details.get("labels", ()),
+                    unknown=plan.decision.details.get("unknown", ()),
+                    leadership=self.config.postmortem.leadership)
         self._link(plan, incident.id)
 
     def _on_comment(self, plan: Plan, received: dt.datetime) -> None:

@@ -5,6 +5,8 @@ hands on the written pages:
 
     index.html               the board: open (by severity), resolved, the latest closed
     experts.html             every service, its experts, escalation notes, dependencies
+    action-items.html        every postmortem's action items: overdue, open, done, quarterly
+    metrics.html             the weekly figures and charts leadership reads (metrics.py)
     incidents/INC-n.html     one incident: declaration, impact, experts, timeline, postmortem
     archive/N.html           every closed incident, newest first, ARCHIVE_PAGE_SIZE a page
 
@@ -24,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -36,9 +39,16 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
                     select_autoescape)
 from markupsafe import Markup, escape
 
+from mailbot.actions import ItemBoard
 from mailbot.config import Config, Severity, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
+
+# A site is made to be served: a web server outside mailbot's group must read it. Who can
+# reach it is decided by where it is published (--out, [publish] dir).
+SITE_FILE_MODE = 0o644
+SITE_DIR_MODE = 0o755
 from mailbot.formatting import format_duration, format_when
+from mailbot.metrics import MetricsBoard
 from mailbot.models import Incident
 from mailbot.oncall import WEEKS_SHOWN, on_call_at
 from mailbot.services import Expert, ServiceDirectory
@@ -98,9 +108,14 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
     site = _Site(out_dir, config, directory, now)
     for sub in ("", "incidents", "archive"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(out_dir / sub, SITE_DIR_MODE)
 
     rows: list[BoardRow] = []
+    items = ItemBoard(now.astimezone(config.schedule.tz).date(), site.prefix)
+    figures = MetricsBoard(config, now)
     for incident in incidents:
+        items.add(incident)
+        figures.add(incident)
         name = f"incidents/{incident.ref(site.prefix)}.html"
         stamp = site.page_stamp(incident)
         if stamp is None or not site.keep_if_stamped(name, stamp):
@@ -127,6 +142,8 @@ def publish_site(out_dir: Path, incidents: Iterable[Incident], directory: Servic
                    closed_total=len(closed_rows), first=start + 1)
     _remove_archive_pages_beyond(out_dir / "archive", pages)
     site.write("experts.html", "site/experts.html", root="")
+    site.write("action-items.html", "site/action_items.html", root="", board=items)
+    site.write("metrics.html", "site/metrics.html", root="", metrics=figures)
 
     sync_filesystem(out_dir)
     log.info("published %d pages to %s (%d changed)", len(site.pages), out_dir, site.changed)
@@ -203,7 +220,7 @@ class _Site:
             # never sees half a page) and made durable by one sync at the end. An fsync
             # per page made a 100,000-incident publish take 15-140 s with the disk's mood,
             # and a crash only costs a republish.
-            write_unsynced(path, data)
+            write_unsynced(path, data, SITE_FILE_MODE)
             self.changed += 1
         self.pages.append(path)
         return path
@@ -228,8 +245,8 @@ class _Site:
         all of them and never change: the digest lets an unchanged page be recognised from
         its first line without rendering it again.
         """
-        if incident.status != "closed":
-            return None
+        if incident.status != "closed" or _open_items(incident):
+            return None  # an open action item turns overdue with the date: rendered anew
         if self._site_digest is None:
             h = hashlib.sha256(Path(__file__).read_bytes())
             for name in _INCIDENT_TEMPLATES:
@@ -263,6 +280,7 @@ class _Site:
             # A closed incident's page is final: nothing on it may depend on "now", so a
             # republish finds its bytes unchanged and skips it.
             "stamp": incident.status != "closed",
+            "today": self.now.astimezone(self.config.schedule.tz).date(),
         }
 
     def board_row(self, incident: Incident) -> BoardRow:
@@ -336,6 +354,11 @@ class _Site:
         if when is None:
             return ""
         return format_duration(self.now - aware(when))
+
+
+def _open_items(incident: Incident) -> bool:
+    pm = incident.postmortem
+    return pm is not None and any(a.done_at is None for a in pm.action_items)
 
 
 def format_value(value: Any) -> str:

@@ -252,20 +252,11 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
     cc: list[str] = []
     if incident.severity in config.postmortem.leadership_severities:
         cc = [a for a in config.postmortem.leadership if a not in to]
-    start = review_start(config, incident)
+    invite, start, ics = review_invite(rt, incident, now, owner, to, cc)
     attachments = []
-    if start is not None and start > now:
-        ics = review_invitation(
-            uid=f"review-{incident.id}-{int(incident.resolved_at.timestamp())}"
-                f"@{rt.composer.domain}",
-            start=start, end=start + REVIEW_LENGTH, now=now,
-            summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
-                    f"{incident.title}",
-            description=_invitation_text(rt, incident, start),
-            organizer=(config.list.name + " bot", config.list.bot_address),
-            required=to, optional=cc)
+    if ics is not None:
         attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
-                            "text/calendar", ics))
+                            "text/calendar; method=REQUEST; charset=UTF-8", ics))
     every = config.postmortem.reminder_days
     mail = _compose_about(
         rt, incident, "reminder_postmortem", key, to=to, cc=cc, now=now,
@@ -274,7 +265,8 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         number=n + 1,
         reminder_days=every,
         review_start=start,
-        review_invited=bool(attachments),
+        review_invited=bool(start and start > now and invite and not invite.get("cancelled")),
+        invitation_attached=bool(attachments),
         leadership=cc,
         horizon_days=config.postmortem.action_item_horizon_days,
     )
@@ -286,12 +278,105 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         sent = n + 1
     updated = _noted(incident, now, config.list.bot_address,
                      f"postmortem reminder {n + 1} to " + ", ".join(mail.recipients),
-                     postmortem_reminded_at=now, postmortem_reminders=max(sent, n + 1))
+                     postmortem_reminded_at=now, postmortem_reminders=max(sent, n + 1),
+                     review_invite=invite)
     _commit(rt, key, updated, mail, now)
     log.info("%s: postmortem reminder %d <%s> to %s",
              incident.ref(config.list.incident_prefix), n + 1, mail.message_id,
              ", ".join(mail.recipients))
     return 1
+
+
+# ---------------------------------------------------------------- the review invitation
+
+REVIEW_DAY_END = dt.time(17, 0)  # a review is moved to the next hour while its slot is taken
+REVIEW_DAY_START = dt.time(10, 0)  # ... and to the next working day from here
+
+
+def review_uid(rt: "Runtime", incident: Incident) -> str:
+    """One UID per incident: a moved or cancelled review is the same calendar event."""
+    return f"review-{incident.ref(rt.config.list.incident_prefix)}@{rt.composer.domain}"
+
+
+def free_review_slot(config: Config, taken: set[dt.datetime],
+                     start: dt.datetime) -> dt.datetime:
+    """`start`, or the next hour (working days, REVIEW_DAY_START..REVIEW_DAY_END local)
+    that no other review holds: leadership is in every review, so two in one slot clash."""
+    tz = config.schedule.tz
+    while start in taken:
+        start += REVIEW_LENGTH
+        local = start.astimezone(tz)
+        if local.time() >= REVIEW_DAY_END or local.weekday() >= 5:
+            day = local.date() + dt.timedelta(days=1)
+            while day.weekday() >= 5:
+                day += dt.timedelta(days=1)
+            start = local_instant(day, REVIEW_DAY_START, tz)
+    return start
+
+
+def review_invite(rt: "Runtime", incident: Incident, now: dt.datetime, owner: str | None,
+                  to: list[str], cc: list[str]
+                  ) -> tuple[dict[str, Any] | None, dt.datetime | None, bytes | None]:
+    """(the invitation state to record, the review's start, the METHOD:REQUEST to attach
+    or None). Sent once per resolution; again, with SEQUENCE one up, when the slot moved
+    or after a cancellation (a reopen)."""
+    config = rt.config
+    assert incident.resolved_at is not None
+    sent = dict(incident.review_invite or {})
+    resolution = incident.resolved_at.isoformat()
+    current = (sent and not sent.get("cancelled") and sent.get("resolved") == resolution)
+    if current:
+        start = dt.datetime.fromisoformat(sent["start"])
+        return sent, start, None
+    proposed = review_start(config, incident)
+    if proposed is None or proposed <= now:
+        return incident.review_invite, proposed, None
+    taken = {dt.datetime.fromisoformat(i.review_invite["start"])
+             for i in rt.store.live_incidents()
+             if i.id != incident.id and i.review_invite
+             and not i.review_invite.get("cancelled")}
+    start = free_review_slot(config, taken, proposed)
+    organizer = address_of(owner) or address_of(incident.commander) or config.list.bot_address
+    attendees = [a for a in dict.fromkeys([*_addresses([incident.commander]), *to, *cc])
+                 if a != organizer]
+    sequence = sent.get("sequence", -1) + 1 if sent else 0
+    ics = review_invitation(
+        uid=review_uid(rt, incident), start=start, end=start + REVIEW_LENGTH, now=now,
+        summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
+                f"{incident.title}",
+        description=_invitation_text(rt, incident, start),
+        organizer=(_name_of(rt, owner or incident.commander or ""), organizer),
+        required=attendees, sequence=sequence)
+    invite = {"uid": review_uid(rt, incident), "start": start.isoformat(),
+              "sequence": sequence, "cancelled": False, "resolved": resolution,
+              "organizer": organizer, "attendees": attendees}
+    return invite, start, ics
+
+
+def review_cancellation(config: Config, incident: Incident, now: dt.datetime
+                        ) -> tuple[dict[str, Any], bytes] | None:
+    """When a resolved incident reopens: the METHOD:CANCEL of its review invitation, and
+    the state to record; None when no invitation is standing."""
+    sent = incident.review_invite
+    if not sent or sent.get("cancelled"):
+        return None
+    start = dt.datetime.fromisoformat(sent["start"])
+    sequence = sent.get("sequence", 0) + 1
+    ics = review_invitation(
+        uid=sent["uid"], start=start, end=start + REVIEW_LENGTH, now=now,
+        summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
+                f"{incident.title}",
+        description="", organizer=("", sent["organizer"]), required=sent["attendees"],
+        sequence=sequence, method="CANCEL")
+    return {**sent, "sequence": sequence, "cancelled": True}, ics
+
+
+def _name_of(rt: "Runtime", person: str) -> str:
+    name, addr = parseaddr(person)
+    if name:
+        return name
+    expert = rt.directory.expert_by_address(addr) if addr else None
+    return expert.name if expert else addr
 
 
 def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
@@ -382,25 +467,29 @@ def _utc(value: dt.datetime) -> str:
 
 def review_invitation(*, uid: str, start: dt.datetime, end: dt.datetime, now: dt.datetime,
                       summary: str, description: str, organizer: tuple[str, str],
-                      required: Iterable[str], optional: Iterable[str] = ()) -> bytes:
-    """A METHOD:REQUEST iCalendar invitation, CRLF lines, escaped and folded."""
+                      required: Iterable[str], optional: Iterable[str] = (),
+                      sequence: int = 0, method: str = "REQUEST") -> bytes:
+    """An iTIP (RFC 5546) METHOD:REQUEST invitation or METHOD:CANCEL of it, CRLF lines,
+    escaped and folded. The organizer is a person (the postmortem owner), so the meeting
+    can be moved and the replies reach someone."""
+    cn = f";CN={_param(organizer[0])}" if organizer[0] else ""
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
         "PRODID:-//mailbot//postmortem review//EN",
         "CALSCALE:GREGORIAN",
-        "METHOD:REQUEST",
+        f"METHOD:{method}",
         "BEGIN:VEVENT",
         f"UID:{uid}",
         f"DTSTAMP:{_utc(now)}",
-        "SEQUENCE:0",
+        f"SEQUENCE:{sequence}",
         f"DTSTART:{_utc(start)}",
         f"DTEND:{_utc(end)}",
         f"SUMMARY:{ical_text(summary)}",
         f"DESCRIPTION:{ical_text(description)}",
-        "STATUS:TENTATIVE",
+        "STATUS:" + ("CANCELLED" if method == "CANCEL" else "CONFIRMED"),
         "TRANSP:OPAQUE",
-        f"ORGANIZER;CN={_param(organizer[0])}:mailto:{organizer[1]}",
+        f"ORGANIZER{cn}:mailto:{organizer[1]}",
     ]
     for addr in required:
         lines.append("ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;"

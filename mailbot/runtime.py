@@ -16,6 +16,7 @@ from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
+from mailbot.rules.postmortem import people_directory
 from mailbot.rules.recipients import RecipientPolicy
 from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
@@ -68,7 +69,9 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     planner = Planner(config, store, composer, directory=directory,
                       experts_for=lambda services: directory.contacts_for(
                           list(services), at=clock.now()),
-                      unknown_services=lambda services: directory.unknown(list(services)))
+                      unknown_services=lambda services: directory.unknown(list(services)),
+                      people=people_directory((e.name, e.address) for service in directory
+                                              for e in service.experts))
     # Every mail may link an incident to its page (the digest links each of its incidents).
     composer.common["incident_url"] = planner.incident_url
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)

@@ -13,8 +13,10 @@ which commits its mail through the store like a message would. Two kinds of sche
 A daily slot due before the store's first scheduler run was not missed (mailbot was not
 there yet): the first `serve` of a new install after digest_time does not mail the list
 at once, its first digest is tomorrow's. The first run's time is kept in the store
-(`job:scheduler:since`); a store that held incidents before that record existed counts as
-having run forever, so its real misses still run late.
+(`job:scheduler:since`). A store that held incidents before that record existed starts
+from its first live incident's declaration (from the beginning if all are closed), so a
+store upgraded with older history still runs its real misses late, while a new install
+whose first message came through `ingest` after digest_time does not.
 
 Local times are resolved with zoneinfo: a wall time that does not exist on a
 spring-forward day runs at the first valid instant after the gap; an ambiguous one on a
@@ -151,8 +153,7 @@ class Scheduler:
             if record.get("since"):
                 self._since = dt.datetime.fromisoformat(record["since"])
             else:
-                fresh = self.rt.store.allocate_id() == 1  # never held an incident
-                since = now if fresh else dt.datetime.min.replace(tzinfo=UTC)
+                since = self._history_began(now)
                 store = self.rt.store
                 with self.rt.pipeline.lock:
                     index = store.commit(SINCE_KEY,
@@ -161,6 +162,20 @@ class Scheduler:
                     store.finish(SINCE_KEY)
                 self._since = since
         return self._since
+
+    def _history_began(self, now: dt.datetime) -> dt.datetime:
+        """Where a store without the record starts counting: an empty store now; one that
+        holds live incidents at the first declaration among them, so a new install whose
+        first message came through `ingest` after digest_time sends no digest at once,
+        while a store upgraded with older history still gets the one it missed; one with
+        only closed incidents (an upgrade) from the beginning."""
+        store = self.rt.store
+        if store.allocate_id() == 1:  # never held an incident
+            return now
+        declared = [i.declared_at for i in store.live_incidents() if i.declared_at]
+        if declared:
+            return min(d if d.tzinfo else d.replace(tzinfo=UTC) for d in declared)
+        return dt.datetime.min.replace(tzinfo=UTC)
 
     def run_due(self, now: dt.datetime | None = None) -> list[str]:
         """Run every job whose slot is due at `now` and not yet done; return their keys."""
@@ -210,6 +225,8 @@ class Scheduler:
 
 def build_scheduler(rt: "Runtime") -> Scheduler:
     """The scheduler with every job mailbot runs: the digest and the reminders."""
-    from mailbot import digest, reminders
+    from mailbot import actions, digest, reminders, weekly
 
-    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config)])
+    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config),
+                          *actions.action_item_jobs(rt.config),
+                          *weekly.weekly_jobs(rt.config)])

@@ -344,8 +344,10 @@ class Store:
         closed_at = incident.closed_at or incident.updated_at or dt.datetime.now(dt.timezone.utc)
         items = []
         if incident.postmortem is not None:
-            items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat()}
-                     for a in incident.postmortem.action_items if a.due is not None]
+            items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat(),
+                      "label": a.label}
+                     for a in incident.postmortem.action_items
+                     if a.due is not None and a.done_at is None]
         # Kept only while the digest can show it, so the hot file stays small however
         # many incidents close: the closure itself for a few days, action items until
         # they are long overdue.

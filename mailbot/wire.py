@@ -157,12 +157,21 @@ def text_part(body: str, subtype: str = "plain") -> tuple[list[str], bytes]:
 
 
 def attachment_part(filename: str, content_type: str, data: bytes) -> tuple[list[str], bytes]:
-    """Headers and base64 body of an attachment."""
-    maintype, _, subtype = content_type.partition("/")
+    """Headers and base64 body of an attachment. `content_type` may carry `method=` and
+    `charset=` parameters ("text/calendar; method=REQUEST"): an iTIP part (RFC 6047) is
+    what makes a calendar treat it as an invitation, and it is shown inline."""
+    media, *params = content_type.split(";")
+    maintype, _, subtype = media.partition("/")
     ctype = f"{_token(maintype) or 'application'}/{_token(subtype) or 'octet-stream'}"
+    kept = []
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() in ("method", "charset") and _token(value):
+            kept.append(f"{name.strip().lower()}={_token(value).upper()}")
+    disposition = "inline" if any(k.startswith("method=") for k in kept) else "attachment"
     encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
-    return [f"Content-Type: {ctype}", "Content-Transfer-Encoding: base64",
-            f"Content-Disposition: attachment; {_filename_param(filename)}"], encoded
+    return ["Content-Type: " + "; ".join([ctype, *kept]), "Content-Transfer-Encoding: base64",
+            f"Content-Disposition: {disposition}; {_filename_param(filename)}"], encoded
 
 
 def _token(value: str) -> str:

@@ -268,19 +268,24 @@ def parse_when(value: str, sent: dt.datetime | None, tz: str = "UTC") -> dt.date
                 when = dt.datetime.combine(day - dt.timedelta(days=1), clock, tzinfo=zone)
             elif when > sent + _AHEAD and word != "today":
                 when = dt.datetime.combine(day - dt.timedelta(days=1), clock, tzinfo=zone)
-    except ValueError:
-        return None
-    when = when.astimezone(dt.timezone.utc)
-    if sent is not None and when > sent + _AHEAD:
+        when = when.astimezone(dt.timezone.utc)
+        if sent is not None and when > sent + _AHEAD:
+            return None
+    except (ValueError, OverflowError):
+        # Also a hostile Date: (31 Dec 9999 -2359) that a time of day is relative to: the
+        # value is not understood, and the sender is told, rather than the message lost.
         return None
     return when
 
 
 def _when_examples(sent: dt.datetime | None, tz: str) -> tuple[str, ...]:
     """What a time field accepts, shown with the message's own date."""
-    if sent is None:
+    try:
+        day = sent.astimezone(ZoneInfo(tz)) if sent is not None else None
+    except (ValueError, OverflowError):
+        day = None
+    if day is None:
         return ("09:50", "yesterday 23:10")
-    day = sent.astimezone(ZoneInfo(tz))
     return ("09:50", "yesterday 23:10", f"{day.date().isoformat()} 08:00 {day.tzname()}")
 
 

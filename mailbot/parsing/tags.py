@@ -56,7 +56,7 @@ def strip_prefixes(subject: str) -> str:
 def read_tags(subject: str, lang: Language) -> SubjectTags:
     """The tags in `subject` and its title."""
     subject = subject[:MAX_SUBJECT]
-    declare = postmortem = status = False
+    declare = postmortem = status = reviewed = done = False
     incident_id: int | None = None
     severity: str | None = None
     phase: str | None = None
@@ -79,6 +79,10 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
             postmortem = True
         elif low == "status":
             status = True
+        elif low in ("reviewed", "review done", "postmortem reviewed"):
+            reviewed = True
+        elif low in ("done", "action items done"):
+            done = True
         elif parse_phase(word, lang) == low:
             phase = phase or low
         elif (sev := parse_severity(word, lang, need_letters=True)) and len(word) <= 12:
@@ -109,6 +113,8 @@ def read_tags(subject: str, lang: Language) -> SubjectTags:
         phase=phase,
         postmortem=postmortem,
         status=status,
+        reviewed=reviewed,
+        done=done,
         title=title,
         unknown=tuple(unknown),
     )

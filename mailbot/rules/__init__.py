@@ -4,7 +4,8 @@ The order is the policy, in one table: the first rule that decides wins.
 
     loops       auto-replies, bounces, our own mail echoed back  -> ignore, silently
     senders     strangers, failed DKIM, mail not via the list   -> ignore, silently
-    routing     status request, declaration, postmortem, follow-up or plain chatter
+    routing     status request, declaration, postmortem, review, done, follow-up or chatter
+    review      only leadership or the commander record a review; owners mark items done
     answers     a reply to a postmortem reminder with its sections is the postmortem
     comments    a follow-up that states no field at all is a comment, not an error
     enforcement a follow-up must carry severity, phase and commander
@@ -18,7 +19,8 @@ from typing import Mapping
 
 from mailbot.config import Config
 from mailbot.models import Decision, Incident, ParsedMail
-from mailbot.rules import answers, comments, enforcement, loops, routing, senders, stepback
+from mailbot.rules import (answers, comments, enforcement, loops, review, routing, senders,
+                           stepback)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ CHAIN = (
     loops.check_loops,
     senders.check_sender,
     routing.route,
+    review.check_review,
     answers.answer_reminder,
     comments.check_comment,
     enforcement.enforce,

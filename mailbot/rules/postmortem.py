@@ -1,27 +1,29 @@
 """The postmortem review: is a `[POSTMORTEM] [INC-n]` submission complete and blameless?
 
 Takes the ParsedMail (its new text, or a text/plain or text/markdown attachment), the
-incident and the day it arrived; hands back a `PostmortemReview` (pure data, no I/O, no
-clock). The pipeline turns it into an acceptance (the incident closes) or a rejection.
+incident, the day it arrived and the people directory (names -> addresses); hands back a
+`PostmortemReview` (pure data, no I/O, no clock). The pipeline turns it into an
+acceptance (the incident awaits its review) or a rejection to the author alone.
 
 Blocking (the postmortem is sent back):
     - a required section is missing or empty: Cause, Impact, Resolution, Prevention,
       Action items;
-    - the Action items section lists nothing, or an item lacks an owner or a due date.
-Advice only (the postmortem is accepted, the acknowledgement says it):
-    - items due after the horizon ([postmortem] action_item_horizon_days): candidates
-      for quarterly planning rather than action items;
-    - items already past due;
-    - blame-oriented sentences (a person as the subject of a failure). Detection is a
-      heuristic; a false alarm must never keep an incident open.
+    - the Action items section lists nothing, or an item lacks an owner or a due date;
+    - blame-oriented sentences (a person as the cause of a failure), unless
+      [postmortem] blame_is_advice. Blame is told to the author only, never the list.
+Not blocking:
+    - items due after the horizon ([postmortem] action_item_horizon_days) go to the
+      quarterly planning list instead of the action items;
+    - items already past due are advice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from mailbot.config import Config
 from mailbot.models import ActionItem, Decision, Incident, ParsedMail
@@ -89,6 +91,8 @@ class PostmortemReview:
     items: tuple[ReviewedItem, ...]
     blame: tuple[BlameNote, ...]
     horizon: dt.date
+    blame_blocks: bool = True  # false: [postmortem] blame_is_advice
+    headings: Mapping[str, str] = dataclasses.field(default_factory=dict)  # as written
 
     @property
     def incomplete_items(self) -> tuple[ReviewedItem, ...]:
@@ -107,11 +111,23 @@ class PostmortemReview:
         return "action_items" not in self.missing and not self.items
 
     @property
+    def blocking_blame(self) -> tuple[BlameNote, ...]:
+        return self.blame if self.blame_blocks else ()
+
+    @property
     def accepted(self) -> bool:
-        return not self.missing and bool(self.items) and not self.incomplete_items
+        return (not self.missing and bool(self.items) and not self.incomplete_items
+                and not self.blocking_blame)
 
     def action_items(self) -> tuple[ActionItem, ...]:
-        return tuple(ActionItem(i.text, i.owner, i.due) for i in self.items)
+        """The items due within the horizon, numbered A1, A2, ... in the order written."""
+        near = [i for i in self.items if not i.far]
+        return tuple(ActionItem(i.text, i.owner, i.due, number=n)
+                     for n, i in enumerate(near, start=1))
+
+    def quarterly_items(self) -> tuple[ActionItem, ...]:
+        """The items due past the horizon: moved to quarterly planning."""
+        return tuple(ActionItem(i.text, i.owner, i.due) for i in self.items if i.far)
 
     def reason(self) -> str:
         """One line for the log and the timeline."""
@@ -125,6 +141,8 @@ class PostmortemReview:
         if self.incomplete_items:
             parts.append(f"{len(self.incomplete_items)} action item(s) without owner or due "
                          "date")
+        if self.blocking_blame:
+            parts.append(f"{len(self.blocking_blame)} blame-oriented sentence(s)")
         return "postmortem rejected: " + "; ".join(parts)
 
 
@@ -169,6 +187,25 @@ def heading(line: str) -> tuple[str, str] | None:
     if marked or colon or not rest:
         return section, rest
     return None
+
+
+def _written_heading(line: str) -> str:
+    """A heading line as its author wrote the words: "## Root cause:" -> "Root cause"."""
+    s = re.sub(r"^#{1,6}\s*", "", line.strip())
+    s = re.sub(r"^\d{1,2}[.)]\s+", "", s)
+    m = _EMPHASIS.match(s)
+    head = m.group(2) if m else s.partition(":")[0]
+    return head.strip().rstrip(":").strip()
+
+
+def section_headings(text: str) -> dict[str, str]:
+    """Section -> its heading as first written ("Root cause", "Follow-ups")."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        h = heading(line)
+        if h is not None and h[0] not in found:
+            found[h[0]] = _written_heading(line)
+    return found
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -267,25 +304,55 @@ def parse_date(text: str, today: dt.date) -> dt.date | None:
 _TABLE_RULE = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
+_OWNER_COLUMNS = {"owner", "owners", "who", "assignee", "assigned to", "responsible"}
+_DUE_COLUMNS = {"due", "due date", "deadline", "when", "by", "date", "eta", "target",
+                "target date"}
+
+
 def _table_rows(lines: list[str]) -> list[str]:
     """A Markdown table (`| Item | Owner | Due |`, a `|---|` rule, rows) as one line per
-    row, its cells joined by " - "; the header row and the rule go."""
+    row, its cells joined by " - "; the header row and the rule go. A cell under an Owner
+    or a Due column is labelled ("owner: Ben", "due: Friday"), so it reads like an item
+    written on one line."""
     out: list[str] = []
+    columns: list[str] = []
     for i, line in enumerate(lines):
         if "|" in line and i + 1 < len(lines) and _TABLE_RULE.fullmatch(lines[i + 1]):
+            columns = [_norm(c) for c in line.strip().strip("|").split("|")]
             continue  # the header row
         if _TABLE_RULE.fullmatch(line):
             continue
         if line.strip().startswith("|") and line.count("|") >= 2:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            line = " - ".join(c for c in cells if c)
+            labelled = []
+            for n, cell in enumerate(cells):
+                column = columns[n] if n < len(columns) else ""
+                if cell and column in _OWNER_COLUMNS and not _OWNER.search(cell):
+                    cell = "owner: " + cell
+                elif cell and column in _DUE_COLUMNS and not _DUE.search(cell):
+                    cell = "due: " + cell
+                labelled.append(cell)
+            line = " - ".join(c for c in labelled if c)
         out.append(line)
     return out
 
 
+# A closing line after the items: "Thanks,", "Best regards", "-- ", "Alice", "Alice Smith".
+_CLOSING = re.compile(r"(?i)^(?:--\s*|thanks?(?: you)?|thx|cheers|best(?: regards| wishes)?|"
+                      r"regards|kind regards|many thanks|sincerely|br|/\w+)[,.!]?$")
+_SIGNED_NAME = re.compile(r"^[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*){0,2}[,.]?$")
+
+
+def _is_sign_off(line: str) -> bool:
+    """A closing or a bare name on a plain line: a signature, not an item."""
+    s = line.strip()
+    return bool(_CLOSING.match(s) or (_SIGNED_NAME.match(s) and not _DUE.search(s)
+                                      and "@" not in s))
+
+
 def _item_lines(section: str) -> list[str]:
     """Bullets (with their indented continuation lines), one item per plain line, or the
-    rows of a Markdown table."""
+    rows of a Markdown table. A sign-off after the items ("Thanks,", "Alice") ends them."""
     items: list[str] = []
     for line in _table_rows(section.splitlines()):
         if not line.strip():
@@ -293,6 +360,8 @@ def _item_lines(section: str) -> list[str]:
         m = _BULLET.match(line)
         if m:
             items.append(m.group(1).strip())
+        elif items and _is_sign_off(line):
+            break
         elif items and line[:1].isspace():
             items[-1] += " " + line.strip()
         elif line.strip().endswith(":"):
@@ -308,7 +377,7 @@ def parse_action_item(raw: str, today: dt.date, horizon: dt.date) -> ReviewedIte
     spans: list[tuple[int, int]] = []
     m = _OWNER.search(raw)
     if m:
-        owner = m.group("v").strip().strip("*_").strip() or None
+        owner = m.group("v").strip().strip("*_").strip().lstrip("@") or None
         spans.append(m.span())
     else:
         h = _HANDLE.search(raw) or _BARE_EMAIL.search(raw)
@@ -468,9 +537,41 @@ def _candidates(mail: ParsedMail) -> list[tuple[str, str]]:
     return found
 
 
+def people_directory(people: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """(name, address) pairs (the experts directory) -> every way a person is named
+    ("ben ortiz", "ben.ortiz", the address, its local part, "ben") -> their address. A
+    full name or local part wins over a first name; a name two people share names
+    neither of them."""
+    strong: dict[str, set[str]] = {}
+    weak: dict[str, set[str]] = {}
+    for name, address in people:
+        address = address.strip().lower()
+        keys = {address, address.split("@")[0]}
+        full = " ".join(name.lower().split())
+        if full:
+            keys |= {full, full.replace(" ", ".")}
+            weak.setdefault(full.split()[0], set()).add(address)
+        for key in keys:
+            strong.setdefault(key, set()).add(address)
+    found = {k: next(iter(a)) for k, a in weak.items() if len(a) == 1 and k not in strong}
+    found.update({k: next(iter(a)) for k, a in strong.items() if len(a) == 1})
+    return found
+
+
+def resolve_owner(owner: str | None, people: Mapping[str, str]) -> str | None:
+    """An owner as written ("@ben", "Ben", "Ben Ortiz", an address) -> the address the
+    directory knows them by; as written when it does not know them."""
+    if not owner:
+        return owner
+    key = " ".join(owner.strip().lstrip("@").lower().split())
+    return people.get(key) or owner
+
+
 def review_postmortem(mail: ParsedMail, incident: Incident | None, config: Config,
-                      today: dt.date) -> PostmortemReview:
-    """Check a submission; `today` is the local day it arrived."""
+                      today: dt.date, people: Mapping[str, str] | None = None
+                      ) -> PostmortemReview:
+    """Check a submission; `today` is the local day it arrived; `people` resolves owners
+    named without an address (see `people_directory`)."""
     horizon = today + dt.timedelta(days=config.postmortem.action_item_horizon_days)
     best: tuple[int, str, str, dict[str, str]] | None = None
     for source, text in _candidates(mail):
@@ -483,11 +584,15 @@ def review_postmortem(mail: ParsedMail, incident: Incident | None, config: Confi
     missing = tuple(s for s in REQUIRED if not sections.get(s, "").strip())
     items = tuple(parse_action_item(line, today, horizon)
                   for line in _item_lines(sections.get("action_items", "")))
+    items = tuple(dataclasses.replace(i, owner=resolve_owner(i.owner, people or {}))
+                  for i in items)
     prose = "\n\n".join(v for k, v in sections.items() if k != "action_items") \
         if sections else text
     blame = find_blame(prose, people_of(incident))
     return PostmortemReview(source=source, text=text, sections=sections, missing=missing,
-                            items=items, blame=blame, horizon=horizon)
+                            items=items, blame=blame, horizon=horizon,
+                            blame_blocks=not config.postmortem.blame_is_advice,
+                            headings=section_headings(text))
 
 
 def decide_postmortem(review: PostmortemReview, incident_id: int) -> Decision:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mailbot.config import Config
 from mailbot.models import Decision, ParsedMail
 from mailbot.parsing.tags import mentioned_incidents
+from mailbot.rules.review import done_labels
 
 if TYPE_CHECKING:
     from mailbot.rules import Facts
@@ -41,6 +42,12 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
         return Decision("reject", reason=f"no incident {facts.incident_id}",
                         incident_id=facts.incident_id,
                         details={"problem": "unknown-incident"})
+    if tags.reviewed:
+        return Decision("reviewed", reason="postmortem review recorded",
+                        incident_id=facts.incident_id)
+    if tags.done or (facts.answers == "reminder_action_item" and done_labels(mail.new_text)):
+        # A reply to an item's reminder saying "Done: A1" needs no [DONE] tag.
+        return Decision("done", reason="action items done", incident_id=facts.incident_id)
     if tags.postmortem:
         if facts.incident.status == "open":
             # An accepted postmortem closes the incident: not while it is still going on.

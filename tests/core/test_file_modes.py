@@ -74,3 +74,25 @@ def test_a_password_file_for_owner_and_group_gets_no_warning(tmp_path):
     out = _run(["check-config", "--config", str(cfg)], 0o022)
     assert out.returncode == 0, out.stderr
     assert str(secret) not in out.stderr
+
+
+def test_published_pages_are_readable_by_a_web_server_whatever_the_umask(tmp_path):
+    """The site is made to be served: 0644 pages in 0755 folders even under umask 007,
+    while the state beside it stays 0660."""
+    import datetime as dt
+
+    from mailbot.publish import publish_site
+    from tests.publish.factory import make_config, make_incident
+    from mailbot.services import load_services
+
+    config = make_config(tmp_path / "etc")
+    old = os.umask(0o007)
+    try:
+        publish_site(tmp_path / "site", [make_incident(1)], load_services(config.services_file),
+                     config, dt.datetime(2024, 5, 2, 14, 0, tzinfo=dt.timezone.utc))
+    finally:
+        os.umask(old)
+    pages = [p for p in (tmp_path / "site").rglob("*") if p.is_file()]
+    assert pages and {stat.S_IMODE(p.stat().st_mode) for p in pages} == {0o644}
+    folders = [tmp_path / "site", *[p for p in (tmp_path / "site").rglob("*") if p.is_dir()]]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o755}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -93,6 +94,9 @@ def test_installed_mailbot_answers_a_declaration_outside_the_checkout(installed,
     made = mailbot(installed, "init-config", "etc", cwd=home)
     assert made.returncode == 0, made.stderr
     cfg = home / "etc" / "mailbot.toml"
+    # Configuration, not state: docs/install.md's 0750 folder and 0640 files.
+    assert stat.S_IMODE((home / "etc").stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (home / "etc").iterdir()} == {0o640}
     text = cfg.read_text().replace("port = 8025", f"port = {free_port()}")
     cfg.write_text(text)
     checked = mailbot(installed, "check-config", "--config", str(cfg), cwd=home)
@@ -110,6 +114,7 @@ def test_installed_mailbot_answers_a_declaration_outside_the_checkout(installed,
 
     again = mailbot(installed, "init-config", "etc", cwd=home)
     assert again.returncode == 73 and cfg.read_text() == text  # never overwritten
+    assert b"exist already; not overwritten" in again.stderr
 
 
 def test_a_broken_install_defers_mail_and_says_why(installed, tmp_path):

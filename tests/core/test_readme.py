@@ -32,10 +32,14 @@ def test_try_it_prints_the_acknowledgement_it_waited_for(tmp_path):
     finally:
         daemon.terminate()
     assert done.returncode == 0, done.stderr
-    [printed] = done.stdout.splitlines()  # printed at once, not after a second look
-    ack = tmp_path / printed
+    printed = done.stdout.splitlines()  # printed at once, not after a second look
+    # The acknowledgement to the list, and (customer-facing, a liaison named) the
+    # liaison's draft customer statement.
+    kinds = [p.split(".")[-2] for p in printed]
+    assert "ack" in kinds and set(kinds) <= {"ack", "customer_statement"}, printed
+    ack = tmp_path / next(p for p in printed if ".ack." in p)
     assert ack.parent == config / "var" / "outbox-sent" / "new"
-    assert b"[INC-1]" in ack.read_bytes()
+    assert b"[INC-1]" in ack.read_bytes() and b"To: incidents@example.com" in ack.read_bytes()
 
 
 def test_the_systemd_section_names_every_unit_and_the_venv_the_units_run():

@@ -110,19 +110,30 @@ def rich_incident() -> Incident:
                           "m4@example.com", t0 + dt.timedelta(hours=2),
                           (Change("phase", "mitigating", "resolved"),), "All green."),
         ],
+        # As the pipeline stores it: section keys, the headings as the author wrote them,
+        # numbered items (one done), the far-out one moved to quarterly planning.
         postmortem=Postmortem(
             accepted_at=t0 + dt.timedelta(hours=20), author="olga@example.com",
             message_id="pm@example.com", text="",
-            sections={"Cause": "Certificate rotation was not tested.",
-                      "Impact": "EU card payments failed for two hours.",
-                      "Resolution": "Failed over to the US endpoint.",
-                      "Prevention": "Monitor certificate expiry on the provider side."},
+            sections={"cause": "Certificate rotation was not tested.",
+                      "impact": "EU card payments failed for two hours.",
+                      "resolution": "Failed over to the US endpoint.",
+                      "prevention": "Monitor certificate expiry on the provider side.",
+                      "action_items": "- Add certificate expiry alert - owner: olga@example.com"
+                                      "\n- Rotate the staging certificate - owner: @pat"},
+            headings={"cause": "Root cause", "impact": "Impact",
+                      "resolution": "Steps taken", "prevention": "Prevention",
+                      "action_items": "Follow-ups"},
             action_items=(
                 ActionItem("Add certificate expiry alert", "olga@example.com",
-                           (t0 + dt.timedelta(days=3)).date()),
-                ActionItem("Provider redundancy", "pat@example.com",
-                           (t0 + dt.timedelta(days=60)).date()),
-            )),
+                           (t0 + dt.timedelta(days=3)).date(), number=1),
+                ActionItem("Rotate the staging certificate", "pat@example.com",
+                           (t0 + dt.timedelta(days=1)).date(), number=2,
+                           done_at=t0 + dt.timedelta(hours=22), done_by="pat@example.com"),
+            ),
+            quarterly=(ActionItem("Provider redundancy", "pat@example.com",
+                                  (t0 + dt.timedelta(days=60)).date()),),
+            reviewed_at=t0 + dt.timedelta(hours=20), reviewed_by="cto@example.com"),
     )
 
 

@@ -114,14 +114,19 @@ def test_incident_page_shows_declaration_timeline_rejections_and_postmortem(
     assert "3 rejected messages" in page.find("section", id="timeline").find("h2").text()
 
     pm = page.find("section", id="postmortem")
+    # The headings as the author wrote them; no raw keys; the items listed once.
     assert [h.text() for h in pm.find_all("h3")] == [
-        "Cause", "Impact", "Resolution", "Prevention", "Action items"]
+        "Root cause", "Impact", "Steps taken", "Prevention", "Follow-ups",
+        "Moved to quarterly planning"]
+    assert "action_items" not in pm.text() and "- Add certificate" not in pm.text()
     assert "Certificate rotation was not tested." in pm.text()
+    assert "Reviewed" in pm.find("p", cls="meta").text()
     rows = pm.find("table", cls="actions").find("tbody").find_all("tr")
-    assert [r.find("td").text() for r in rows] == ["Add certificate expiry alert",
-                                                   "Provider redundancy"]
-    assert "quarterly planning" not in rows[0].text()
-    assert "quarterly planning" in rows[1].text()  # due beyond the 7-day horizon
+    cells = [[td.text() for td in r.find_all("td")] for r in rows]
+    assert [(c[0], c[1], c[4].split()[0]) for c in cells] == [
+        ("A1", "Add certificate expiry alert", "open"),  # due 2024-05-04
+        ("A2", "Rotate the staging certificate", "done")]
+    assert pm.find("ul", cls="quarterly").text().startswith("Provider redundancy")
 
 
 def test_incident_page_lists_experts_of_services_and_their_dependencies(
@@ -169,7 +174,7 @@ def test_empty_directory_and_no_incidents_still_make_a_site(out, tmp_path):
     directory = load_services(config.services_file)
     pages = publish_site(out, [], directory, config, NOW)
     assert sorted(p.relative_to(out).as_posix() for p in pages) == [
-        "archive/1.html", "experts.html", "index.html"]
+        "action-items.html", "archive/1.html", "experts.html", "index.html", "metrics.html"]
     assert "No services are listed yet" in parse(out / "experts.html").text()
     assert "No open incidents." in parse(out / "index.html").text()
 
@@ -218,7 +223,7 @@ def test_links_are_relative_and_resolve_and_nothing_is_loaded_from_elsewhere(
     incidents = [rich_incident(), make_incident(1, services=("pay",)),
                  make_incident(2, status="resolved")]
     pages = publish_site(out, incidents, directory, config, NOW)
-    assert len(pages) == 6
+    assert len(pages) == 8  # 3 incidents, board, archive, experts, action items, metrics
     for path in pages:
         page = parse(path)
         assert not page.find_all("link") and not page.find_all("iframe"), path
@@ -304,7 +309,8 @@ def test_many_incidents_stream_through(out, config, directory):
 
     pages = publish_site(out, generate(3000), directory, config, NOW)
     assert consumed == list(range(1, 3001))
-    assert len(pages) == 3000 + 2 + 6  # incidents, board, experts, 6 archive pages
+    assert len(pages) == 3000 + 4 + 6  # incidents, board, experts, action items, metrics,
+    # 6 archive pages
     assert (out / "index.html").stat().st_size < 400_000
 
 

@@ -40,7 +40,8 @@ def write_config(tmp: Path, relay_port: int, extra: str = "", schedule: str = ""
                  postmortem: str = "", digest_time: str = "09:00",
                  leadership_severities: str = '["SEV1", "SEV2"]',
                  services: str = SERVICES_TOML,
-                 oncall: str = "customer_statement = false") -> Path:
+                 oncall: str = "customer_statement = false",
+                 weekly_summary_day: str = "") -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "services.toml").write_text(services, encoding="utf-8")
     text = f"""
@@ -80,6 +81,7 @@ action_item_horizon_days = 7
 leadership = ["cto@example.com"]
 leadership_severities = {leadership_severities}
 review_after_days = 3
+weekly_summary_day = "{weekly_summary_day}"
 {postmortem}
 
 # These tests count every mail: the liaison's draft customer update is asked for only by

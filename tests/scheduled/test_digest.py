@@ -189,6 +189,7 @@ def test_resolved_postmortems_and_action_items_appear(make_bot, sink):
 - Add a canary - owner: carol@example.com - due: 2026-03-25
 - Rewrite the pool - owner: dave@example.com - due: 2026-09-01
 """))
+    bot.receive(message("[REVIEWED] [INC-2] Checkout failing", "Reviewed."))  # the commander
     sink.take(len(sink.unread()))
     bot.tick(utc(2026, 3, 24, 11, 0))  # the reminders' sweep notices the closure
     view_text = run_print(bot)
@@ -198,13 +199,13 @@ def test_resolved_postmortems_and_action_items_appear(make_bot, sink):
     assert "POSTMORTEMS: 0 overdue, 1 due" in view_text
     # Due at the proposed review: resolved + 3 days, at 14:00 local (a Thursday).
     assert "INC-1  Search slow: due by 2026-03-26 14:00 CET" in view_text
-    assert "2026-03-25  INC-2  Add a canary (owner carol@example.com)" in view_text
-    assert "2026-03-27  INC-2  Add a pool check" in view_text
+    assert "2026-03-25  INC-2 A2  Add a canary (owner carol@example.com)" in view_text
+    assert "2026-03-27  INC-2 A1  Add a pool check" in view_text
     assert "Rewrite the pool" not in view_text  # beyond the 7-day horizon
     # Two days later: the canary item is overdue, INC-1's postmortem too.
     bot.clock.set(utc(2026, 3, 26, 14, 0))
     later = run_print(bot)
-    assert "2026-03-25 OVERDUE  INC-2  Add a canary" in later
+    assert "2026-03-25 OVERDUE  INC-2 A2  Add a canary" in later
     assert "INC-1  Search slow: OVERDUE since 2026-03-26 14:00 CET" in later
     assert "RESOLVED IN THE LAST DAY: 0" in later
 
@@ -380,13 +381,14 @@ def test_action_items_stay_in_the_digest_after_a_reopen(make_bot, sink):
     bot.receive(message("[INC-1] update", state(phase="resolved")))
     bot.clock.set(utc(2026, 3, 24, 10, 0))
     bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", POOL_POSTMORTEM))
+    bot.receive(message("[REVIEWED] [INC-1] Checkout failing", "Reviewed."))  # the commander
     assert bot.incident(1).status == "closed"
     bot.clock.set(utc(2026, 3, 24, 11, 0))
     bot.receive(message("Re: [INC-1] it is back", state(phase="investigating")))
     assert bot.incident(1).status == "open"
     sink.take(len(sink.unread()))
     view_text = run_print(bot)
-    assert "2026-03-27  INC-1  Add a pool check" in view_text
+    assert "2026-03-27  INC-1 A1  Add a pool check" in view_text
 
 
 def test_html_experts_sit_under_each_incident_collapsed_to_on_call_and_owner(make_bot, sink):

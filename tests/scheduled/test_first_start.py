@@ -33,14 +33,29 @@ def test_the_first_tick_of_an_empty_store_after_digest_time_sends_no_digest(tmp_
     assert not sent.exists() or kinds(tmp_path) == []
 
 
-def test_a_store_with_history_still_gets_the_digest_it_missed(tmp_path):
+def test_a_first_ingest_after_digest_time_then_tick_sends_no_digest_at_once(tmp_path):
+    """The order docs/install.md suggests: check-config, a test message through ingest,
+    then the service. That message came after today's slot: nothing was missed."""
     cfg = _midnight_config(tmp_path)
     declared = run("ingest", "-", "--config", str(cfg),
-                   stdin=message("[DECLARE] before the upgrade", DECLARATION_BODY,
+                   stdin=message("[DECLARE] testing the install", DECLARATION_BODY,
                                  message_id="h1@x"))
     assert declared.returncode == 0, declared.stderr
     assert run("tick", "--config", str(cfg)).returncode == 0
-    assert sorted(kinds(tmp_path)) == ["ack", "digest"]
+    assert kinds(tmp_path) == ["ack"]
+
+
+def test_a_store_with_history_still_gets_the_digest_it_missed(make_bot, sink):
+    """A store upgraded with an incident declared before today's slot (09:00 Berlin,
+    08:00 UTC) and no scheduler record yet: today's digest was missed and runs late."""
+    from tests.scheduled.support import declaration, message as scheduled_message
+
+    bot = make_bot()
+    bot.clock.set(utc(2026, 3, 22, 15, 0))
+    bot.receive(scheduled_message("[DECLARE] before the upgrade", declaration()))
+    assert [m.kind for m in sink.take(1)] == ["ack"]
+    assert "job:digest:2026-03-23" in bot.tick(utc(2026, 3, 23, 10, 0))
+    assert sorted(m.kind for m in sink.take(2)) == ["digest", "reminder_stale"]
 
 
 def test_a_new_install_gets_its_first_digest_the_next_day(make_bot, sink):

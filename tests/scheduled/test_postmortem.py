@@ -163,13 +163,13 @@ def test_system_sentences_are_not_blame(sentence):
     assert find_blame(sentence, {"jim", "hopper"}) == ()
 
 
-def test_blame_is_advice_not_a_rejection_and_sentences_wrapped_over_lines_are_quoted_whole(
-        config):
+def test_blame_is_not_accepted_and_sentences_wrapped_over_lines_are_quoted_whole(config):
     text = GOOD_POSTMORTEM.format(soon=SOON).replace(
         "the rollout and the canary does not exercise checkout.",
         "the rollout because\nJim pushed bad code on a Friday.")
     r = review(text, config)
-    assert r.accepted
+    assert not r.accepted
+    assert r.reason() == "postmortem rejected: 1 blame-oriented sentence(s)"
     assert [b.person for b in r.blame] == ["Jim"]
     assert "because Jim pushed bad code on a Friday." in r.blame[0].sentence
 
@@ -211,11 +211,10 @@ def test_a_rejected_postmortem_goes_to_the_sender_only_and_keeps_the_incident_op
     assert incident.rejected_count == 1
 
 
-def test_an_accepted_postmortem_closes_the_incident_and_tells_the_list(make_bot):
+def test_an_accepted_postmortem_awaits_its_review_and_tells_the_list(make_bot):
     bot = make_bot(digest_time="23:30")
     _resolved_incident(bot)
-    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
-        "Rolled back", "Jim pushed bad code; we rolled back") + \
+    text = GOOD_POSTMORTEM.format(soon=SOON) + \
         "- Rewrite the pool manager - owner: dave@example.com - due: 2026-07-01\n"
     bot.clock.set(utc(2026, 3, 26, 9, 0))
     bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", "See attached.",
@@ -223,17 +222,102 @@ def test_an_accepted_postmortem_closes_the_incident_and_tells_the_list(make_bot)
                         attachments=(("pm.md", "text/markdown", text),)))
     [ack] = bot.sink.take(1)
     assert ack.kind == "postmortem_ack" and ack.rcpt_tos == [LIST]
-    assert "is accepted,\nand the incident is closed" in ack.text
-    assert "> Jim pushed bad code; we rolled back the configuration" in ack.text
-    assert "what the system failed to catch" in ack.text
-    assert "Rewrite the pool manager (owner dave@example.com, due 2026-07-01)" in ack.text
+    assert ack.subject == "[INC-1] Postmortem accepted, review pending: Checkout failing"
+    assert "A1. Add a CI check for pool limits (owner bob@example.com, due 2026-03-30)" \
+        in ack.text
+    assert "A2. Add checkout to the canary" in ack.text
+    # Past the horizon: quarterly planning, not an action item.
+    assert "Moved to quarterly planning" in ack.text
+    assert "- Rewrite the pool manager (owner dave@example.com, due 2026-07-01)" in ack.text
     incident = bot.incident(1)
-    assert incident.status == "closed"
-    assert [a.text for a in incident.postmortem.action_items] == [
-        "Add a CI check for pool limits", "Add checkout to the canary",
-        "Rewrite the pool manager"]
-    # Closed: no more postmortem reminders.
+    assert incident.status == "resolved" and incident.review_pending
+    assert [(a.label, a.text) for a in incident.postmortem.action_items] == [
+        ("A1", "Add a CI check for pool limits"), ("A2", "Add checkout to the canary")]
+    assert [a.text for a in incident.postmortem.quarterly] == ["Rewrite the pool manager"]
+    # Review pending: the reminders go on, now about the review.
     bot.tick(utc(2026, 3, 28, 12, 0))
+    [reminder] = [m for m in bot.sink.take(len(bot.sink.unread()))
+                  if m.kind == "reminder_postmortem"]
+    assert reminder.subject == "[INC-1] Postmortem review pending: Checkout failing"
+    assert "[REVIEWED] [INC-1]" in reminder.text
+
+
+def test_blame_goes_back_to_its_author_alone_and_the_list_hears_nothing(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
+        "Rolled back the configuration",
+        "Priya forgot to upload the new IdP certificate. Sam should have set a calendar "
+        "reminder. We rolled back the configuration")
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", text,
+                        sender="bob@example.com"))
+    [reply] = bot.sink.take(1)
+    assert reply.kind == "postmortem_rejection" and reply.rcpt_tos == ["bob@example.com"]
+    assert "> Priya forgot to upload the new IdP certificate." in reply.text
+    assert "> Sam should have set a calendar reminder." in reply.text
+    assert "what the system failed to catch" in reply.text
+    assert "Only you receive this mail" in reply.text
+    incident = bot.incident(1)
+    assert incident.postmortem is None and incident.status == "resolved"
+    # Not even the timeline (shown on the site) quotes the sentences.
+    assert "Priya" not in incident.timeline[-1].note
+    assert "blame-oriented" in incident.timeline[-1].note
+
+
+def test_blame_as_advice_is_accepted_but_still_told_to_the_author_alone(make_bot):
+    bot = make_bot(digest_time="23:30", postmortem="blame_is_advice = true")
+    _resolved_incident(bot)
+    text = GOOD_POSTMORTEM.format(soon=SOON).replace(
+        "Rolled back", "Priya forgot to upload the new IdP certificate. We rolled back")
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing", text,
+                        sender="bob@example.com"))
+    ack, note = bot.sink.take(2)
+    assert ack.kind == "postmortem_ack" and ack.rcpt_tos == [LIST]
+    assert "Priya" not in ack.text
+    assert note.kind == "postmortem_blame_note" and note.rcpt_tos == ["bob@example.com"]
+    assert "> Priya forgot to upload the new IdP certificate." in note.text
+    assert bot.incident(1).review_pending
+
+
+def _accepted(bot):
+    _resolved_incident(bot)
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
+    bot.sink.take(1)
+
+
+def test_reviewed_from_someone_else_is_a_private_note_and_changes_nothing(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _accepted(bot)
+    bot.receive(message("[REVIEWED] [INC-1] Checkout failing", "We went through it.",
+                        sender="dave@example.com"))
+    [note] = bot.sink.take(1)
+    assert note.kind == "review_refused" and note.rcpt_tos == ["dave@example.com"]
+    assert "cto@example.com" in note.text
+    incident = bot.incident(1)
+    assert incident.review_pending and incident.postmortem.reviewed_by == ""
+
+
+@pytest.mark.parametrize("reviewer", ["cto@example.com", "alice@example.com"])
+def test_reviewed_from_leadership_or_the_commander_records_it_and_closes(make_bot, reviewer):
+    bot = make_bot(digest_time="23:30")
+    _accepted(bot)
+    bot.clock.set(utc(2026, 3, 27, 13, 0))
+    bot.receive(message("[REVIEWED] [INC-1] Checkout failing", "Reviewed today.",
+                        sender=reviewer))
+    [ack] = bot.sink.take(1)
+    assert ack.kind == "review_ack" and ack.rcpt_tos == [LIST]
+    assert f"{reviewer} recorded the review" in ack.text
+    incident = bot.incident(1)
+    assert incident.status == "closed" and not incident.review_pending
+    assert incident.postmortem.reviewed_by == reviewer
+    assert incident.postmortem.reviewed_at == utc(2026, 3, 27, 13, 0)
+    assert incident.timeline[-1].kind == "postmortem-reviewed"
+    # Closed: no more postmortem reminders.
+    bot.tick(utc(2026, 3, 29, 12, 0))
     assert all(m.kind != "reminder_postmortem" for m in bot.sink.unread())
 
 
@@ -263,7 +347,7 @@ def test_a_postmortem_sent_as_a_reply_without_the_tag_is_reviewed(make_bot):
                         GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
     [reply] = bot.sink.take(1)
     assert reply.kind == "postmortem_ack" and reply.rcpt_tos == [LIST]
-    assert bot.incident(1).status == "closed"
+    assert bot.incident(1).review_pending
 
 
 def test_a_reply_to_the_postmortem_reminder_is_the_postmortem(make_bot):
@@ -288,7 +372,7 @@ def test_a_reply_to_the_postmortem_reminder_is_the_postmortem(make_bot):
                         GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com",
                         in_reply_to=reminder_id))
     [ack] = bot.sink.take(1)
-    assert ack.kind == "postmortem_ack" and bot.incident(1).status == "closed"
+    assert ack.kind == "postmortem_ack" and bot.incident(1).review_pending
     # "I will send it Friday" in the reminder's thread is no postmortem: a comment.
     bot2 = make_bot(name="bot2", digest_time="23:30")
     _resolved_incident(bot2)
@@ -312,3 +396,22 @@ def test_action_items_as_a_markdown_table():
     assert [(i.text, i.owner, i.due) for i in items] == [
         ("Add a CI check", "bob@example.com", dt.date(2026, 12, 1)),
         ("Add checkout to the canary", "carol", dt.date(2026, 12, 2))]
+
+
+def test_reviewed_before_any_postmortem_or_after_a_reopen_changes_nothing(make_bot):
+    bot = make_bot(digest_time="23:30")
+    _resolved_incident(bot)
+    bot.receive(message("[REVIEWED] [INC-1]", "Done.", sender="cto@example.com"))
+    [note] = bot.sink.take(1)
+    assert note.kind == "review_refused" and note.rcpt_tos == ["cto@example.com"]
+    assert "has no accepted postmortem yet" in note.text
+    bot.clock.set(utc(2026, 3, 26, 9, 0))
+    bot.receive(message("[POSTMORTEM] [INC-1] Checkout failing",
+                        GOOD_POSTMORTEM.format(soon=SOON), sender="bob@example.com"))
+    bot.receive(message("Re: [INC-1] Checkout failing", state(phase="investigating",
+                                                              narrative="It is back.")))
+    bot.sink.take(len(bot.sink.unread()))
+    bot.receive(message("[REVIEWED] [INC-1]", "Done.", sender="cto@example.com"))
+    [note] = bot.sink.take(1)
+    assert note.kind == "review_refused" and "was reopened" in note.text
+    assert bot.incident(1).status == "open"

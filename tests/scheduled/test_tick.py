@@ -31,9 +31,9 @@ def kinds(tmp_path) -> list[str]:
 
 def test_tick_sends_what_is_due_once_and_leaves_it_to_a_running_serve(tmp_path):
     cfg = write_config(tmp_path, smtp_port=free_port())  # no relay: the Maildir
-    # An incident declared (SEV2: stale after 60 minutes) three hours ago, not updated.
+    # An incident declared (SEV2: stale after 60 minutes) two days ago, not updated.
     rt = build_runtime(load_config(cfg),
-                       clock=FakeClock(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3)))
+                       clock=FakeClock(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)))
     rt.spool.put(message("[DECLARE] Checkout down", DECLARATION_BODY, message_id="t1@x"), "pipe")
     rt.pipeline.process_pending()
     rt.outbox.deliver_due()
@@ -52,8 +52,8 @@ def test_tick_sends_what_is_due_once_and_leaves_it_to_a_running_serve(tmp_path):
 
     first = tick(cfg)
     assert first.returncode == 0, first.stderr
-    # The stale-update reminder, and the daily digest (its latest slot is always due on
-    # a first run: a slot missed while nothing ran is sent at once).
+    # The stale-update reminder, and the daily digest: its latest slot came after the
+    # incident was declared, and nothing ran since, so it was missed and is sent at once.
     assert sorted(kinds(tmp_path)) == ["ack", "digest", "reminder_stale"]
     again = tick(cfg)
     assert again.returncode == 0, again.stderr

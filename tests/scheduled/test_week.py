@@ -50,6 +50,14 @@ EVENTS = [
                                           "Jim pushed bad code, so we rolled back") +
                                       "- Re-architect the pool - owner: dave@example.com - "
                                       "due: 2026-06-30\n")),
+    # ... sent back for the blame; written again about the system, it is accepted.
+    (local(26, 11, 30), "postmortem", (BOB, "[POSTMORTEM] [INC-1] Checkout failing",
+                                       GOOD_POSTMORTEM.format(soon="2026-03-30") +
+                                       "- Re-architect the pool - owner: dave@example.com - "
+                                       "due: 2026-06-30\n")),
+    # Friday: the review meeting was held; the CTO records it.
+    (local(27, 10, 0), "reviewed", (CTO, "[REVIEWED] [INC-1] Checkout failing",
+                                    "Reviewed with the team.")),
 ]
 
 
@@ -115,26 +123,35 @@ def test_one_incident_week(make_bot, sink):
     assert "reminder 2" in second.subject
     assert second.message["Date"].datetime == local(25, 12, 30)
 
-    # Thursday: the rejection to bob alone, then the ack of the good one to the list.
+    # Thursday: the rejections to bob alone (incomplete, then blame), then the ack of the
+    # good one to the list, without a word of blame.
     assert day(26) == [("digest", [LIST]), ("postmortem_rejection", [BOB]),
-                       ("postmortem_ack", [LIST])]
-    rejection, ack = by_day[dt.date(2026, 3, 26)][1:]
+                       ("postmortem_rejection", [BOB]), ("postmortem_ack", [LIST])]
+    rejection, blame, ack = by_day[dt.date(2026, 3, 26)][1:]
     assert "Prevention (the steps to take" in rejection.text
     assert "no due date" in rejection.text
-    assert "> Jim pushed bad code, so we rolled back, restarted the checkout pods." in ack.text
+    assert "> Jim pushed bad code, so we rolled back, restarted the checkout pods." in blame.text
+    assert "Jim" not in ack.text
     assert "Re-architect the pool (owner dave@example.com, due 2026-06-30)" in ack.text
     assert bot.incident(1).status == "closed"
 
-    # Friday: no third reminder (closed); the digest lists the action items due soon.
-    assert day(27) == [("digest", [LIST])]
+    # Friday: the review is recorded (no third reminder: closed); the digest lists the
+    # action items due soon.
+    assert day(27) == [("digest", [LIST]), ("review_ack", [LIST])]
     friday = digests[dt.date(2026, 3, 27)][0].text
-    assert "2026-03-30  INC-1  Add a CI check for pool limits (owner bob@example.com)" in friday
+    assert "2026-03-30  INC-1 A1  Add a CI check for pool limits (owner bob@example.com)" \
+        in friday
     assert "Re-architect the pool" not in friday
     assert "POSTMORTEMS: 0 overdue, 0 due" in friday
-    for n in (28, 29, 30):
+    for n in (28, 29):
         assert day(n) == [("digest", [LIST])]
-    assert "2026-03-30  INC-1  Add checkout to the canary" in digests[dt.date(2026, 3, 30)][0].text
+    # Monday: the items fall due; each owner hears it.
+    assert sorted(day(30)) == [("digest", [LIST]), ("reminder_action_item", [BOB]),
+                               ("reminder_action_item", ["carol@example.com"])]
+    assert "2026-03-30  INC-1 A2  Add checkout to the canary" in \
+        digests[dt.date(2026, 3, 30)][0].text
 
     timeline = [e.kind for e in bot.incident(1).timeline]
     assert timeline == ["declared", "updated", "reminder", "updated", "resolved", "reminder",
-                        "reminder", "postmortem-rejected", "postmortem-accepted"]
+                        "reminder", "postmortem-rejected", "postmortem-rejected",
+                        "postmortem-accepted", "postmortem-reviewed"]

@@ -130,7 +130,7 @@ def test_digest_subject_counts_what_is_due(make_bot, sink):
     _resolved(bot, 3, "Login loop", utc(2026, 3, 23, 13, 0))
     bot.receive(message("[POSTMORTEM] [INC-3] Login loop",
                         GOOD_POSTMORTEM.format(soon="2026-03-25")))
-    assert bot.incident(3).status == "closed"
+    assert bot.incident(3).review_pending
     sink.take(len(sink.unread()))
     bot.tick(utc(2026, 3, 24, 8, 0))
     [digest] = [m for m in sink.take(len(sink.unread())) if m.kind == "digest"]
