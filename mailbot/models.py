@@ -491,6 +491,21 @@ class Incident:
 
 # ---------------------------------------------------------------- rules -> pipeline
 
+@dataclass(frozen=True)
+class Facts:
+    """What the pipeline looked up for the rules, so that they stay pure."""
+
+    incident: Incident | None = None  # the incident the mail is about, if it exists
+    incident_id: int | None = None  # the id it refers to (tag or thread), even if unknown
+    via_thread: bool = False  # the id came from In-Reply-To/References, not the subject
+    in_incident_thread: bool = False  # it replies in an incident's thread (known when the
+    # subject names no incident, or carries [DECLARE])
+    own_message: bool = False  # its Message-ID is one mailbot generated
+    answers: str = ""  # the kind of mailbot mail nearest in its thread ("reminder_postmortem")
+    # The incident's severity, phase and commander as the message it replies to showed
+    # them (recorded when that message was processed or sent), when known.
+    replied_state: Mapping[str, str | None] | None = None
+
 
 @dataclass(frozen=True)
 class Decision:

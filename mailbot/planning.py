@@ -19,9 +19,9 @@ from mailbot import incidents as usecases
 from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.models import Change, Decision, Incident, OutgoingMail, Page, ParsedMail
+from mailbot.models import Change, Decision, Facts, Incident, OutgoingMail, Page, ParsedMail
 from mailbot.parsing.dates import with_usable_date
-from mailbot.rules import Facts, decide
+from mailbot.rules import decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import meant_value, stated
 from mailbot.rules.stepback import phase_step_back, state_of

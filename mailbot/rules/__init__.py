@@ -14,29 +14,10 @@ The order is the policy, in one table: the first rule that decides wins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
 from mailbot.config import Config
-from mailbot.models import Decision, Incident, ParsedMail
+from mailbot.models import Decision, Facts, ParsedMail
 from mailbot.rules import (answers, comments, enforcement, loops, review, routing, senders,
                            stepback)
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the pipeline looked up for the rules, so that they stay pure."""
-
-    incident: Incident | None = None  # the incident the mail is about, if it exists
-    incident_id: int | None = None  # the id it refers to (tag or thread), even if unknown
-    via_thread: bool = False  # the id came from In-Reply-To/References, not the subject
-    in_incident_thread: bool = False  # it replies in an incident's thread (known when the
-    # subject names no incident, or carries [DECLARE])
-    own_message: bool = False  # its Message-ID is one mailbot generated
-    answers: str = ""  # the kind of mailbot mail nearest in its thread ("reminder_postmortem")
-    # The incident's severity, phase and commander as the message it replies to showed
-    # them (recorded when that message was processed or sent), when known.
-    replied_state: Mapping[str, str | None] | None = None
 
 
 CHAIN = (

@@ -5,21 +5,16 @@ more) whose thread link was lost ("Re: [INC-1] Postmortem due: ..." from a phone
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Decision, Facts, ParsedMail
 from mailbot.rules.enforcement import stated
 from mailbot.rules.postmortem import REQUIRED, split_sections
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 POSTMORTEM_REMINDER = "reminder_postmortem"
 LOOKS_LIKE_POSTMORTEM = 3  # required sections found, outside a reminder's thread
 
 
-def answer_reminder(mail: ParsedMail, facts: "Facts", config: Config,
+def answer_reminder(mail: ParsedMail, facts: Facts, config: Config,
                     decision: Decision | None) -> Decision | None:
     if decision is None or decision.action != "update" or facts.incident is None:
         return None

@@ -5,14 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, InvalidField, ParsedMail
+from mailbot.models import Decision, Facts, InvalidField, ParsedMail
 from mailbot.rules.postmortem import split_sections
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 REQUIRED = ("severity", "phase", "commander")
 # How much older than the resolution a reopening follow-up's Date: may be (clocks differ).
@@ -53,7 +49,7 @@ def meant_value(invalid: InvalidField) -> str | None:
     return close[0] if close else None
 
 
-def enforce(mail: ParsedMail, facts: "Facts", config: Config,
+def enforce(mail: ParsedMail, facts: Facts, config: Config,
             decision: Decision | None) -> Decision | None:
     if decision is None or decision.action != "update":
         return None

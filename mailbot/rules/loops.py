@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Decision, Facts, ParsedMail
 from mailbot.parsing.reports import PHRASE_ONLY
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 # Vacation responders that predate RFC 3834 mark themselves with these instead.
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
@@ -41,7 +37,7 @@ _REPORT_SUBJECT = re.compile(
     r"permanent delivery failure|mail system error)", re.IGNORECASE)
 
 
-def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
+def check_loops(mail: ParsedMail, facts: Facts, config: Config,
                 decision: Decision | None) -> Decision | None:
     """Ignore (and never apply) automatic mail, bounces and echoes of our own mail."""
     auto = (mail.header("auto-submitted") or "").strip().lower()

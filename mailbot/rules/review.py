@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import re
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, Incident, ParsedMail
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
+from mailbot.models import Decision, Facts, Incident, ParsedMail
 
 _DONE_LINE = re.compile(r"(?im)^\s*(?:done|completed|finished)\s*:\s*(?P<v>.+)$")
 _LABEL = re.compile(r"(?i)\bA\s*(\d{1,3})\b")
@@ -44,7 +40,7 @@ def _leader_or_commander(sender: str, incident: Incident, config: Config) -> boo
                              or sender == address(incident.commander))
 
 
-def check_review(mail: ParsedMail, facts: "Facts", config: Config,
+def check_review(mail: ParsedMail, facts: Facts, config: Config,
                  decision: Decision | None) -> Decision | None:
     if decision is None or decision.action not in ("reviewed", "done"):
         return None

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Decision, Facts, ParsedMail
 from mailbot.parsing.tags import mentioned_incidents
 from mailbot.rules.review import done_labels
 
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
-
-def route(mail: ParsedMail, facts: "Facts", config: Config,
+def route(mail: ParsedMail, facts: Facts, config: Config,
           decision: Decision | None) -> Decision:
     tags = mail.tags
     if tags.status:
@@ -59,7 +54,7 @@ def route(mail: ParsedMail, facts: "Facts", config: Config,
     return Decision("update", reason="follow-up", incident_id=facts.incident_id)
 
 
-def _targets(tags, facts: "Facts", config: Config) -> set[int]:
+def _targets(tags, facts: Facts, config: Config) -> set[int]:
     """The incidents a subject with several [INC-n] tags is about: all of them, except
     those its incident's own title mentions ("[INC-2] Checkout down again, like [INC-1]"
     is about INC-2 only)."""

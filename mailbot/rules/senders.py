@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Decision, Facts, ParsedMail
 from mailbot.parsing.authresults import parse_authentication_results
 from mailbot.parsing.mime import read_mailbox
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 
 def is_allowed(address: str, config: Config) -> bool:
@@ -67,7 +63,7 @@ def _signing_domain(header_d: str | None, header_i: str | None) -> str:
     return ""
 
 
-def check_sender(mail: ParsedMail, facts: "Facts", config: Config,
+def check_sender(mail: ParsedMail, facts: Facts, config: Config,
                  decision: Decision | None) -> Decision | None:
     """Strangers change nothing and hear nothing (no backscatter). Someone paged for an
     incident may write to it (and only to it) like an allowed sender."""

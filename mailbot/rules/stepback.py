@@ -4,14 +4,9 @@ ack, two updates later), not news. It is not applied; its sender is told."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailbot.config import Config
-from mailbot.models import Decision, Incident, ParsedMail
+from mailbot.models import Decision, Facts, Incident, ParsedMail
 from mailbot.rules.enforcement import REQUIRED, stated
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 
 def state_of(incident: Incident) -> dict[str, str | None]:
@@ -23,7 +18,7 @@ def _same(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a.strip().lower() == b.strip().lower()
 
 
-def check_step_back(mail: ParsedMail, facts: "Facts", config: Config,
+def check_step_back(mail: ParsedMail, facts: Facts, config: Config,
                     decision: Decision | None) -> Decision | None:
     if decision is None or decision.action != "update" or facts.incident is None:
         return None
