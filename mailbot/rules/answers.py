@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from mailbot.config import Config
 from mailbot.models import Decision, Facts, ParsedMail
+from mailbot.parsing.postmortem import split_sections
 from mailbot.rules.enforcement import stated
-from mailbot.rules.postmortem import REQUIRED, split_sections
+from mailbot.rules.postmortem import REQUIRED
 
 POSTMORTEM_REMINDER = "reminder_postmortem"
 LOOKS_LIKE_POSTMORTEM = 3  # required sections found, outside a reminder's thread

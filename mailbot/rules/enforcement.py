@@ -8,7 +8,7 @@ import re
 
 from mailbot.config import Config
 from mailbot.models import Decision, Facts, InvalidField, ParsedMail
-from mailbot.rules.postmortem import split_sections
+from mailbot.parsing.postmortem import split_sections
 
 REQUIRED = ("severity", "phase", "commander")
 # How much older than the resolution a reopening follow-up's Date: may be (clocks differ).
