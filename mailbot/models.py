@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields as dc_fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -505,15 +506,63 @@ class Facts:
     # The incident's severity, phase and commander as the message it replies to showed
     # them (recorded when that message was processed or sent), when known.
     replied_state: Mapping[str, str | None] | None = None
+    today: dt.date | None = None  # the day it arrived, in [schedule] tz: what due dates
+    # in a postmortem are relative to
+    people: Mapping[str, str] = field(default_factory=dict)  # names, handles -> addresses
+
+
+class Action(StrEnum):
+    """What processing a message does: `Decision.action`. Each final action has one
+    handler in `planning.Planner`; the values are kept (the message index's "outcome")
+    and shown by `mailbot check`."""
+
+    IGNORE = "ignore"  # loops, bounces, strangers: nothing changes, nobody hears
+    ARCHIVE = "archive"  # chatter: kept raw, linked to its incident when it has one
+    STATUS = "status"  # [STATUS]: the live incidents, to the sender
+    DECLARE = "declare"
+    UPDATE = "update"
+    COMMENT = "comment"  # in an incident's thread, states no field: kept, not applied
+    REJECT = "reject"  # not applied; the sender hears why (a `Problem`)
+    # A submission: the postmortem rule, later in the chain, always turns it into one
+    # of the next two, so it is never a final action.
+    POSTMORTEM = "postmortem"
+    POSTMORTEM_ACCEPT = "postmortem-accept"
+    POSTMORTEM_REJECT = "postmortem-reject"
+    REVIEWED = "reviewed"
+    REVIEW_REFUSED = "review-refused"  # the sender hears why (a `Refusal`)
+    DONE = "done"
+    DONE_REFUSED = "done-refused"
+
+
+class Problem(StrEnum):
+    """Why a message was not applied: `details["problem"]` of a `reject`, each worded
+    in templates/mail/rejection.txt."""
+
+    UNKNOWN_INCIDENT = "unknown-incident"
+    POSTMORTEM_WITHOUT_INCIDENT = "postmortem-without-incident"
+    SEVERAL_INCIDENTS = "several-incidents"
+    POSTMORTEM_BEFORE_RESOLVED = "postmortem-before-resolved"
+    INCOMPLETE_FOLLOW_UP = "incomplete-follow-up"
+    WRITTEN_BEFORE_RESOLUTION = "written-before-resolution"
+    OLDER_STATE = "older-state"
+
+
+class Refusal(StrEnum):
+    """Why a review or a "done" was refused: `details["problem"]` of a `review-refused`
+    or `done-refused`, worded in review_refused.txt and done_refused.txt."""
+
+    NO_POSTMORTEM = "no-postmortem"
+    OPEN = "open"  # reopened since: its review waits for the new end
+    ALREADY_REVIEWED = "already-reviewed"
+    NOT_ALLOWED = "not-allowed"
+    UNKNOWN_ITEMS = "unknown-items"
 
 
 @dataclass(frozen=True)
 class Decision:
     """What the rules concluded about one message. Pure data; the pipeline acts on it."""
 
-    action: str
-    # declare | update | comment | reject | status | postmortem-accept | postmortem-reject |
-    # archive (chatter) | ignore (loops, bounces, strangers, duplicates)
+    action: Action
     reason: str = ""  # one line for the log and `mailbot check`
     incident_id: int | None = None
     missing: tuple[str, ...] = ()  # required items not stated

@@ -7,6 +7,7 @@ The order is the policy, in one table: the first rule that decides wins.
     routing     status request, declaration, postmortem, review, done, follow-up or chatter
     review      only leadership or the commander record a review; owners mark items done
     answers     a reply to a postmortem reminder with its sections is the postmortem
+    postmortem  a postmortem is accepted or sent back on its review (sections, items, blame)
     comments    a follow-up that states no field at all is a comment, not an error
     enforcement a follow-up must carry severity, phase and commander
     stepback    a block pasted back from an older mail is not applied
@@ -15,9 +16,9 @@ The order is the policy, in one table: the first rule that decides wins.
 from __future__ import annotations
 
 from mailbot.config import Config
-from mailbot.models import Decision, Facts, ParsedMail
-from mailbot.rules import (answers, comments, enforcement, loops, review, routing, senders,
-                           stepback)
+from mailbot.models import Action, Decision, Facts, ParsedMail
+from mailbot.rules import (answers, comments, enforcement, loops, postmortem, review, routing,
+                           senders, stepback)
 
 
 CHAIN = (
@@ -26,6 +27,7 @@ CHAIN = (
     routing.route,
     review.check_review,
     answers.answer_reminder,
+    postmortem.check_postmortem,
     comments.check_comment,
     enforcement.enforce,
     stepback.check_step_back,
@@ -33,13 +35,14 @@ CHAIN = (
 
 
 def decide(mail: ParsedMail, facts: Facts, config: Config) -> Decision:
-    """Run the chain; `routing.route` always decides, enforcement may overrule it."""
+    """Run the chain; `routing.route` always decides, the rules after it may refine or
+    overrule that."""
     decision: Decision | None = None
     for rule in CHAIN:
         outcome = rule(mail, facts, config, decision)
         if outcome is not None:
             decision = outcome
-            if decision.action == "ignore":
+            if decision.action == Action.IGNORE:
                 break
     assert decision is not None
     return decision

@@ -5,7 +5,7 @@ rejected and never answered on the list."""
 from __future__ import annotations
 
 from mailbot.config import Config
-from mailbot.models import Decision, Facts, ParsedMail
+from mailbot.models import Action, Decision, Facts, ParsedMail
 from mailbot.rules.enforcement import stated
 
 
@@ -18,7 +18,7 @@ def states_nothing(mail: ParsedMail) -> bool:
 
 def check_comment(mail: ParsedMail, facts: Facts, config: Config,
                   decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action != "update" or not states_nothing(mail):
+    if decision is None or decision.action != Action.UPDATE or not states_nothing(mail):
         return None
-    return Decision("comment", reason="comment (no field stated)",
+    return Decision(Action.COMMENT, reason="comment (no field stated)",
                     incident_id=decision.incident_id)

@@ -7,7 +7,7 @@ import difflib
 import re
 
 from mailbot.config import Config
-from mailbot.models import Decision, Facts, InvalidField, ParsedMail
+from mailbot.models import Action, Decision, Facts, InvalidField, ParsedMail, Problem
 from mailbot.parsing.postmortem import split_sections
 
 REQUIRED = ("severity", "phase", "commander")
@@ -51,7 +51,7 @@ def meant_value(invalid: InvalidField) -> str | None:
 
 def enforce(mail: ParsedMail, facts: Facts, config: Config,
             decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action != "update":
+    if decision is None or decision.action != Action.UPDATE:
         return None
     values = stated(mail)
     invalid = mail.fields.invalid
@@ -65,13 +65,13 @@ def enforce(mail: ParsedMail, facts: Facts, config: Config,
             parts.append("missing " + ", ".join(missing))
         if invalid:
             parts.append("invalid " + ", ".join(i.field for i in invalid))
-        details: dict[str, object] = {"problem": "incomplete-follow-up"}
+        details: dict[str, object] = {"problem": Problem.INCOMPLETE_FOLLOW_UP}
         if facts.incident is not None and facts.incident.status == "resolved" and \
                 len(split_sections(mail.new_text)) >= 3:
             # A reply to the postmortem reminder that is the postmortem, sent without
             # the [POSTMORTEM] tag: say so, instead of only asking for severity & co.
             details["looks_like_postmortem"] = True
-        return Decision("reject", reason="; ".join(parts), incident_id=decision.incident_id,
+        return Decision(Action.REJECT, reason="; ".join(parts), incident_id=decision.incident_id,
                         missing=missing, invalid=invalid, details=details)
     incident = facts.incident
     if incident is not None and incident.status in ("resolved", "closed") and \
@@ -80,7 +80,7 @@ def enforce(mail: ParsedMail, facts: Facts, config: Config,
             mail.date < incident.resolved_at - WRITTEN_BEFORE_SLACK:
         # A mail written before the resolution and delivered after it (a held queue, a
         # laptop that was offline) would reopen the incident with old news. Ask instead.
-        return Decision("reject", reason="written before the incident was resolved",
+        return Decision(Action.REJECT, reason="written before the incident was resolved",
                         incident_id=decision.incident_id,
-                        details={"problem": "written-before-resolution"})
+                        details={"problem": Problem.WRITTEN_BEFORE_RESOLUTION})
     return None

@@ -2,8 +2,10 @@
 
 Takes the ParsedMail (its new text, or a text/plain or text/markdown attachment), the
 incident, the day it arrived and the people directory (names -> addresses); hands back a
-`PostmortemReview` (pure data, no I/O, no clock). The pipeline turns it into an
-acceptance (the incident awaits its review) or a rejection to the author alone.
+`PostmortemReview` (pure data, no I/O, no clock). In the chain (`check_postmortem`) it
+turns a `postmortem` decision into `postmortem-accept` or `postmortem-reject`; the
+planner makes that an acceptance (the incident awaits its review) or a rejection to the
+author alone.
 
 Blocking (the postmortem is sent back):
     - a required section is missing or empty: Cause, Impact, Resolution, Prevention,
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from mailbot.config import Config
-from mailbot.models import ActionItem, Decision, Incident, ParsedMail
+from mailbot.models import Action, ActionItem, Decision, Facts, Incident, ParsedMail
 from mailbot.parsing.postmortem import (BlameNote, ReviewedItem, find_blame, item_lines,
                                         parse_action_item, people_of, resolve_owner,
                                         section_headings, split_sections)
@@ -135,6 +137,18 @@ def review_postmortem(mail: ParsedMail, incident: Incident | None, config: Confi
 
 def decide_postmortem(review: PostmortemReview, incident_id: int) -> Decision:
     """The review as a Decision, for the log and `mailbot check`."""
-    action = "postmortem-accept" if review.accepted else "postmortem-reject"
+    action = Action.POSTMORTEM_ACCEPT if review.accepted else Action.POSTMORTEM_REJECT
     return Decision(action, reason=review.reason(), incident_id=incident_id,
                     missing=review.missing, details={"review": review})
+
+
+def check_postmortem(mail: ParsedMail, facts: Facts, config: Config,
+                     decision: Decision | None) -> Decision | None:
+    """A submission (tagged, or a reply that is one) is accepted or sent back on its
+    review; the review rides along in the decision's details for the planner."""
+    if decision is None or decision.action != Action.POSTMORTEM:
+        return None
+    incident = facts.incident
+    assert incident is not None and facts.today is not None
+    review = review_postmortem(mail, incident, config, facts.today, facts.people)
+    return decide_postmortem(review, incident.id)
