@@ -78,24 +78,42 @@ class FieldLine:
     where: str  # "new" | "quoted" | "signature"
 
 
+def _stated_as(*keys: str, recorded: bool = True, **default: Any) -> Any:
+    """A field a message states as `Key: value` under any of `keys` (PRODUCT.md's table;
+    case, spaces, underscores and hyphens aside). `recorded`: the incident keeps the value
+    as stated, in its attribute of the same name."""
+    if not default:
+        default = {"default": None}
+    return field(metadata={"keys": keys, "recorded": recorded}, **default)
+
+
 @dataclass(frozen=True)
 class Fields:
-    """The incident fields read from the new text. None means "not stated"."""
+    """The incident fields read from the new text. None means "not stated".
 
-    severity: str | None = None
-    phase: str | None = None
-    commander: str | None = None
-    roles: Mapping[str, str] = field(default_factory=dict)  # role (lower case) -> person
-    channel: str | None = None
-    summary: str | None = None
-    impact: str | None = None
-    customer_impact: bool | None = None
-    services: tuple[str, ...] | None = None
-    postmortem_owner: str | None = None
-    page: tuple[str, ...] | None = None  # `Page:`: services or people to page now
-    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC.
-    started_at: dt.datetime | None = None
-    resolved_at: dt.datetime | None = None
+    Each field is defined here once, with the keys it is written under: the parser's key
+    table (`FIELD_KEYS`) and the fields an incident records (`RECORDED_FIELDS`) are read
+    from these definitions."""
+
+    severity: str | None = _stated_as("severity", "sev")
+    phase: str | None = _stated_as("phase", "status", "stage")
+    commander: str | None = _stated_as("commander", "ic", "incident-commander")
+    # role (lower case) -> person; merged into the incident's roles, not replacing them
+    roles: Mapping[str, str] = _stated_as("roles", "involved", "members", recorded=False,
+                                          default_factory=dict)
+    channel: str | None = _stated_as("channel", "where", "bridge")
+    summary: str | None = _stated_as("summary", "issue", "what")
+    impact: str | None = _stated_as("impact")
+    customer_impact: bool | None = _stated_as("customer-impact", "customer-facing")
+    services: tuple[str, ...] | None = _stated_as("services", "service")
+    postmortem_owner: str | None = _stated_as("postmortem-owner", "post-mortem-owner")
+    # `Page:`: services or people to page now (an order, not part of the incident's state)
+    page: tuple[str, ...] | None = _stated_as("page", recorded=False)
+    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC. The end
+    # counts only with the resolution (incidents.py), so it is not recorded as stated.
+    started_at: dt.datetime | None = _stated_as("started-at", "start-time", "began-at")
+    resolved_at: dt.datetime | None = _stated_as("resolved-at", "end-time", "ended-at",
+                                                 recorded=False)
     invalid: tuple[InvalidField, ...] = ()
     # Fields written with a placeholder ("unchanged", "TBD"), read as blank: (field, value
     # as written), so a rejection can say why a field it asks for counts as missing.
@@ -107,6 +125,14 @@ class Fields:
     # What those lines would state under the key they are probably meant to be: for the
     # rejection's paste-back block, never applied.
     as_meant: "Fields | None" = None
+
+
+# canonical field -> the keys it is written under, in the order of `Fields`
+FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
+    f.name: f.metadata["keys"] for f in dc_fields(Fields) if "keys" in f.metadata}
+# The fields an incident keeps as a message states them (attributes of `Incident` too).
+RECORDED_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dc_fields(Fields) if f.metadata.get("recorded"))
 
 
 @dataclass(frozen=True)

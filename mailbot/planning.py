@@ -19,8 +19,8 @@ from mailbot import incidents as usecases
 from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.models import (Action, Change, Decision, Facts, Incident, OutgoingMail, Page,
-                            ParsedMail, Postmortem, Problem)
+from mailbot.models import (RECORDED_FIELDS, Action, Change, Decision, Facts, Incident,
+                            OutgoingMail, Page, ParsedMail, Postmortem, Problem)
 from mailbot.parsing.dates import with_usable_date
 from mailbot.rules import decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
@@ -509,8 +509,6 @@ class Planner:
         return kept, notes
 
 
-_FIELD_NAMES = ("severity", "phase", "commander", "channel", "summary", "impact",
-                "customer_impact", "services", "postmortem_owner")
 _ACK_EXCERPT_LINES = 5  # of the sender's words in a routine ack; the rest is in the thread
 
 
@@ -542,11 +540,11 @@ def _with_meant_fields(mail: ParsedMail) -> ParsedMail:
     values the ones they are close to (for a block to fill in only); what it stated under
     a right key wins."""
     f = mail.fields
-    merged: dict[str, Any] = {name: getattr(f, name) for name in _FIELD_NAMES}
+    merged: dict[str, Any] = {name: getattr(f, name) for name in RECORDED_FIELDS}
     roles = dict(f.roles)
     meant = f.as_meant
     if meant is not None:
-        for name in _FIELD_NAMES:
+        for name in RECORDED_FIELDS:
             if merged[name] is None:
                 merged[name] = getattr(meant, name)
         roles = {**meant.roles, **roles}
@@ -561,7 +559,7 @@ def _without(mail: ParsedMail, names: Iterable[str]) -> ParsedMail:
     """`mail` as if it had not stated `names` (in its body or its subject)."""
     names = set(names)
     f = mail.fields
-    cleared = {name: None for name in names if name in _FIELD_NAMES}
+    cleared = {name: None for name in names if name in RECORDED_FIELDS}
     roles = {r: p for r, p in f.roles.items()
              if not ("commander" in names and r in ("commander", "ic"))}
     tags = dataclasses.replace(mail.tags, **{n: None for n in ("severity", "phase")

@@ -7,7 +7,8 @@ import difflib
 import re
 
 from mailbot.config import Config
-from mailbot.models import Action, Decision, Facts, InvalidField, ParsedMail, Problem
+from mailbot.models import (RECORDED_FIELDS, Action, Decision, Facts, InvalidField,
+                            ParsedMail, Problem)
 from mailbot.parsing.postmortem import split_sections
 
 REQUIRED = ("severity", "phase", "commander")
@@ -25,10 +26,9 @@ def stated(mail: ParsedMail) -> dict[str, object]:
         values["phase"] = mail.tags.phase
     roles = dict(f.roles)
     commander = f.commander or roles.pop("commander", None) or roles.pop("ic", None)
-    for name in ("severity", "phase", "channel", "summary", "impact", "customer_impact",
-                 "services", "postmortem_owner", "started_at"):
+    for name in RECORDED_FIELDS:
         value = getattr(f, name)
-        if value is not None:
+        if value is not None and name != "commander":  # the commander comes last, below
             values[name] = value
     if commander:
         values["commander"] = commander
