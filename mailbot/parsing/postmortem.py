@@ -182,8 +182,8 @@ def parse_date(text: str, today: dt.date) -> dt.date | None:
     t = text.strip().lower().rstrip(".")
     try:
         if re.fullmatch(r"\d{4}[-/]\d{1,2}[-/]\d{1,2}", t):
-            y, m, d = (int(x) for x in re.split(r"[-/]", t))
-            return dt.date(y, m, d)
+            y, mo, d = (int(x) for x in re.split(r"[-/]", t))
+            return dt.date(y, mo, d)
         m = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", t)  # 28.11.2026: day first
         if m:
             return dt.date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
@@ -209,8 +209,10 @@ def parse_date(text: str, today: dt.date) -> dt.date | None:
         if m:
             n = int(m.group(1)) * (7 if m.group(2) == "week" else 1)
             return today + dt.timedelta(days=n)
-        m = (re.fullmatch(r"(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?P<m>[a-z]+)\.?(?:,?\s+(?P<y>\d{4}))?", t)
-             or re.fullmatch(r"(?P<m>[a-z]+)\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<y>\d{4}))?", t))
+        m = (re.fullmatch(r"(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?P<m>[a-z]+)\.?"
+                          r"(?:,?\s+(?P<y>\d{4}))?", t)
+             or re.fullmatch(r"(?P<m>[a-z]+)\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?"
+                             r"(?:,?\s+(?P<y>\d{4}))?", t))
         if m and m.group("m")[:3] in _MONTHS:
             month, day = _MONTHS[m.group("m")[:3]], int(m.group("d"))
             if m.group("y"):
@@ -397,7 +399,7 @@ def _sentences(text: str) -> list[str]:
         if stripped:
             m = _BULLET.match(line)
             paragraphs[-1].append(m.group(1) if m else stripped)
-    out = []
+    out: list[str] = []
     for para in paragraphs:
         joined = " ".join(para).strip()
         if joined:
