@@ -16,7 +16,7 @@ from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox, Relay, relay_for
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
-from mailbot.rules.postmortem import people_directory
+from mailbot.parsing.postmortem import people_directory
 from mailbot.rules.recipients import RecipientPolicy
 from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from mailbot.models import Attachment, Fields, Incident, ParsedMail, SubjectTags
-from mailbot.rules.postmortem import (REQUIRED, find_blame, heading, parse_action_item,
-                                      review_postmortem)
+from mailbot.parsing.postmortem import find_blame, heading, parse_action_item
+from mailbot.rules.postmortem import REQUIRED, review_postmortem
 
 from .support import GOOD_POSTMORTEM, LIST, declaration, load, message, state, utc, \
     write_config
@@ -397,13 +397,13 @@ def test_a_reply_to_the_postmortem_reminder_is_the_postmortem(make_bot):
 
 
 def test_action_items_as_a_markdown_table():
-    from mailbot.rules.postmortem import _item_lines
+    from mailbot.parsing.postmortem import item_lines
 
     section = ("| Item | Owner | Due |\n|:-----|-------|----:|\n"
                "| Add a CI check | bob@example.com | 2026-12-01 |\n"
                "| Add checkout to the canary | @carol | due: 2026-12-02 |\n")
     items = [parse_action_item(line, dt.date(2026, 11, 25), dt.date(2026, 12, 2))
-             for line in _item_lines(section)]
+             for line in item_lines(section)]
     assert [(i.text, i.owner, i.due) for i in items] == [
         ("Add a CI check", "bob@example.com", dt.date(2026, 12, 1)),
         ("Add checkout to the canary", "carol", dt.date(2026, 12, 2))]
