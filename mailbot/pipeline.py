@@ -255,7 +255,7 @@ class Pipeline:
     def _log(self, plan: Plan) -> None:
         d = plan.decision
         ref = f"{self.config.list.incident_prefix}-{d.incident_id}" if d.incident_id else "-"
-        what = d.action
+        what = str(d.action)
         if plan.changes:
             what += " (" + ", ".join(c.field for c in plan.changes) + ")"
         sent = ", ".join(f"{m.kind}->{'/'.join(m.recipients)}" for m in plan.outgoing) or "no mail"
