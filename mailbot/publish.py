@@ -22,6 +22,7 @@ republish only rewrites what moved.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -263,8 +264,13 @@ class _Site:
     def incident_context(self, incident: Incident) -> dict[str, Any]:
         services = list(incident.services)
         refs = self.directory.experts_for(services)
+        # A live incident's page names whoever the rotation has on call as it is written,
+        # as the acknowledgements do; a closed one's page must not depend on "now".
+        at = self.now if incident.status != "closed" else None
         blocks = [
-            ServiceExperts(name, refs_[0].via, tuple(r.expert for r in refs_))
+            ServiceExperts(name, refs_[0].via, tuple(
+                dataclasses.replace(r.expert, role=self.directory.role_at(name, r.expert, at))
+                for r in refs_))
             for name, group in groupby(refs, key=lambda r: r.service)
             for refs_ in [list(group)]
         ]

@@ -162,3 +162,20 @@ def test_oncall_screenshots(chromium, site, tmp_path, page, size):
                  (site[0] / page).as_uri())
     width, _, distinct = png_facts(png)
     assert width == int(size.split(",")[0]) and distinct > 64
+
+
+def test_a_live_incident_page_names_only_the_person_on_call_now(site):
+    """The rotation's other members are "rotation" on the incident page, as in the acks and
+    on the experts page, not three people "on-call" at once."""
+    out, config = site
+    table = parse(out / "incidents" / "INC-1.html").find("table", class_="experts")
+    roles, service = {}, ""
+    for tr in table.find_all("tr")[1:]:
+        cells = [td.text().strip() for td in tr.find_all("td")]
+        service = cells[0] or service  # a service's further rows leave its cell empty
+        if service == "pay":
+            roles[cells[1]] = cells[2]
+    on_call = load_services(config.services_file).on_call("pay", NOW)
+    assert sorted(roles.values()) == ["on-call", "rotation", "rotation"], roles
+    [name] = [n for n, role in roles.items() if role == "on-call"]
+    assert on_call is not None and on_call.now.person.split("@")[0] in name.lower()
