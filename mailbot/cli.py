@@ -47,11 +47,11 @@ def _setup_logging(level: str, verbose: bool = False) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def _runtime(config: Config):  # type: ignore[no-untyped-def]
+def _runtime(config: Config, *, scheduled: bool = False):  # type: ignore[no-untyped-def]
     from mailbot.runtime import build_runtime
 
     try:
-        return build_runtime(config)
+        return build_runtime(config, scheduled=scheduled)
     except OSError as exc:
         raise _storage_error(config, exc) from None
 
@@ -89,8 +89,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from mailbot.daemon import Daemon, ListenError, StartupError, ThreadDied
 
     _setup_logging(config.log_level, args.verbose)
-    rt = _runtime(config)
-    _attach_scheduler(rt)
+    rt = _runtime(config, scheduled=True)
     try:
         Daemon(rt).run_forever()
     except ListenError as exc:
@@ -101,14 +100,6 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # Non-zero, so that systemd's Restart=on-failure starts the daemon again.
         raise CommandError(str(exc), Exit.SOFTWARE) from None
     return Exit.OK
-
-
-def _attach_scheduler(rt: Any) -> None:
-    try:
-        from mailbot.scheduler import build_scheduler
-    except ImportError:
-        return
-    rt.extras["scheduler"] = build_scheduler(rt)
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
@@ -236,11 +227,9 @@ def _process_and_deliver(rt) -> None:
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     """What `serve` does on its own, once: for setups without it (mail fed by `ingest`),
     run every minute by systemd/mailbot-tick.timer or cron."""
-    from mailbot.scheduler import build_scheduler
-
     _setup_logging(config.log_level, args.verbose)
     log = logging.getLogger("mailbot.tick")
-    rt = _runtime(config)
+    rt = _runtime(config, scheduled=True)
     if not rt.lock.acquire():
         log.info("pid %s holds the writer lock (serve runs all this itself); nothing done",
                  rt.lock.holder() or "?")
@@ -248,7 +237,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     try:
         rt.pipeline.recover()
         rt.pipeline.process_pending()  # anything an interrupted ingest left in the spool
-        ran = build_scheduler(rt).run_due()  # the digest, reminders: each slot once
+        ran = rt.scheduler.run_due()  # the digest, reminders: each slot once
         delivered, _ = rt.outbox.deliver_due()  # theirs, and retries that are due
     finally:
         rt.lock.release()
@@ -488,10 +477,8 @@ def cmd_init_config(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace, config: Config) -> int:
-    try:
-        from mailbot.digest import run_digest_command
-    except ImportError:
-        raise CommandError("the digest is not available in this build", Exit.SOFTWARE)
+    from mailbot.digest import run_digest_command
+
     rt = _runtime(config)
     code = run_digest_command(rt, send=args.send)
     if args.send:
