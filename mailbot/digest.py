@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
+from mailbot.effects import commit_effects
 from mailbot.models import Incident, OutgoingMail
 from mailbot.scheduler import DailyAt, Job, Slot
 from mailbot.timing import is_stale, last_update, review_start
@@ -247,8 +248,7 @@ def send_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> OutgoingMail | N
     else:
         outgoing.append(compose_digest(rt, view, slot.key))
     index = {m.message_id: {"own": True} for m in outgoing}
-    journaled = rt.store.commit(slot.key, outgoing=outgoing, index=index, now=now)
-    rt.pipeline.finish_commit(slot.key, journaled, outgoing)
+    commit_effects(rt.store, rt.outbox, slot.key, outgoing=outgoing, index=index, now=now)
     if outgoing:
         log.info("%s: digest <%s> queued: %d open, %d stale", slot.key,
                  outgoing[0].message_id, view.open_count, view.stale_count)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from mailbot import paging
 from mailbot.compose import mail_name
 from mailbot.config import Config
+from mailbot.effects import commit_effects
 from mailbot.models import Incident, OutgoingMail, TimelineEntry
 from mailbot.scheduler import Every, Job, Slot, local_instant
 from mailbot.timing import last_update, review_start, stale_after
@@ -177,9 +178,8 @@ def _compose_about(rt: "Runtime", incident: Incident, template: str, key: str,
 def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
             now: dt.datetime) -> None:
     index = {mail.message_id: {"incident": incident.id, "own": True}}
-    journaled = rt.store.commit(key, incidents=[incident], outgoing=[mail], index=index,
-                                now=now)
-    rt.pipeline.finish_commit(key, journaled, [mail])
+    commit_effects(rt.store, rt.outbox, key, incidents=[incident], outgoing=[mail],
+                   index=index, now=now)
 
 
 def _noted(incident: Incident, now: dt.datetime, author: str, note: str,
@@ -415,7 +415,7 @@ def send_directory_review(rt: "Runtime", service: "Service", now: dt.datetime) -
     if not to:
         log.warning("services.toml [services.%s]: review overdue, but no owner to tell",
                     service.name)
-        rt.pipeline.finish_commit(key, rt.store.commit(key, now=now), [])
+        commit_effects(rt.store, rt.outbox, key, now=now)
         return 0
     mail = rt.composer.compose(
         "directory_review", name=mail_name(key, "directory_review"), to=to, now=now,
@@ -424,7 +424,7 @@ def send_directory_review(rt: "Runtime", service: "Service", now: dt.datetime) -
         list_address=config.list.address)
     if not _within_cap(rt, mail, now):
         return 0
-    rt.pipeline.finish_commit(key, rt.store.commit(key, outgoing=[mail], now=now), [mail])
+    commit_effects(rt.store, rt.outbox, key, outgoing=[mail], now=now)
     log.info("services.toml [services.%s]: review reminder <%s> to %s", service.name,
              mail.message_id, ", ".join(mail.recipients))
     return 1

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 from zoneinfo import ZoneInfo
 
+from mailbot.effects import commit_effects
+
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
 
@@ -156,12 +158,9 @@ class Scheduler:
                 self._since = dt.datetime.fromisoformat(record["since"])
             else:
                 since = self._history_began(now)
-                store = self.rt.store
                 with self.rt.pipeline.lock:
-                    index = store.commit(SINCE_KEY,
-                                         index={SINCE_KEY: {"since": since.isoformat()}})
-                    store.write_index_records(index)
-                    store.finish(SINCE_KEY)
+                    commit_effects(self.rt.store, self.rt.outbox, SINCE_KEY,
+                                   index={SINCE_KEY: {"since": since.isoformat()}})
                 self._since = since
         return self._since
 
