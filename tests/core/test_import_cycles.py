@@ -1,4 +1,5 @@
-"""No module in mailbot/ imports one that imports it back (docs/structure.md).
+"""No module in mailbot/ imports one that imports it back: a generic part (the scheduler)
+is handed its parts by the place that builds everything (runtime.py) and imports none.
 
 The graph is read from the source with `ast`: an import at module level and one inside a
 function both count (a lazy import still ties the two modules together); one under
