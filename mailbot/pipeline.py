@@ -3,9 +3,10 @@
 Takes spool names; hands each parsed message to the planner (`planning.py`: what the
 message would do, without side effects), commits the plan to the store and queues its
 mail in the outbox (the commit protocol, `effects.py`). This is the one place that turns
-a message's plan into side effects, that runs group commits, and that catches a message's unexpected error (the message goes to the
-spool's failed/, the others go on). An OSError is never the message's fault: it stops
-the pass and the message waits in the spool (ingest exits 75, serve tries again).
+a message's plan into side effects, that runs group commits, and that catches a
+message's unexpected error (the message goes to the spool's failed/, the others go on).
+An OSError is never the message's fault: it stops the pass and the message waits in the
+spool (ingest exits 75, serve tries again).
 """
 
 from __future__ import annotations

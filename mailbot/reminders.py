@@ -29,14 +29,16 @@ import dataclasses
 import datetime as dt
 import logging
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from mailbot import paging
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.effects import commit_effects
 from mailbot.ical import review_invitation
-from mailbot.models import Incident, OutgoingMail, TimelineEntry
+from mailbot.jobmail import (address_of, addresses, commit_about, compose_about, mailable,
+                             within_cap)
+from mailbot.models import Incident, TimelineEntry
 from mailbot.scheduler import Every, Job, Slot, local_instant
 from mailbot.timing import last_update, review_start, stale_after
 
@@ -71,32 +73,6 @@ def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
 
 
 # ---------------------------------------------------------------- who and when
-
-
-def address_of(person: str | None) -> str | None:
-    """The address in `person` ("Alice <a@x>" or "a@x"), or None for a bare name."""
-    if not person:
-        return None
-    _, addr = parseaddr(person)
-    addr = addr.strip().lower()
-    return addr if "@" in addr and " " not in addr else None
-
-
-def _addresses(people: Iterable[str | None]) -> list[str]:
-    return list(dict.fromkeys(a for a in map(address_of, people) if a))
-
-
-def _mailable(rt: "Runtime", incident: Incident, role: str,
-              people: Iterable[str | None]) -> list[str]:
-    """The addresses of `people` that mailbot may write to (rules/recipients.py); the
-    others stay recorded on the incident and are logged here, never mailed."""
-    named = _addresses(people)
-    kept = [a for a in named if rt.composer.may_mail(a)]
-    withheld = [a for a in named if a not in kept]
-    if withheld:
-        log.warning("%s: %s %s not mailed: not the list nor an allowed address",
-                    incident.ref(rt.config.list.incident_prefix), role, ", ".join(withheld))
-    return kept
 
 
 def quiet_until(config: Config, severity: str | None,
@@ -155,32 +131,7 @@ def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int 
     return n if now >= due else None
 
 
-# ---------------------------------------------------------------- committing
-
-
-def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
-    """The pipeline's hourly per-address cap applies to scheduled mail too."""
-    kept, notes = rt.planner.cap_outgoing([mail], now)
-    for note in notes:
-        log.warning("%s", note)
-    return bool(kept)
-
-
-def _compose_about(rt: "Runtime", incident: Incident, template: str, key: str,
-                   **variables: Any) -> OutgoingMail:
-    """A scheduled mail about `incident`, threaded under its declaration."""
-    root = incident.root_message_id
-    return rt.composer.compose(
-        template, name=mail_name(key, template), in_reply_to=root,
-        references=[root] if root else [], auto_submitted="auto-generated",
-        **rt.planner.mail_context(incident), **variables)
-
-
-def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
-            now: dt.datetime) -> None:
-    index = {mail.message_id: {"incident": incident.id, "own": True}}
-    commit_effects(rt.store, rt.outbox, key, incidents=[incident], outgoing=[mail],
-                   index=index, now=now)
+# ---------------------------------------------------------------- the reminders' timeline
 
 
 def _noted(incident: Incident, now: dt.datetime, author: str, note: str,
@@ -202,8 +153,8 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
     if rt.store.is_processed(key):
         return 0
-    commander = _mailable(rt, incident, "commander", [incident.commander])
-    fallback = commander or _mailable(rt, incident, "declarer", [incident.declared_by])
+    commander = mailable(rt, incident, "commander", [incident.commander])
+    fallback = commander or mailable(rt, incident, "declarer", [incident.declared_by])
     missed = missed_reminders(incident)
     limit = config.schedule.escalate_after_reminders
     escalated = bool(limit) and missed >= limit
@@ -214,20 +165,20 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
         to = fallback or [config.list.address]
         cc = [config.list.address] if config.schedule.reminders_cc_list else []
     cc = [a for a in cc if a not in to]
-    mail = _compose_about(
+    mail = compose_about(
         rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
         quiet_for=now - (last_update(incident) or now),
         stale_after=stale_after(config, incident.severity),
         commander_is_address=bool(commander),
         escalated=escalated, missed=missed, escalate_after=limit,
     )
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
     note = ("stale-update reminder to " if not escalated else
             f"no update after {missed} reminders: told the list, ") + ", ".join(mail.recipients)
     updated = _noted(incident, now, config.list.bot_address, note, last_reminder_at=now,
                      stale_reminders=missed + 1)
-    _commit(rt, key, updated, mail, now)
+    commit_about(rt, key, updated, mail, now)
     log.info("%s: stale-update reminder <%s> to %s", incident.ref(config.list.incident_prefix),
              mail.message_id, ", ".join(mail.recipients))
     return 1
@@ -247,9 +198,9 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
     if rt.store.is_processed(key):
         return 0
     owner = incident.postmortem_owner or incident.commander
-    to = _mailable(rt, incident, "postmortem owner or commander",
+    to = mailable(rt, incident, "postmortem owner or commander",
                    [owner, incident.commander]) \
-        or _mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
+        or mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
     cc: list[str] = []
     if incident.severity in config.postmortem.leadership_severities:
         cc = [a for a in config.postmortem.leadership if a not in to]
@@ -259,7 +210,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
                             "text/calendar; method=REQUEST; charset=UTF-8", ics))
     every = config.postmortem.reminder_days
-    mail = _compose_about(
+    mail = compose_about(
         rt, incident, "reminder_postmortem", key, to=to, cc=cc, now=now,
         attachments=attachments,
         owner=owner,
@@ -271,7 +222,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         leadership=cc,
         horizon_days=config.postmortem.action_item_horizon_days,
     )
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
     if every > 0:
         sent = (now - incident.resolved_at) // dt.timedelta(days=every) + 1
@@ -281,7 +232,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
                      f"postmortem reminder {n + 1} to " + ", ".join(mail.recipients),
                      postmortem_reminded_at=now, postmortem_reminders=max(sent, n + 1),
                      review_invite=invite)
-    _commit(rt, key, updated, mail, now)
+    commit_about(rt, key, updated, mail, now)
     log.info("%s: postmortem reminder %d <%s> to %s",
              incident.ref(config.list.incident_prefix), n + 1, mail.message_id,
              ", ".join(mail.recipients))
@@ -338,7 +289,7 @@ def review_invite(rt: "Runtime", incident: Incident, now: dt.datetime, owner: st
              and not i.review_invite.get("cancelled")}
     start = free_review_slot(config, taken, proposed)
     organizer = address_of(owner) or address_of(incident.commander) or config.list.bot_address
-    attendees = [a for a in dict.fromkeys([*_addresses([incident.commander]), *to, *cc])
+    attendees = [a for a in dict.fromkeys([*addresses([incident.commander]), *to, *cc])
                  if a != organizer]
     sequence = sent.get("sequence", -1) + 1 if sent else 0
     ics = review_invitation(
@@ -423,7 +374,7 @@ def send_directory_review(rt: "Runtime", service: "Service", now: dt.datetime) -
         auto_submitted="auto-generated", service=service, age=age, today=today,
         review_after_days=config.oncall.review_after_days, severities=config.severities,
         list_address=config.list.address)
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
     commit_effects(rt.store, rt.outbox, key, outgoing=[mail], now=now)
     log.info("services.toml [services.%s]: review reminder <%s> to %s", service.name,
