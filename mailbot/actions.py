@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from mailbot.config import Config
+from mailbot.jobmail import commit_about, compose_about, mailable, within_cap
 from mailbot.models import ActionItem, Incident
 from mailbot.scheduler import Every, Job, Slot
 
@@ -68,8 +69,6 @@ def incidents_with_items(rt: "Runtime") -> Iterator[Incident]:
 
 def send_action_item_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
     """One sweep; returns how many reminders were queued."""
-    from mailbot.reminders import _commit, _compose_about, _mailable, _within_cap
-
     sent = 0
     for incident in incidents_with_items(rt):
         assert incident.postmortem is not None
@@ -80,12 +79,12 @@ def send_action_item_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> i
             key = f"job:action-item:{incident.id}:{item.label}:{kind}"
             if rt.store.is_processed(key):
                 continue
-            to = _mailable(rt, incident, f"owner of {item.label}", [item.owner])
+            to = mailable(rt, incident, f"owner of {item.label}", [item.owner])
             if not to:
                 continue
-            mail = _compose_about(rt, incident, "reminder_action_item", key, to=to, now=now,
+            mail = compose_about(rt, incident, "reminder_action_item", key, to=to, now=now,
                                   item=item, overdue=kind == "overdue")
-            if not _within_cap(rt, mail, now):
+            if not within_cap(rt, mail, now):
                 continue
             # Reminded once for "overdue" also covers "due": a late sweep sends one mail.
             reminded = (*item.reminded, kind) if kind == "due" else \
@@ -96,7 +95,7 @@ def send_action_item_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> i
             incident = dataclasses.replace(
                 incident, postmortem=dataclasses.replace(incident.postmortem,
                                                          action_items=items))
-            _commit(rt, key, incident, mail, now)
+            commit_about(rt, key, incident, mail, now)
             log.info("%s: action item %s %s reminder <%s> to %s",
                      incident.ref(rt.config.list.incident_prefix), item.label, kind,
                      mail.message_id, ", ".join(mail.recipients))

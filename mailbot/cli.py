@@ -10,10 +10,17 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from mailbot import __version__
 from mailbot.config import REQUIRED_TEMPLATES, Config, ConfigError, load_config, package_data
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from mailbot.models import OutgoingMail
+    from mailbot.runtime import Runtime
+    from mailbot.scheduler import Slot
 
 
 class Exit(enum.IntEnum):
@@ -47,11 +54,11 @@ def _setup_logging(level: str, verbose: bool = False) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def _runtime(config: Config):  # type: ignore[no-untyped-def]
+def _runtime(config: Config, *, scheduled: bool = False):  # type: ignore[no-untyped-def]
     from mailbot.runtime import build_runtime
 
     try:
-        return build_runtime(config)
+        return build_runtime(config, scheduled=scheduled)
     except OSError as exc:
         raise _storage_error(config, exc) from None
 
@@ -89,8 +96,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from mailbot.daemon import Daemon, ListenError, StartupError, ThreadDied
 
     _setup_logging(config.log_level, args.verbose)
-    rt = _runtime(config)
-    _attach_scheduler(rt)
+    rt = _runtime(config, scheduled=True)
     try:
         Daemon(rt).run_forever()
     except ListenError as exc:
@@ -101,14 +107,6 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         # Non-zero, so that systemd's Restart=on-failure starts the daemon again.
         raise CommandError(str(exc), Exit.SOFTWARE) from None
     return Exit.OK
-
-
-def _attach_scheduler(rt: Any) -> None:
-    try:
-        from mailbot.scheduler import build_scheduler
-    except ImportError:
-        return
-    rt.extras["scheduler"] = build_scheduler(rt)
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
@@ -236,11 +234,9 @@ def _process_and_deliver(rt) -> None:
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     """What `serve` does on its own, once: for setups without it (mail fed by `ingest`),
     run every minute by systemd/mailbot-tick.timer or cron."""
-    from mailbot.scheduler import build_scheduler
-
     _setup_logging(config.log_level, args.verbose)
     log = logging.getLogger("mailbot.tick")
-    rt = _runtime(config)
+    rt = _runtime(config, scheduled=True)
     if not rt.lock.acquire():
         log.info("pid %s holds the writer lock (serve runs all this itself); nothing done",
                  rt.lock.holder() or "?")
@@ -248,7 +244,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     try:
         rt.pipeline.recover()
         rt.pipeline.process_pending()  # anything an interrupted ingest left in the spool
-        ran = build_scheduler(rt).run_due()  # the digest, reminders: each slot once
+        ran = rt.scheduler.run_due()  # the digest, reminders: each slot once
         delivered, _ = rt.outbox.deliver_due()  # theirs, and retries that are due
     finally:
         rt.lock.release()
@@ -488,15 +484,81 @@ def cmd_init_config(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace, config: Config) -> int:
-    try:
-        from mailbot.digest import run_digest_command
-    except ImportError:
-        raise CommandError("the digest is not available in this build", Exit.SOFTWARE)
     rt = _runtime(config)
     code = run_digest_command(rt, send=args.send)
     if args.send:
         _process_spool(rt)  # it held the writer lock while it sent
     return code
+
+
+def text_of(mail: OutgoingMail) -> str:
+    """Subject and text part of a rendered mail, for the terminal."""
+    import email
+    import email.policy
+
+    msg = email.message_from_bytes(mail.message, policy=email.policy.default)
+    body = msg.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    # The wire form has CRLF line ends; a terminal wants LF.
+    return f"Subject: {msg['Subject']}\n\n{text}".replace("\r\n", "\n")
+
+
+def _report_serve_holds_digest(rt: Runtime, slot: Slot, now: dt.datetime) -> int:
+    """`digest --send` while `serve` holds the writer lock: say what serve did or will do
+    about today's digest (read from the store, which needs no lock)."""
+    config = rt.config
+    at = f"{config.schedule.digest_time.strftime('%H:%M')} {config.schedule.timezone}"
+    serve = f"`mailbot serve` is running (pid {rt.lock.holder() or '?'})"
+    day = slot.key.rsplit(":", 1)[1]
+    if rt.store.is_processed(slot.key):
+        print(f"mailbot: not sent: {serve} and already handled today's digest ({day}); "
+              f"the next is due tomorrow at {at}", file=sys.stderr)
+        return 0
+    when = f"at {at}" if now < slot.due else f"on its next tick (it was due at {at})"
+    print(f"mailbot: not sent: {serve} and sends today's digest itself {when}",
+          file=sys.stderr)
+    return 75  # EX_TEMPFAIL
+
+
+def run_digest_command(rt: Runtime, send: bool) -> int:
+    """`mailbot digest [--send]`: print today's digest, or send it once for today."""
+    from mailbot.compose import mail_name
+    from mailbot.digest import collect_digest, compose_digest, send_digest, today_slot
+
+    now = rt.clock.now()
+    config = rt.config
+    slot = today_slot(config, now)
+    if not send:
+        view = collect_digest(rt, now)
+        sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
+        return 0
+    if not rt.lock.acquire():
+        return _report_serve_holds_digest(rt, slot, now)
+    try:
+        rt.pipeline.recover()
+        with rt.pipeline.lock:
+            if rt.store.is_processed(slot.key):
+                day = slot.key.rsplit(":", 1)[1]
+                rt.outbox.deliver_due()
+                if mail_name(slot.key, "digest") in rt.outbox.queued():
+                    print(f"digest for {day} is queued, and the relay did not take it yet "
+                          "(see `mailbot outbox`; the next run retries)")
+                    return 75
+                print(f"digest for {day} already sent; not sent again")
+                return 0
+            mail = send_digest(rt, slot, now)
+        if mail is None:
+            print("nothing to report; no digest sent (digest_when_empty = false)")
+            return 0
+        rt.outbox.deliver_due()
+        if mail.name in rt.outbox.queued():
+            print(f"digest queued as {mail.name}; the relay did not take it yet "
+                  "(see `mailbot outbox`; the next run retries)")
+            return 75
+        print(f"digest sent to {config.list.address}")
+        return 0
+    finally:
+        rt.lock.release()
 
 
 def cmd_publish(args: argparse.Namespace, config: Config) -> int:

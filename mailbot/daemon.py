@@ -182,7 +182,7 @@ class Daemon:
         # runs in another process and cannot set our event, and a re-sent mail would wait
         # for the next retry timer (tests/reliability/test_relay_faults.py).
         self._start_thread("outbox", lambda: rt.outbox.run(self.stop, idle=2.0))
-        scheduler = rt.extras.get("scheduler")
+        scheduler = rt.scheduler
         if scheduler is not None:
             self._start_thread("scheduler", lambda: scheduler.run(self.stop))
         if rt.config.imap is not None:

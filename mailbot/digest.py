@@ -9,15 +9,13 @@ store and outbox under the day's slot key `job:digest:<local date>`.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import logging
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
+from mailbot.effects import commit_effects
 from mailbot.models import Incident, OutgoingMail
 from mailbot.scheduler import DailyAt, Job, Slot
 from mailbot.timing import is_stale, last_update, review_start
@@ -247,8 +245,7 @@ def send_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> OutgoingMail | N
     else:
         outgoing.append(compose_digest(rt, view, slot.key))
     index = {m.message_id: {"own": True} for m in outgoing}
-    journaled = rt.store.commit(slot.key, outgoing=outgoing, index=index, now=now)
-    rt.pipeline.finish_commit(slot.key, journaled, outgoing)
+    commit_effects(rt.store, rt.outbox, slot.key, outgoing=outgoing, index=index, now=now)
     if outgoing:
         log.info("%s: digest <%s> queued: %d open, %d stale", slot.key,
                  outgoing[0].message_id, view.open_count, view.stale_count)
@@ -265,67 +262,3 @@ def today_slot(config: Config, now: dt.datetime) -> Slot:
     schedule = DailyAt(config.schedule.digest_time, config.schedule.tz)
     day = now.astimezone(config.schedule.tz).date()
     return Slot(f"job:digest:{day.isoformat()}", schedule.instant(day))
-
-
-def text_of(mail: OutgoingMail) -> str:
-    """Subject and text part of a rendered mail, for the terminal."""
-    msg = email.message_from_bytes(mail.message, policy=email.policy.default)
-    body = msg.get_body(preferencelist=("plain",))
-    text = body.get_content() if body is not None else ""
-    # The wire form has CRLF line ends; a terminal wants LF.
-    return f"Subject: {msg['Subject']}\n\n{text}".replace("\r\n", "\n")
-
-
-def _report_serve_holds_digest(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
-    """`digest --send` while `serve` holds the writer lock: say what serve did or will do
-    about today's digest (read from the store, which needs no lock)."""
-    config = rt.config
-    at = f"{config.schedule.digest_time.strftime('%H:%M')} {config.schedule.timezone}"
-    serve = f"`mailbot serve` is running (pid {rt.lock.holder() or '?'})"
-    day = slot.key.rsplit(":", 1)[1]
-    if rt.store.is_processed(slot.key):
-        print(f"mailbot: not sent: {serve} and already handled today's digest ({day}); "
-              f"the next is due tomorrow at {at}", file=sys.stderr)
-        return 0
-    when = f"at {at}" if now < slot.due else f"on its next tick (it was due at {at})"
-    print(f"mailbot: not sent: {serve} and sends today's digest itself {when}",
-          file=sys.stderr)
-    return 75  # EX_TEMPFAIL
-
-
-def run_digest_command(rt: "Runtime", send: bool) -> int:
-    """`mailbot digest [--send]`: print today's digest, or send it once for today."""
-    now = rt.clock.now()
-    config = rt.config
-    slot = today_slot(config, now)
-    if not send:
-        view = collect_digest(rt, now)
-        sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
-        return 0
-    if not rt.lock.acquire():
-        return _report_serve_holds_digest(rt, slot, now)
-    try:
-        rt.pipeline.recover()
-        with rt.pipeline.lock:
-            if rt.store.is_processed(slot.key):
-                day = slot.key.rsplit(":", 1)[1]
-                rt.outbox.deliver_due()
-                if mail_name(slot.key, "digest") in rt.outbox.queued():
-                    print(f"digest for {day} is queued, and the relay did not take it yet "
-                          "(see `mailbot outbox`; the next run retries)")
-                    return 75
-                print(f"digest for {day} already sent; not sent again")
-                return 0
-            mail = send_digest(rt, slot, now)
-        if mail is None:
-            print("nothing to report; no digest sent (digest_when_empty = false)")
-            return 0
-        rt.outbox.deliver_due()
-        if mail.name in rt.outbox.queued():
-            print(f"digest queued as {mail.name}; the relay did not take it yet "
-                  "(see `mailbot outbox`; the next run retries)")
-            return 75
-        print(f"digest sent to {config.list.address}")
-        return 0
-    finally:
-        rt.lock.release()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
+from mailbot.effects import commit_effects
 from mailbot.models import Incident, OutgoingMail, Page, TimelineEntry
 from mailbot.rules.senders import is_allowed
 from mailbot.services import Expert, ServiceDirectory
@@ -228,7 +229,7 @@ def _escalate(rt: "Runtime", incident: Incident, target: str, key: str,
     pages = next_pages(incident, target, rt.directory, config, rt.composer.may_mail, now)
     if not pages:
         # Nobody left to page: recorded once (the key), so the sweep stops asking.
-        rt.pipeline.finish_commit(key, rt.store.commit(key, now=now), [])
+        commit_effects(rt.store, rt.outbox, key, now=now)
         return 0
     group = [p for p in incident.pages if p.target.lower() == target.lower()]
     context = rt.planner.mail_context(incident)
@@ -238,8 +239,8 @@ def _escalate(rt: "Runtime", incident: Incident, target: str, key: str,
     pages, kept = cap_pages(rt.planner, pages, mails, now)
     updated = with_pages(incident, pages, now, config.list.bot_address)
     index = {m.message_id: {"incident": incident.id, "own": True} for m in kept}
-    journaled = rt.store.commit(key, incidents=[updated], outgoing=kept, index=index, now=now)
-    rt.pipeline.finish_commit(key, journaled, kept)
+    commit_effects(rt.store, rt.outbox, key, incidents=[updated], outgoing=kept, index=index,
+                   now=now)
     log.info("%s: page for %s unanswered; paged %s", incident.ref(config.list.incident_prefix),
              target, ", ".join(p.sent_to or f"nobody ({p.note})" for p in pages))
     return len(kept)

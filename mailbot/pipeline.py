@@ -2,10 +2,11 @@
 
 Takes spool names; hands each parsed message to the planner (`planning.py`: what the
 message would do, without side effects), commits the plan to the store and queues its
-mail in the outbox. This is the one place that turns a plan into side effects, that runs
-group commits, and that catches a message's unexpected error (the message goes to the
-spool's failed/, the others go on). An OSError is never the message's fault: it stops
-the pass and the message waits in the spool (ingest exits 75, serve tries again).
+mail in the outbox (the commit protocol, `effects.py`). This is the one place that turns
+a message's plan into side effects, that runs group commits, and that catches a
+message's unexpected error (the message goes to the spool's failed/, the others go on).
+An OSError is never the message's fault: it stops the pass and the message waits in the
+spool (ingest exits 75, serve tries again).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any, Callable
 
 from mailbot.clock import Clock
 from mailbot.config import Config
-from mailbot.durable import fsync_dir, sync_filesystem
-from mailbot.models import OutgoingMail, ParsedMail
+from mailbot.durable import fsync_dir
+from mailbot.effects import Committed, finish_effects, stage
+from mailbot.models import ParsedMail
 from mailbot.outbox import Outbox
 from mailbot.parsing import Language, parse_mail
 from mailbot.planning import Plan, Planner
@@ -67,9 +69,9 @@ class Pipeline:
     def recover(self) -> int:
         """Finish commits a crash interrupted. Returns how many were finished."""
         self.store.repair()
-        pending = self.store.pending_journal()
-        redone = sum(self.finish_commit(key, index, outgoing)
-                     for key, index, outgoing in pending)
+        pending = [Committed(key, index, outgoing)
+                   for key, index, outgoing in self.store.pending_journal()]
+        redone = finish_effects(self.store, self.outbox, pending, replay=True)
         # The last group's entries stay in the journal after a clean stop too (they go at
         # the next commit): only a commit that had work left is worth telling about.
         if redone:
@@ -105,7 +107,7 @@ class Pipeline:
         again, one group each, so that only the one at fault lands in failed/. An error
         while finishing a group on disk is not a message's fault: it is raised (the
         journal finishes the group at the next start)."""
-        committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]] = []
+        committed: list[tuple[str, Committed, Plan]] = []
         duplicates: list[str] = []
         try:
             seen = self._commit_group(names, committed, duplicates, stop)
@@ -137,7 +139,7 @@ class Pipeline:
         return seen
 
     def _commit_group(self, names: list[str],
-                      committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],
+                      committed: list[tuple[str, Committed, Plan]],
                       duplicates: list[str], stop: Any = None) -> int:
         """Decide and commit each message in memory, then write the group once; fills
         `committed` and `duplicates`, returns how many messages were looked at."""
@@ -198,46 +200,21 @@ class Pipeline:
             return None
         # An error from here on may have changed the group's memory: it undoes the whole
         # group (see `_process_group`).
-        journaled = self.store.commit(
-            parsed.key, incidents=plan.incidents, outgoing=plan.outgoing,
-            index=plan.index, next_incident_id=plan.next_incident_id,
-            now=spooled.received_at)
-        return name, parsed.key, journaled, plan
+        committed = stage(self.store, parsed.key, incidents=plan.incidents,
+                          outgoing=plan.outgoing, index=plan.index,
+                          next_incident_id=plan.next_incident_id, now=spooled.received_at)
+        return name, committed, plan
 
-    def _finish_group(self, committed: list[tuple[str, str, dict[str, dict[str, Any]], Plan]],
+    def _finish_group(self, committed: list[tuple[str, Committed, Plan]],
                       duplicates: list[str]) -> None:
-        """After the group's hot-file write: index records and outgoing mail, one sync,
-        then the journal entries and spool entries go."""
-        index: dict[str, dict[str, Any]] = {}
-        for _, _, journaled, _ in committed:
-            for message_id, record in journaled.items():
-                index[message_id] = {**index.get(message_id, {}), **record}
-        # Written without an fsync each: the journal (already durable in the hot file)
-        # holds all of it until one sync of the file system below, and only then may
-        # `finish` let the journal entries go.
-        self.store.write_index_records(index, synced=False)
-        for *_, plan in committed:
-            for mail in plan.outgoing:
-                self.outbox.enqueue(mail, synced=False)
-        if committed:
-            sync_filesystem(self.store.dir)
-        for _, key, _, _ in committed:
-            self.store.finish(key)
+        """After the group's hot-file write: the rest of the commit protocol (index
+        records, mail, one sync, journal), then the spool entries go."""
+        finish_effects(self.store, self.outbox, [entry for _, entry, _ in committed])
         self.spool.done_many([name for name, *_ in committed] + duplicates)
         for *_, plan in committed:
             self._log(plan)
         if self.on_change and any(plan.incidents for *_, plan in committed):
             self.on_change()
-
-    def finish_commit(self, key: str, index: dict[str, dict[str, Any]],
-                      outgoing: list[OutgoingMail]) -> bool:
-        """After `store.commit(key, ...)`: write its index records, queue its mail, and
-        let its journal entry go. Idempotent, so recovery may repeat it. Returns whether
-        anything was left to do (an index record or a mail not written yet)."""
-        written = self.store.write_index_records(index)
-        queued = [self.outbox.enqueue(mail) for mail in outgoing]
-        self.store.finish(key)
-        return bool(written or any(queued))
 
     def _archive(self, name: str, path: Path, received: dt.datetime) -> Path:
         """Link the raw message into the monthly archive; returns the folder, whose

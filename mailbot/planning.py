@@ -286,7 +286,7 @@ class Planner:
     def _cancel_review(self, plan: Plan, incident: Incident, received: dt.datetime) -> None:
         """A reopened incident's review is off: its invitation is cancelled (METHOD:CANCEL,
         same UID), so calendars drop it; resolving again sends a new one."""
-        from mailbot.reminders import review_cancellation
+        from mailbot.review import review_cancellation
 
         cancelled = review_cancellation(self.config, incident, received)
         if cancelled is None:

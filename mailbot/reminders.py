@@ -15,7 +15,8 @@ so a sweep repeated after a crash finds it done and sends nothing twice.
     postmortem    a resolved incident without an accepted postmortem: at the first sweep
                   after resolution, then every [postmortem] reminder_days; to the
                   postmortem owner and the commander, leadership in Cc for
-                  `leadership_severities`; carries the template and a review invitation.
+                  `leadership_severities`; carries the template and a review invitation
+                  (review.py).
     pages         an unanswered page (paging.py) goes to the next in the rotation, then
                   the owners, after [oncall] escalate_after_minutes.
     directory     a services.toml entry `reviewed` more than [oncall] review_after_days
@@ -28,15 +29,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from email.utils import parseaddr
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING
 
 from mailbot import paging
 from mailbot.compose import mail_name
 from mailbot.config import Config
-from mailbot.models import Incident, OutgoingMail, TimelineEntry
+from mailbot.effects import commit_effects
+from mailbot.jobmail import commit_about, compose_about, mailable, within_cap
+from mailbot.models import Incident, TimelineEntry
+from mailbot.review import review_invite
 from mailbot.scheduler import Every, Job, Slot, local_instant
-from mailbot.timing import last_update, review_start, stale_after
+from mailbot.timing import last_update, stale_after
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -45,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP = dt.timedelta(minutes=1)
-REVIEW_LENGTH = dt.timedelta(hours=1)
 
 
 def reminder_jobs(config: Config) -> list[Job]:
@@ -69,32 +71,6 @@ def send_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:
 
 
 # ---------------------------------------------------------------- who and when
-
-
-def address_of(person: str | None) -> str | None:
-    """The address in `person` ("Alice <a@x>" or "a@x"), or None for a bare name."""
-    if not person:
-        return None
-    _, addr = parseaddr(person)
-    addr = addr.strip().lower()
-    return addr if "@" in addr and " " not in addr else None
-
-
-def _addresses(people: Iterable[str | None]) -> list[str]:
-    return list(dict.fromkeys(a for a in map(address_of, people) if a))
-
-
-def _mailable(rt: "Runtime", incident: Incident, role: str,
-              people: Iterable[str | None]) -> list[str]:
-    """The addresses of `people` that mailbot may write to (rules/recipients.py); the
-    others stay recorded on the incident and are logged here, never mailed."""
-    named = _addresses(people)
-    kept = [a for a in named if rt.composer.may_mail(a)]
-    withheld = [a for a in named if a not in kept]
-    if withheld:
-        log.warning("%s: %s %s not mailed: not the list nor an allowed address",
-                    incident.ref(rt.config.list.incident_prefix), role, ", ".join(withheld))
-    return kept
 
 
 def quiet_until(config: Config, severity: str | None,
@@ -153,33 +129,7 @@ def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int 
     return n if now >= due else None
 
 
-# ---------------------------------------------------------------- committing
-
-
-def _within_cap(rt: "Runtime", mail: OutgoingMail, now: dt.datetime) -> bool:
-    """The pipeline's hourly per-address cap applies to scheduled mail too."""
-    kept, notes = rt.planner.cap_outgoing([mail], now)
-    for note in notes:
-        log.warning("%s", note)
-    return bool(kept)
-
-
-def _compose_about(rt: "Runtime", incident: Incident, template: str, key: str,
-                   **variables: Any) -> OutgoingMail:
-    """A scheduled mail about `incident`, threaded under its declaration."""
-    root = incident.root_message_id
-    return rt.composer.compose(
-        template, name=mail_name(key, template), in_reply_to=root,
-        references=[root] if root else [], auto_submitted="auto-generated",
-        **rt.planner.mail_context(incident), **variables)
-
-
-def _commit(rt: "Runtime", key: str, incident: Incident, mail: OutgoingMail,
-            now: dt.datetime) -> None:
-    index = {mail.message_id: {"incident": incident.id, "own": True}}
-    journaled = rt.store.commit(key, incidents=[incident], outgoing=[mail], index=index,
-                                now=now)
-    rt.pipeline.finish_commit(key, journaled, [mail])
+# ---------------------------------------------------------------- the reminders' timeline
 
 
 def _noted(incident: Incident, now: dt.datetime, author: str, note: str,
@@ -201,8 +151,8 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
     key = f"job:reminder-stale:{incident.id}:{due.isoformat()}"
     if rt.store.is_processed(key):
         return 0
-    commander = _mailable(rt, incident, "commander", [incident.commander])
-    fallback = commander or _mailable(rt, incident, "declarer", [incident.declared_by])
+    commander = mailable(rt, incident, "commander", [incident.commander])
+    fallback = commander or mailable(rt, incident, "declarer", [incident.declared_by])
     missed = missed_reminders(incident)
     limit = config.schedule.escalate_after_reminders
     escalated = bool(limit) and missed >= limit
@@ -213,20 +163,20 @@ def send_stale_reminder(rt: "Runtime", incident: Incident, now: dt.datetime) -> 
         to = fallback or [config.list.address]
         cc = [config.list.address] if config.schedule.reminders_cc_list else []
     cc = [a for a in cc if a not in to]
-    mail = _compose_about(
+    mail = compose_about(
         rt, incident, "reminder_stale", key, to=to, cc=cc, now=now,
         quiet_for=now - (last_update(incident) or now),
         stale_after=stale_after(config, incident.severity),
         commander_is_address=bool(commander),
         escalated=escalated, missed=missed, escalate_after=limit,
     )
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
     note = ("stale-update reminder to " if not escalated else
             f"no update after {missed} reminders: told the list, ") + ", ".join(mail.recipients)
     updated = _noted(incident, now, config.list.bot_address, note, last_reminder_at=now,
                      stale_reminders=missed + 1)
-    _commit(rt, key, updated, mail, now)
+    commit_about(rt, key, updated, mail, now)
     log.info("%s: stale-update reminder <%s> to %s", incident.ref(config.list.incident_prefix),
              mail.message_id, ", ".join(mail.recipients))
     return 1
@@ -246,9 +196,9 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
     if rt.store.is_processed(key):
         return 0
     owner = incident.postmortem_owner or incident.commander
-    to = _mailable(rt, incident, "postmortem owner or commander",
+    to = mailable(rt, incident, "postmortem owner or commander",
                    [owner, incident.commander]) \
-        or _mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
+        or mailable(rt, incident, "declarer", [incident.declared_by]) or [config.list.address]
     cc: list[str] = []
     if incident.severity in config.postmortem.leadership_severities:
         cc = [a for a in config.postmortem.leadership if a not in to]
@@ -258,7 +208,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         attachments.append((f"review-{incident.ref(config.list.incident_prefix)}.ics",
                             "text/calendar; method=REQUEST; charset=UTF-8", ics))
     every = config.postmortem.reminder_days
-    mail = _compose_about(
+    mail = compose_about(
         rt, incident, "reminder_postmortem", key, to=to, cc=cc, now=now,
         attachments=attachments,
         owner=owner,
@@ -270,7 +220,7 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
         leadership=cc,
         horizon_days=config.postmortem.action_item_horizon_days,
     )
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
     if every > 0:
         sent = (now - incident.resolved_at) // dt.timedelta(days=every) + 1
@@ -280,108 +230,11 @@ def send_postmortem_reminder(rt: "Runtime", incident: Incident, now: dt.datetime
                      f"postmortem reminder {n + 1} to " + ", ".join(mail.recipients),
                      postmortem_reminded_at=now, postmortem_reminders=max(sent, n + 1),
                      review_invite=invite)
-    _commit(rt, key, updated, mail, now)
+    commit_about(rt, key, updated, mail, now)
     log.info("%s: postmortem reminder %d <%s> to %s",
              incident.ref(config.list.incident_prefix), n + 1, mail.message_id,
              ", ".join(mail.recipients))
     return 1
-
-
-# ---------------------------------------------------------------- the review invitation
-
-REVIEW_DAY_END = dt.time(17, 0)  # a review is moved to the next hour while its slot is taken
-REVIEW_DAY_START = dt.time(10, 0)  # ... and to the next working day from here
-
-
-def review_uid(rt: "Runtime", incident: Incident) -> str:
-    """One UID per incident: a moved or cancelled review is the same calendar event."""
-    return f"review-{incident.ref(rt.config.list.incident_prefix)}@{rt.composer.domain}"
-
-
-def free_review_slot(config: Config, taken: set[dt.datetime],
-                     start: dt.datetime) -> dt.datetime:
-    """`start`, or the next hour (working days, REVIEW_DAY_START..REVIEW_DAY_END local)
-    that no other review holds: leadership is in every review, so two in one slot clash."""
-    tz = config.schedule.tz
-    while start in taken:
-        start += REVIEW_LENGTH
-        local = start.astimezone(tz)
-        if local.time() >= REVIEW_DAY_END or local.weekday() >= 5:
-            day = local.date() + dt.timedelta(days=1)
-            while day.weekday() >= 5:
-                day += dt.timedelta(days=1)
-            start = local_instant(day, REVIEW_DAY_START, tz)
-    return start
-
-
-def review_invite(rt: "Runtime", incident: Incident, now: dt.datetime, owner: str | None,
-                  to: list[str], cc: list[str]
-                  ) -> tuple[dict[str, Any] | None, dt.datetime | None, bytes | None]:
-    """(the invitation state to record, the review's start, the METHOD:REQUEST to attach
-    or None). Sent once per resolution; again, with SEQUENCE one up, when the slot moved
-    or after a cancellation (a reopen)."""
-    config = rt.config
-    assert incident.resolved_at is not None
-    sent = dict(incident.review_invite or {})
-    resolution = incident.resolved_at.isoformat()
-    current = (sent and not sent.get("cancelled") and sent.get("resolved") == resolution)
-    if current:
-        start = dt.datetime.fromisoformat(sent["start"])
-        return sent, start, None
-    proposed = review_start(config, incident)
-    if proposed is None or proposed <= now:
-        return incident.review_invite, proposed, None
-    taken = {dt.datetime.fromisoformat(i.review_invite["start"])
-             for i in rt.store.live_incidents()
-             if i.id != incident.id and i.review_invite
-             and not i.review_invite.get("cancelled")}
-    start = free_review_slot(config, taken, proposed)
-    organizer = address_of(owner) or address_of(incident.commander) or config.list.bot_address
-    attendees = [a for a in dict.fromkeys([*_addresses([incident.commander]), *to, *cc])
-                 if a != organizer]
-    sequence = sent.get("sequence", -1) + 1 if sent else 0
-    ics = review_invitation(
-        uid=review_uid(rt, incident), start=start, end=start + REVIEW_LENGTH, now=now,
-        summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
-                f"{incident.title}",
-        description=_invitation_text(rt, incident, start),
-        organizer=(_name_of(rt, owner or incident.commander or ""), organizer),
-        required=attendees, sequence=sequence)
-    invite = {"uid": review_uid(rt, incident), "start": start.isoformat(),
-              "sequence": sequence, "cancelled": False, "resolved": resolution,
-              "organizer": organizer, "attendees": attendees}
-    return invite, start, ics
-
-
-def review_cancellation(config: Config, incident: Incident, now: dt.datetime
-                        ) -> tuple[dict[str, Any], bytes] | None:
-    """When a resolved incident reopens: the METHOD:CANCEL of its review invitation, and
-    the state to record; None when no invitation is standing."""
-    sent = incident.review_invite
-    if not sent or sent.get("cancelled"):
-        return None
-    start = dt.datetime.fromisoformat(sent["start"])
-    sequence = sent.get("sequence", 0) + 1
-    ics = review_invitation(
-        uid=sent["uid"], start=start, end=start + REVIEW_LENGTH, now=now,
-        summary=f"Postmortem review: {incident.ref(config.list.incident_prefix)} "
-                f"{incident.title}",
-        description="", organizer=("", sent["organizer"]), required=sent["attendees"],
-        sequence=sequence, method="CANCEL")
-    return {**sent, "sequence": sequence, "cancelled": True}, ics
-
-
-def _name_of(rt: "Runtime", person: str) -> str:
-    name, addr = parseaddr(person)
-    if name:
-        return name
-    expert = rt.directory.expert_by_address(addr) if addr else None
-    return expert.name if expert else addr
-
-
-def _invitation_text(rt: "Runtime", incident: Incident, start: dt.datetime) -> str:
-    tmpl = rt.composer.env.get_template("mail/reminder_postmortem.invite.txt")
-    return tmpl.render(**rt.planner.mail_context(incident), start=start).strip()
 
 
 # ---------------------------------------------------------------- directory review
@@ -415,87 +268,16 @@ def send_directory_review(rt: "Runtime", service: "Service", now: dt.datetime) -
     if not to:
         log.warning("services.toml [services.%s]: review overdue, but no owner to tell",
                     service.name)
-        rt.pipeline.finish_commit(key, rt.store.commit(key, now=now), [])
+        commit_effects(rt.store, rt.outbox, key, now=now)
         return 0
     mail = rt.composer.compose(
         "directory_review", name=mail_name(key, "directory_review"), to=to, now=now,
         auto_submitted="auto-generated", service=service, age=age, today=today,
         review_after_days=config.oncall.review_after_days, severities=config.severities,
         list_address=config.list.address)
-    if not _within_cap(rt, mail, now):
+    if not within_cap(rt, mail, now):
         return 0
-    rt.pipeline.finish_commit(key, rt.store.commit(key, outgoing=[mail], now=now), [mail])
+    commit_effects(rt.store, rt.outbox, key, outgoing=[mail], now=now)
     log.info("services.toml [services.%s]: review reminder <%s> to %s", service.name,
              mail.message_id, ", ".join(mail.recipients))
     return 1
-
-
-# ---------------------------------------------------------------- iCalendar (RFC 5545)
-
-
-def ical_text(value: str) -> str:
-    """Escape a TEXT value (RFC 5545 3.3.11)."""
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\n", "\\n"))
-
-
-def _param(value: str) -> str:
-    # Parameter values may not hold DQUOTE at all; quoting covers ":", ";" and ",".
-    return '"' + value.replace('"', "'").replace("\r", " ").replace("\n", " ") + '"'
-
-
-def fold(line: str) -> bytes:
-    """One content line, folded at 75 octets without splitting a UTF-8 sequence."""
-    data = line.encode("utf-8")
-    out: list[bytes] = []
-    limit = 75
-    while len(data) > limit:
-        cut = limit
-        while cut > 0 and (data[cut] & 0xC0) == 0x80:  # continuation byte: back off
-            cut -= 1
-        out.append(data[:cut])
-        data = data[cut:]
-        limit = 74  # continuation lines start with one space
-    out.append(data)
-    return b"\r\n ".join(out) + b"\r\n"
-
-
-def _utc(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def review_invitation(*, uid: str, start: dt.datetime, end: dt.datetime, now: dt.datetime,
-                      summary: str, description: str, organizer: tuple[str, str],
-                      required: Iterable[str], optional: Iterable[str] = (),
-                      sequence: int = 0, method: str = "REQUEST") -> bytes:
-    """An iTIP (RFC 5546) METHOD:REQUEST invitation or METHOD:CANCEL of it, CRLF lines,
-    escaped and folded. The organizer is a person (the postmortem owner), so the meeting
-    can be moved and the replies reach someone."""
-    cn = f";CN={_param(organizer[0])}" if organizer[0] else ""
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//mailbot//postmortem review//EN",
-        "CALSCALE:GREGORIAN",
-        f"METHOD:{method}",
-        "BEGIN:VEVENT",
-        f"UID:{uid}",
-        f"DTSTAMP:{_utc(now)}",
-        f"SEQUENCE:{sequence}",
-        f"DTSTART:{_utc(start)}",
-        f"DTEND:{_utc(end)}",
-        f"SUMMARY:{ical_text(summary)}",
-        f"DESCRIPTION:{ical_text(description)}",
-        "STATUS:" + ("CANCELLED" if method == "CANCEL" else "CONFIRMED"),
-        "TRANSP:OPAQUE",
-        f"ORGANIZER{cn}:mailto:{organizer[1]}",
-    ]
-    for addr in required:
-        lines.append("ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;"
-                     f"RSVP=TRUE:mailto:{addr}")
-    for addr in optional:
-        lines.append("ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=OPT-PARTICIPANT;PARTSTAT=NEEDS-ACTION;"
-                     f"RSVP=TRUE:mailto:{addr}")
-    lines += ["END:VEVENT", "END:VCALENDAR"]
-    return b"".join(fold(line) for line in lines)

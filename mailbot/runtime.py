@@ -5,9 +5,9 @@ Tests build it with their own clock and relay; nothing here starts threads or so
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
 from mailbot.compose import Composer, make_environment
@@ -22,6 +22,9 @@ from mailbot.services import ServiceDirectory, load_services
 from mailbot.spool import Spool
 from mailbot.store import Store
 
+if TYPE_CHECKING:
+    from mailbot.scheduler import Scheduler
+
 
 @dataclass
 class Runtime:
@@ -35,17 +38,17 @@ class Runtime:
     pipeline: Pipeline
     lock: WriterLock
     directory: ServiceDirectory
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The scheduled jobs, in a process that runs them (`serve`, `tick`); None elsewhere.
+    scheduler: Scheduler | None = None
 
     def close(self) -> None:
         self.store.close()
 
 
-
-
 def build_runtime(config: Config, *, clock: Clock | None = None,
-                  relay: Relay | None = None) -> Runtime:
-    """Create (or open) every part under [storage] dir."""
+                  relay: Relay | None = None, scheduled: bool = False) -> Runtime:
+    """Create (or open) every part under [storage] dir; with `scheduled`, the scheduler
+    and its jobs too."""
     clock = clock or Clock()
     storage = config.storage
     Path(storage.dir).mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,22 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     # Every mail may link an incident to its page (the digest links each of its incidents).
     composer.common["incident_url"] = planner.incident_url
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
-    return Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
-                   composer=composer, planner=planner, pipeline=pipeline, directory=directory,
-                   lock=WriterLock(Path(storage.dir) / "mailbot.lock"))
+    rt = Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
+                 composer=composer, planner=planner, pipeline=pipeline, directory=directory,
+                 lock=WriterLock(Path(storage.dir) / "mailbot.lock"))
+    if scheduled:
+        rt.scheduler = build_scheduler(rt)
+    return rt
+
+
+def build_scheduler(rt: Runtime) -> Scheduler:
+    """The scheduler with every job mailbot runs: the digest, the reminders (stale
+    updates, postmortems, pages, directory reviews), the action items and the weekly
+    summary. The scheduler is generic: it is handed its jobs here and imports none."""
+    # Imported here: only `serve` and `tick` run jobs; an `ingest` does not load them.
+    from mailbot import actions, digest, reminders, weekly
+    from mailbot.scheduler import Scheduler
+
+    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config),
+                          *actions.action_item_jobs(rt.config),
+                          *weekly.weekly_jobs(rt.config)])

@@ -1,7 +1,9 @@
 """The scheduler: jobs that each declare their own schedule, run when due.
 
-Takes the Runtime and the time; hands each due job to its module (digest.py, reminders.py),
-which commits its mail through the store like a message would. Two kinds of schedule:
+Takes the Runtime, its jobs and the time; hands each due job its slot. The jobs come from
+where everything is built (`runtime.build_scheduler`: digest.py, reminders.py, actions.py,
+weekly.py), and each commits its mail through the store like a message would; this
+module imports none of them. Two kinds of schedule:
 
     DailyAt(time, tz)  one slot per local day, keyed `job:<name>:<local date>`. The slot's
                        key is committed with the job's mail, so `store.is_processed(key)`
@@ -31,6 +33,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 from zoneinfo import ZoneInfo
+
+from mailbot.effects import commit_effects
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
@@ -154,12 +158,9 @@ class Scheduler:
                 self._since = dt.datetime.fromisoformat(record["since"])
             else:
                 since = self._history_began(now)
-                store = self.rt.store
                 with self.rt.pipeline.lock:
-                    index = store.commit(SINCE_KEY,
-                                         index={SINCE_KEY: {"since": since.isoformat()}})
-                    store.write_index_records(index)
-                    store.finish(SINCE_KEY)
+                    commit_effects(self.rt.store, self.rt.outbox, SINCE_KEY,
+                                   index={SINCE_KEY: {"since": since.isoformat()}})
                 self._since = since
         return self._since
 
@@ -222,11 +223,3 @@ class Scheduler:
                 log.error("scheduler: %s", exc)
             stop.wait(self.seconds_to_next(self.rt.clock.now()))
 
-
-def build_scheduler(rt: "Runtime") -> Scheduler:
-    """The scheduler with every job mailbot runs: the digest and the reminders."""
-    from mailbot import actions, digest, reminders, weekly
-
-    return Scheduler(rt, [digest.digest_job(rt.config), *reminders.reminder_jobs(rt.config),
-                          *actions.action_item_jobs(rt.config),
-                          *weekly.weekly_jobs(rt.config)])

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from mailbot.compose import mail_name
 from mailbot.config import Config
+from mailbot.effects import commit_effects
 from mailbot.metrics import Figures, MetricsBoard
 from mailbot.models import OutgoingMail
 from mailbot.scheduler import Job, Slot, local_instant
@@ -84,8 +85,7 @@ def send_weekly_summary(rt: "Runtime", slot: Slot, now: dt.datetime) -> Outgoing
     mail = compose_weekly(rt, figures, slot.key, now)
     outgoing = [mail] if mail.recipients else []
     index = {m.message_id: {"own": True} for m in outgoing}
-    journaled = rt.store.commit(slot.key, outgoing=outgoing, index=index, now=now)
-    rt.pipeline.finish_commit(slot.key, journaled, outgoing)
+    commit_effects(rt.store, rt.outbox, slot.key, outgoing=outgoing, index=index, now=now)
     log.info("%s: weekly summary <%s> to %s", slot.key, mail.message_id,
              ", ".join(mail.recipients) or "nobody")
     return outgoing[0] if outgoing else None

@@ -13,7 +13,7 @@ from mailbot.clock import FakeClock
 from tests.core.support import SmtpSink
 from mailbot.config import Config, load_config
 from mailbot.runtime import Runtime, build_runtime
-from mailbot.scheduler import Scheduler, build_scheduler
+from mailbot.scheduler import Scheduler
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "scheduled"
@@ -125,9 +125,10 @@ class Bot:
         self.config = config
         self.clock = clock
         self.sink = sink
-        self.rt: Runtime = build_runtime(config, clock=clock)
+        self.rt: Runtime = build_runtime(config, clock=clock, scheduled=True)
         self.rt.pipeline.recover()
-        self.scheduler: Scheduler = build_scheduler(self.rt)
+        assert self.rt.scheduler is not None
+        self.scheduler: Scheduler = self.rt.scheduler
 
     def receive(self, raw: bytes) -> None:
         """Spool and process one message at the clock's time, then deliver what it made."""

@@ -211,7 +211,7 @@ def test_resolved_postmortems_and_action_items_appear(make_bot, sink):
 
 
 def run_print(bot) -> str:
-    from mailbot.digest import run_digest_command
+    from mailbot.cli import run_digest_command
     import contextlib
     import io
 
@@ -233,7 +233,7 @@ def test_an_empty_day_sends_nothing_when_configured(make_bot, sink):
 
 
 def test_digest_command_prints_then_sends_once_per_day(bot, sink, capsys):
-    from mailbot.digest import run_digest_command
+    from mailbot.cli import run_digest_command
 
     seed(bot, 2)
     bot.clock.set(utc(2026, 3, 24, 6, 0))  # before digest_time: --send sends now anyway
@@ -252,7 +252,7 @@ def test_digest_command_prints_then_sends_once_per_day(bot, sink, capsys):
 
 
 def test_digest_send_refuses_while_the_daemon_holds_the_lock(bot, sink, capsys):
-    from mailbot.digest import run_digest_command
+    from mailbot.cli import run_digest_command
 
     daemon_lock = WriterLock(bot.rt.lock.path)
     assert daemon_lock.acquire()
@@ -267,7 +267,7 @@ def test_digest_send_refuses_while_the_daemon_holds_the_lock(bot, sink, capsys):
 
 
 def test_digest_send_while_serve_runs_says_what_serve_did_today(bot, sink, capsys):
-    from mailbot.digest import run_digest_command
+    from mailbot.cli import run_digest_command
 
     def refused_with() -> tuple[int, str]:
         daemon_lock = WriterLock(bot.rt.lock.path)
@@ -355,7 +355,7 @@ def test_postmortem_due_date_is_the_proposed_review_even_across_a_weekend(make_b
 
 
 def test_digest_send_says_queued_until_the_relay_takes_it(bot, sink, capsys):
-    from mailbot.digest import run_digest_command
+    from mailbot.cli import run_digest_command
 
     seed(bot, 1)
     bot.clock.set(utc(2026, 3, 24, 6, 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from mailbot.reminders import fold, ical_text, review_invitation
+from mailbot.ical import fold, ical_text, review_invitation
 
 import pytest
 

@@ -109,7 +109,7 @@ def test_a_crash_between_commit_and_queueing_sends_the_digest_once(make_bot, sin
     def crash(*args, **kwargs):
         raise OSError("simulated crash after the commit")
 
-    monkeypatch.setattr(bot.rt.pipeline, "finish_commit", crash)
+    monkeypatch.setattr(bot.rt.outbox, "enqueue", crash)
     assert bot.tick(utc(2026, 3, 23, 8, 0)) == ["job:reminders:2026-03-23T08:00:00+00:00",
                                                 "job:action-items:2026-03-23T08:00:00+00:00"]
     assert sink.unread() == []
