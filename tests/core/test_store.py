@@ -62,7 +62,7 @@ def test_closed_incidents_leave_the_hot_file(tmp_path):
 
 
 def test_a_failed_write_leaves_memory_as_the_file_is(tmp_path, monkeypatch):
-    import mailbot.store as store_module
+    import mailbot.store.hotfile as store_module
 
     store = Store(tmp_path)
     store.commit("k1", incidents=[Incident(id=1, title="one")], next_incident_id=2)
