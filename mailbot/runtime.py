@@ -13,7 +13,8 @@ from mailbot.clock import Clock
 from mailbot.compose import Composer, make_environment
 from mailbot.config import Config
 from mailbot.lock import WriterLock
-from mailbot.outbox import Outbox, Relay, relay_for
+from mailbot.outbox import Outbox
+from mailbot.relays import Relay, relay_for
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
 from mailbot.rules.postmortem import people_directory
