@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py            # full: 3 runs each, stores up to 100,000 incidents
     .venv/bin/python bench/run.py --quick    # 1 run each, no 100,000 store (under ~3 min)
     .venv/bin/python bench/run.py --runs 5 --profile
+    .venv/bin/python bench/run.py --cold     # only the one-process-per-message rows and
+                                             # the MIME writer comparison (~2 min)
 
 Every figure is the median of --runs runs (the table says how many). Scratch data, the
 Roundup venv and profiles live in bench/out/ (git-ignored). See docs/bench.md.
@@ -21,22 +23,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cold  # noqa: E402
 import corpus  # noqa: E402
 import floor  # noqa: E402
 import flows  # noqa: E402
 import peer  # noqa: E402
 import profiles  # noqa: E402
 import scale  # noqa: E402
+import writer  # noqa: E402
 from harness import OUT, Sink, median  # noqa: E402
 
 TARGETS = {
-    "ingest_vs_peer": 10.0,  # x Roundup's msg/s
     "smtp_e2e": 300.0,  # msg/s
     "p99_ms": 50.0,
     "scale_ratio": 1.5,
     "startup_s": 1.0,
     "rss_mb": 80.0,
     "digest_s": 1.0,
+    "spool_vs_bare": 2.0,  # x `python -c pass`: ingest while serve holds the lock
+    "full_vs_peer": 0.5,  # x roundup-mailgw's time for one message in its own process
+    "command_vs_bare": 2.0,  # check-config, incidents, show
 }
 
 
@@ -84,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also record py-spy profiles of ingest and serve (bench/out/*.folded)")
     ap.add_argument("--no-peer", action="store_true", help="skip Roundup")
     ap.add_argument("--sizes", help="comma-separated store sizes (default 100,10000,100000)")
+    ap.add_argument("--cold", action="store_true",
+                    help="only the cold path (one process per message) and the MIME writer")
+    ap.add_argument("--rounds", type=int, default=15,
+                    help="processes per cold-path row (default 15)")
     args = ap.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
@@ -98,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         f"follow-ups, {kinds['rejected']} rejected for lacking Phase); {runs} run(s) each")
     sink = Sink().start()
     try:
+        # ------------------------------------------- 0. one process per message
+        run_cold(items, sink, table, args, runs)
+        if args.cold:
+            return finish(table, args, runs, started)
+
         # ---------------------------------------------------------- 1. throughput
         log("throughput: mailbot ingest (one process, all files) ...")
         res = attempt(table, "ingest, 1,000 msgs", lambda: [
@@ -127,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             why = peer.ensure_roundup(log)
             if why:
                 table.add("Roundup mailgw (sqlite), 1,000 msgs", f"NOT MEASURED: {why}")
-                table.add("ingest vs Roundup", "n/a (no Roundup figure)", "",
-                          f">= {TARGETS['ingest_vs_peer']:.0f}x")
+                table.add("ingest vs Roundup", "n/a (no Roundup figure)")
             else:
                 def run_peer():
                     template = peer.make_template(log)
@@ -142,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                               f"{res[0]['issues']} issues, {res[0]['mails']} mails)", str(runs))
                     if ingest_rate:
                         ratio = ingest_rate / rate
+                        # A regression figure: its 10x target is retired (issue 14); the
+                        # cost users pay is the cold path's, above.
                         table.add("ingest vs Roundup (mailbot msg/s / Roundup msg/s)",
-                                  f"{ratio:.1f}x", str(runs),
-                                  f">= {TARGETS['ingest_vs_peer']:.0f}x",
-                                  verdict(ratio >= TARGETS["ingest_vs_peer"]))
+                                  f"{ratio:.1f}x", str(runs))
 
         # ------------------------------------------- 2b. the libraries' floor
         log("floor: the design card's libraries alone, same corpus and sink ...")
@@ -231,17 +245,79 @@ def main(argv: list[str] | None = None) -> int:
             run_profiles(items, sink, table)
     finally:
         sink.stop()
+    return finish(table, args, runs, started)
 
+
+def finish(table: Table, args, runs: int, started: float) -> int:
     took = time.monotonic() - started
     print()
     print(f"mailbot benchmarks, {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{'--quick, ' if args.quick else ''}{runs} run(s) per figure (median), "
+          f"{'--quick, ' if args.quick else ''}{'--cold, ' if args.cold else ''}"
+          f"{runs} run(s) per figure (median), "
           f"took {took:.0f} s")
     print()
     print(table.render())
     (OUT / "latest-table.md").write_text(table.render() + "\n")
     return 0
+
+
+def run_cold(items, sink: Sink, table: Table, args, runs: int) -> None:
+    """The cold-path rows: each figure the median of --rounds processes, interleaved
+    (bench/cold.py); and the MIME writer against the stdlib's (bench/writer.py)."""
+    tracker = None
+    if not args.no_peer:
+        why = peer.ensure_roundup(log)
+        if why:
+            table.add("roundup-mailgw, one message per process", f"NOT MEASURED: {why}")
+        else:
+            tracker = attempt(table, "Roundup tracker", lambda: cold.roundup_tracker(
+                peer.make_template(log)))
+    log(f"cold path: {args.rounds} processes per row, interleaved ...")
+    res = attempt(table, "cold path", lambda: cold.run(items, sink, args.rounds, tracker, log))
+    if res:
+        ms = {row: median(res[row]) * 1000 if res[row] else None for row in cold.ROWS}
+        n = str(len(res["bare"]))
+        bare = ms["bare"]
+        table.add("python -c pass (the interpreter alone), per process", f"{bare:.0f} ms", n)
+        ratio = ms["spool"] / bare
+        table.add("ingest -, serve holds the lock (spool only), per message",
+                  f"{ms['spool']:.0f} ms ({ratio:.1f}x the interpreter)", n,
+                  f"<= {TARGETS['spool_vs_bare']:.0f}x", verdict(ratio <= TARGETS["spool_vs_bare"]))
+        if ms["roundup"]:
+            table.add("roundup-mailgw TRACKER, one message on stdin, per message",
+                      f"{ms['roundup']:.0f} ms", n)
+        vs = ms["full"] / ms["roundup"] if ms["roundup"] else None
+        table.add("ingest -, no daemon (processed, ack at the sink), per message",
+                  f"{ms['full']:.0f} ms" + (f" ({vs:.2f}x Roundup)" if vs else ""), n,
+                  f"<= {TARGETS['full_vs_peer']}x Roundup",
+                  verdict(vs <= TARGETS["full_vs_peer"]) if vs else "")
+        for row, label in (("check-config", "mailbot check-config"),
+                           ("incidents", "mailbot incidents"), ("show", "mailbot show INC-1")):
+            ratio = ms[row] / bare
+            table.add(f"{label}, per process", f"{ms[row]:.0f} ms ({ratio:.1f}x the "
+                      "interpreter)", n, f"<= {TARGETS['command_vs_bare']:.0f}x",
+                      verdict(ratio <= TARGETS["command_vs_bare"]))
+    log("MIME writer: mailbot/wire.py against email.message, 1,000 replies ...")
+    res = attempt(table, "MIME writer", lambda: [writer.run_once(items) for _ in range(runs)])
+    if res:
+        w, s = median([r["wire_ms"] for r in res]), median([r["stdlib_ms"] for r in res])
+        table.add("render a reply: wire.py / email.message (policy.default)",
+                  f"{w * 1000:.0f} us / {s * 1000:.0f} us ({s / w:.0f}x)", str(runs))
+        table.add("import: wire.py / email.message + policy + headerregistry",
+                  f"{writer.import_ms('import mailbot.wire'):.1f} ms / "
+                  f"{writer.import_ms('import email.message, email.policy, email.headerregistry'):.1f} ms",
+                  "9")
+    for what, profile in (("spool only", cold.spool_only_imports),
+                          ("no daemon", cold.full_imports)):
+        got = attempt(table, f"imports, {what}", lambda: profile(items))
+        if got:
+            total, top = got
+            print(f"\n-X importtime, ingest {what}: {total:.0f} ms of imports (median of 7); "
+                  "top modules by own time (median ms own / cumulative):")
+            for name, own, cum in top:
+                print(f"  {own:6.1f} / {cum:6.1f}  {name}")
+            print()
 
 
 def run_profiles(items, sink: Sink, table: Table) -> None:

@@ -53,9 +53,24 @@ def _runtime(config: Config):  # type: ignore[no-untyped-def]
     try:
         return build_runtime(config)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
-                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
+        raise _storage_error(config, exc) from None
+
+
+def _store(config: Config):  # type: ignore[no-untyped-def]
+    """The store alone, for commands that only read incidents: the Runtime would also
+    load the templates, the rules and the parsers, which they never use."""
+    from mailbot.store import Store
+
+    try:
+        return Store(config.storage.db_dir)
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+
+
+def _storage_error(config: Config, exc: OSError) -> CommandError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return CommandError(f"[storage] dir: cannot open {config.storage.dir}{where}: "
+                        f"{exc.strerror or exc}", Exit.CANTCREAT)
 
 
 def _parse_ref(ref: str, prefix: str) -> int:
@@ -97,21 +112,76 @@ def _attach_scheduler(rt: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.ingress.pipe import InputError, read_inputs, spool_inputs
+    """Spool the messages durably, then process them unless another process holds the
+    writer lock. An MTA runs this once per message, so the path where `serve` holds the
+    lock imports only config, spool and lock: the Runtime (templates, store, rules,
+    parsing) is built only by the process that will process."""
+    from mailbot.ingress.pipe import InputError, read_inputs
+    from mailbot.lock import WriterLock
 
     _setup_logging(config.log_level, args.verbose)
     try:
         messages = read_inputs(args.files)
     except InputError as exc:
         raise CommandError(str(exc), Exit.NOINPUT) from None
-    rt = _runtime(config)
+    lock = WriterLock(Path(config.storage.dir) / "mailbot.lock")
     try:
-        spool_inputs(rt.spool, messages)
+        held = lock.acquire()
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+    if held:
+        # Nobody else processes: build everything before spooling, so a broken store or
+        # install spools nothing it could never process (75, the MTA keeps the message).
+        try:
+            rt = _runtime(config)
+            _spool_messages(rt.spool, messages)
+            _process_and_deliver_held(rt)
+        finally:
+            lock.release()
+        _process_spool(rt)  # what others spooled while this process held the lock
+        return Exit.OK
+    # `serve` (or another one-shot command) holds the lock and will process the spool.
+    from mailbot.ingress.pipe import open_spool
+
+    try:
+        spool = open_spool(config)  # validates services.toml as the Runtime would
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+    _spool_messages(spool, messages)
+    if not lock.acquire():
+        logging.getLogger("mailbot.ingest").info(
+            "%d message(s) spooled; the process holding the writer lock (pid %s) will "
+            "process them", len(messages), lock.holder() or "?")
+        return Exit.OK
+    # The holder let go after this process looked: it may have taken its last listing
+    # before these messages arrived, so process them here.
+    lock.release()
+    try:
+        rt = _runtime(config)
+    except CommandError as exc:
+        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+        return Exit.OK
+    _process_spool(rt)
+    return Exit.OK
+
+
+def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
+    from mailbot.ingress.pipe import spool_inputs
+
+    try:
+        spool_inputs(spool, messages)
     except OSError as exc:
         # EX_TEMPFAIL: the MTA keeps the message and tries again later.
         raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
-    _process_spool(rt)
-    return Exit.OK
+
+
+def _process_and_deliver_held(rt: Any) -> None:
+    """`_process_and_deliver` by a process that holds the writer lock already."""
+    try:
+        _process_and_deliver(rt)
+    except OSError as exc:
+        # Spooled durably already: the next run or the daemon will finish the work.
+        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
 
 
 def _process_spool(rt) -> None:
@@ -201,9 +271,9 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
-    rt = _runtime(config)
-    items = (sorted(rt.store.all_incidents(), key=lambda i: i.id) if args.all
-             else rt.store.live_incidents())
+    store = _store(config)
+    items = (sorted(store.all_incidents(), key=lambda i: i.id) if args.all
+             else store.live_incidents())
     prefix = config.list.incident_prefix
     if args.json:
         json.dump([i.public_dict(prefix) for i in items], sys.stdout, indent=2, default=str)
@@ -225,15 +295,16 @@ def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     prefix = config.list.incident_prefix
     incident_id = _parse_ref(args.ref, prefix)
-    rt = _runtime(config)
-    incident = rt.store.get(incident_id)
+    incident = _store(config).get(incident_id)
     if incident is None:
         raise CommandError(f"no incident {prefix}-{incident_id}", Exit.DATAERR)
     if args.json:
         json.dump(incident.public_dict(prefix), sys.stdout, indent=2, default=str)
         print()
         return Exit.OK
-    env = rt.composer.env
+    from mailbot.compose import make_environment
+
+    env = make_environment(config.templates_dir, config.storage.template_cache_dir)
     print(env.get_template("cli/show.txt").render(
         incident=incident, ref=incident.ref(prefix), tz=config.schedule.tz), end="")
     return Exit.OK
@@ -364,7 +435,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
     from mailbot.compose import make_environment
 
-    env = make_environment(config.templates_dir)
+    # Through the compiled-template cache: an entry is found only for the very source
+    # that compiled before (keyed by its checksum), so an edited template is compiled.
+    env = make_environment(config.templates_dir, config.storage.template_cache_dir)
     # load_config found them all; a folder changed since must not pass.
     missing = [t for t in REQUIRED_TEMPLATES if t not in env.list_templates()]
     if missing:
@@ -468,14 +541,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(Exit.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unbuilt:
+    """Stands for the subparser of a command that is not on this command line: takes
+    whatever build_parser does to a subparser, and keeps nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., "_Unbuilt"]:
+        return lambda *args, **kwargs: self
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command word of `argv`: the first word that is neither an option nor the
+    value of --config."""
+    value_next = False
+    for arg in argv:
+        if value_next:
+            value_next = False
+        elif arg == "--config":
+            value_next = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With `command`, only that command's subparser is built: argparse
+    spends about half a millisecond on each (mostly looking for translations), and an
+    MTA starts `mailbot ingest` once per message."""
     parser = _Parser(prog="mailbot", parents=[_common_options(False)],
                      description="An incident mailing-list daemon.")
     parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options(True)
 
-    def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Callable[..., int], help: str) -> Any:
+        if command is not None and name != command:
+            return _Unbuilt()
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -517,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("outbox", cmd_outbox, "list queued and parked mail, or re-send parked mail")
     p.add_argument("action", nargs="?", choices=["list", "resend"], default="list")
     p.add_argument("names", nargs="*", metavar="NAME")
+    if command is not None and command not in sub.choices:
+        return build_parser()  # not a command: the whole parser says so, listing them
     return parser
 
 
@@ -536,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -19,7 +19,7 @@ import re
 from email.utils import format_datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import jinja2
 import jinja2.bccache
@@ -28,7 +28,9 @@ from mailbot import wire
 from mailbot.config import builtin_templates_dir
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
-from mailbot.rules.recipients import RecipientPolicy
+
+if TYPE_CHECKING:  # the rules package imports all of parsing: `mailbot show` needs none
+    from mailbot.rules.recipients import RecipientPolicy
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.resources
 import logging
 import os
 import re
@@ -44,9 +43,11 @@ def package_data(name: str) -> Path:
     """A folder shipped inside the package: `templates` or `sample_config`.
 
     In a checkout they are symlinks to the top-level templates/ and config/; a wheel holds
-    copies. Either way importlib.resources finds them next to the code, wherever the
-    process runs."""
-    return Path(str(importlib.resources.files("mailbot").joinpath(name)))
+    copies. Either way they are next to this file, wherever the process runs (read from
+    `__file__` rather than importlib.resources, whose import costs a one-message ingest
+    more than reading the config does; the templates must be real files for Jinja2's
+    loader anyway)."""
+    return Path(__file__).parent / name
 
 
 def builtin_templates_dir() -> Path:
@@ -324,7 +325,8 @@ def _rewriting_lists(items: tuple[Any, ...], where: str) -> tuple[RewritingList,
 
 @dataclass(frozen=True)
 class Severity:
-    """One [[severity]] entry; `rank` is its place in the list, not a key."""
+    """A configured severity level: `[[severity]]`; `rank` is its place in the list, not
+    a key."""
 
     name: str = setting(read=_severity_name)  # canonical, e.g. "SEV1"
     description: str = setting("")
@@ -362,6 +364,8 @@ def _read_password(section: str, password_file: str, password_env: str) -> str:
 
 @dataclass(frozen=True)
 class ListConfig:
+    """`[list]`: the list mailbot watches and its own address."""
+
     address: str = setting("incidents@example.com", read=_address)
     bot_address: str = setting("mailbot@example.com", read=_address)
     name: str = setting("Incidents")
@@ -370,6 +374,8 @@ class ListConfig:
 
 @dataclass(frozen=True)
 class SmtpIngressConfig:
+    """`[ingress.smtp]`: the SMTP/LMTP listener."""
+
     enabled: bool = setting(True)
     host: str = setting("127.0.0.1")
     port: int = setting(8025, read=_port)
@@ -380,6 +386,8 @@ class SmtpIngressConfig:
 
 @dataclass(frozen=True)
 class ImapIngressConfig:
+    """`[ingress.imap]`: the mailbox watched over IMAP."""
+
     host: str = setting()
     port: int = setting(993, read=_port)
     tls: str = setting("implicit", choices=("implicit", "starttls", "none"))
@@ -405,6 +413,8 @@ class ImapIngressConfig:
 
 @dataclass(frozen=True)
 class OutboundConfig:
+    """`[outbound]`: the relay mail leaves through, and its retries."""
+
     smtp_host: str = setting("")
     smtp_port: int = setting(25, read=_port)
     tls: str = setting("none", choices=("none", "starttls", "implicit"))
@@ -423,6 +433,8 @@ class OutboundConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """`[storage]`: where everything is kept, and the folders inside it."""
+
     dir: Path = setting(Path("var"), path=True)
 
     @property
@@ -460,6 +472,8 @@ class RewritingList:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """`[policy]`: who may write, and how much mailbot may send."""
+
     allowed_senders: tuple[str, ...] = setting(("example.com",), read=_each(_sender))
     allow_subdomains: bool = setting(False)
     require_dkim: bool = setting(False)
@@ -473,6 +487,8 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """`[schedule]`: the digest, reminders and their time zone."""
+
     timezone: str = setting("UTC", read=_timezone)
     digest_time: dt.time = setting(dt.time(9, 0), read=_clock_time)
     digest_when_empty: bool = setting(True)
@@ -494,6 +510,8 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class PostmortemConfig:
+    """`[postmortem]`: reminders and the action-item horizon."""
+
     reminder_days: int = setting(2, minimum=0)
     action_item_horizon_days: int = setting(7, minimum=0)
     leadership: tuple[str, ...] = setting((), read=_each(_address))
@@ -509,6 +527,8 @@ class PostmortemConfig:
 
 @dataclass(frozen=True)
 class OnCallConfig:
+    """`[oncall]`: paging escalation, directory review, customer statements."""
+
     # Minutes a page waits for an answer from the paged side before the next in turn is
     # paged (then the owner), for these severities; an incident without one counts as the
     # strictest. 0: pages never escalate.
@@ -522,6 +542,8 @@ class OnCallConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
+    """`[publish]`: the static site."""
+
     dir: Path | None = setting(None, kind=str, path=True)  # set: `serve` republishes
     # Where the site is served; set: every mail links to the incident's page.
     url: str = setting("", read=_site_url)
@@ -529,21 +551,29 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class ServicesConfig:
+    """`[services]`: the experts file."""
+
     file: Path = setting(Path("services.toml"), path=True)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
+    """`[logging]`: how much mailbot logs."""
+
     level: str = setting("INFO", read=_upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 @dataclass(frozen=True)
 class TemplatesConfig:
+    """`[templates]`: your own wording, searched before the built-in templates."""
+
     dir: Path | None = setting(None, kind=str, path=True)  # None: the built-in ones
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, validated once by `load_config`."""
+
     path: Path
     list: ListConfig
     smtp: SmtpIngressConfig

@@ -114,10 +114,11 @@ def sync_filesystem(path: Path) -> None:
     global _libc
     if _libc is None:
         import ctypes
-        import ctypes.util
 
         try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            # The interpreter's own symbols include libc's: ctypes.util.find_library
+            # would import subprocess and run ldconfig, ~40 ms of a one-message ingest.
+            _libc = ctypes.CDLL(None, use_errno=True)
             _libc.syncfs  # noqa: B018 - probe for the symbol
         except (OSError, AttributeError):
             _libc = False

@@ -84,12 +84,18 @@ def apply_followup(incident: Incident, mail: ParsedMail,
 
 def record_rejection(incident: Incident, mail: ParsedMail, now: dt.datetime,
                      reason: str, kind: str = "rejected") -> Incident:
-    """Keep a not-applied message in the timeline (counted, never applied)."""
+    """Keep a not-applied message in the timeline (never applied). Only a follow-up that
+    missed the standard counts as rejected; a postmortem sent back, a refused review or
+    done are kept without being counted so."""
     incident = dataclasses.replace(incident, timeline=list(incident.timeline))
-    incident.rejected_count += 1
+    if kind == "rejected":
+        incident.rejected_count += 1
+    # A postmortem sent back keeps no text: it may blame a person, and the timeline is
+    # published on the site. Its reason (how many sentences, which sections) is enough.
+    text = "" if kind == "postmortem-rejected" else _note(mail)
     incident.timeline.append(TimelineEntry(
         kind=kind, at=now, author=_author(mail), message_id=mail.message_id,
-        message_date=mail.date, note=reason, text=_note(mail)))
+        message_date=mail.date, note=reason, text=text))
     return incident
 
 

@@ -27,8 +27,11 @@ class WriterLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        # Written over the old pid, then cut to length: truncating to zero first makes
+        # ext4 (auto_da_alloc) flush the file on close, a disk wait in every command.
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
         self._fd = fd
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields as dc_fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,24 +78,42 @@ class FieldLine:
     where: str  # "new" | "quoted" | "signature"
 
 
+def _stated_as(*keys: str, recorded: bool = True, **default: Any) -> Any:
+    """A field a message states as `Key: value` under any of `keys` (PRODUCT.md's table;
+    case, spaces, underscores and hyphens aside). `recorded`: the incident keeps the value
+    as stated, in its attribute of the same name."""
+    if not default:
+        default = {"default": None}
+    return field(metadata={"keys": keys, "recorded": recorded}, **default)
+
+
 @dataclass(frozen=True)
 class Fields:
-    """The incident fields read from the new text. None means "not stated"."""
+    """The incident fields read from the new text. None means "not stated".
 
-    severity: str | None = None
-    phase: str | None = None
-    commander: str | None = None
-    roles: Mapping[str, str] = field(default_factory=dict)  # role (lower case) -> person
-    channel: str | None = None
-    summary: str | None = None
-    impact: str | None = None
-    customer_impact: bool | None = None
-    services: tuple[str, ...] | None = None
-    postmortem_owner: str | None = None
-    page: tuple[str, ...] | None = None  # `Page:`: services or people to page now
-    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC.
-    started_at: dt.datetime | None = None
-    resolved_at: dt.datetime | None = None
+    Each field is defined here once, with the keys it is written under: the parser's key
+    table (`FIELD_KEYS`) and the fields an incident records (`RECORDED_FIELDS`) are read
+    from these definitions."""
+
+    severity: str | None = _stated_as("severity", "sev")
+    phase: str | None = _stated_as("phase", "status", "stage")
+    commander: str | None = _stated_as("commander", "ic", "incident-commander")
+    # role (lower case) -> person; merged into the incident's roles, not replacing them
+    roles: Mapping[str, str] = _stated_as("roles", "involved", "members", recorded=False,
+                                          default_factory=dict)
+    channel: str | None = _stated_as("channel", "where", "bridge")
+    summary: str | None = _stated_as("summary", "issue", "what")
+    impact: str | None = _stated_as("impact")
+    customer_impact: bool | None = _stated_as("customer-impact", "customer-facing")
+    services: tuple[str, ...] | None = _stated_as("services", "service")
+    postmortem_owner: str | None = _stated_as("postmortem-owner", "post-mortem-owner")
+    # `Page:`: services or people to page now (an order, not part of the incident's state)
+    page: tuple[str, ...] | None = _stated_as("page", recorded=False)
+    # When it really began / ended (`Started-At:` / `Resolved-At:`), aware UTC. The end
+    # counts only with the resolution (incidents.py), so it is not recorded as stated.
+    started_at: dt.datetime | None = _stated_as("started-at", "start-time", "began-at")
+    resolved_at: dt.datetime | None = _stated_as("resolved-at", "end-time", "ended-at",
+                                                 recorded=False)
     invalid: tuple[InvalidField, ...] = ()
     # Fields written with a placeholder ("unchanged", "TBD"), read as blank: (field, value
     # as written), so a rejection can say why a field it asks for counts as missing.
@@ -106,6 +125,14 @@ class Fields:
     # What those lines would state under the key they are probably meant to be: for the
     # rejection's paste-back block, never applied.
     as_meant: "Fields | None" = None
+
+
+# canonical field -> the keys it is written under, in the order of `Fields`
+FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
+    f.name: f.metadata["keys"] for f in dc_fields(Fields) if "keys" in f.metadata}
+# The fields an incident keeps as a message states them (attributes of `Incident` too).
+RECORDED_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dc_fields(Fields) if f.metadata.get("recorded"))
 
 
 @dataclass(frozen=True)
@@ -491,14 +518,77 @@ class Incident:
 
 # ---------------------------------------------------------------- rules -> pipeline
 
+@dataclass(frozen=True)
+class Facts:
+    """What the pipeline looked up for the rules, so that they stay pure."""
+
+    incident: Incident | None = None  # the incident the mail is about, if it exists
+    incident_id: int | None = None  # the id it refers to (tag or thread), even if unknown
+    via_thread: bool = False  # the id came from In-Reply-To/References, not the subject
+    in_incident_thread: bool = False  # it replies in an incident's thread (known when the
+    # subject names no incident, or carries [DECLARE])
+    own_message: bool = False  # its Message-ID is one mailbot generated
+    answers: str = ""  # the kind of mailbot mail nearest in its thread ("reminder_postmortem")
+    # The incident's severity, phase and commander as the message it replies to showed
+    # them (recorded when that message was processed or sent), when known.
+    replied_state: Mapping[str, str | None] | None = None
+    today: dt.date | None = None  # the day it arrived, in [schedule] tz: what due dates
+    # in a postmortem are relative to
+    people: Mapping[str, str] = field(default_factory=dict)  # names, handles -> addresses
+
+
+class Action(StrEnum):
+    """What processing a message does: `Decision.action`. Each final action has one
+    handler in `planning.Planner`; the values are kept (the message index's "outcome")
+    and shown by `mailbot check`."""
+
+    IGNORE = "ignore"  # loops, bounces, strangers: nothing changes, nobody hears
+    ARCHIVE = "archive"  # chatter: kept raw, linked to its incident when it has one
+    STATUS = "status"  # [STATUS]: the live incidents, to the sender
+    DECLARE = "declare"
+    UPDATE = "update"
+    COMMENT = "comment"  # in an incident's thread, states no field: kept, not applied
+    REJECT = "reject"  # not applied; the sender hears why (a `Problem`)
+    # A submission: the postmortem rule, later in the chain, always turns it into one
+    # of the next two, so it is never a final action.
+    POSTMORTEM = "postmortem"
+    POSTMORTEM_ACCEPT = "postmortem-accept"
+    POSTMORTEM_REJECT = "postmortem-reject"
+    REVIEWED = "reviewed"
+    REVIEW_REFUSED = "review-refused"  # the sender hears why (a `Refusal`)
+    DONE = "done"
+    DONE_REFUSED = "done-refused"
+
+
+class Problem(StrEnum):
+    """Why a message was not applied: `details["problem"]` of a `reject`, each worded
+    in templates/mail/rejection.txt."""
+
+    UNKNOWN_INCIDENT = "unknown-incident"
+    POSTMORTEM_WITHOUT_INCIDENT = "postmortem-without-incident"
+    SEVERAL_INCIDENTS = "several-incidents"
+    POSTMORTEM_BEFORE_RESOLVED = "postmortem-before-resolved"
+    INCOMPLETE_FOLLOW_UP = "incomplete-follow-up"
+    WRITTEN_BEFORE_RESOLUTION = "written-before-resolution"
+    OLDER_STATE = "older-state"
+
+
+class Refusal(StrEnum):
+    """Why a review or a "done" was refused: `details["problem"]` of a `review-refused`
+    or `done-refused`, worded in review_refused.txt and done_refused.txt."""
+
+    NO_POSTMORTEM = "no-postmortem"
+    OPEN = "open"  # reopened since: its review waits for the new end
+    ALREADY_REVIEWED = "already-reviewed"
+    NOT_ALLOWED = "not-allowed"
+    UNKNOWN_ITEMS = "unknown-items"
+
 
 @dataclass(frozen=True)
 class Decision:
     """What the rules concluded about one message. Pure data; the pipeline acts on it."""
 
-    action: str
-    # declare | update | comment | reject | status | postmortem-accept | postmortem-reject |
-    # archive (chatter) | ignore (loops, bounces, strangers, duplicates)
+    action: Action
     reason: str = ""  # one line for the log and `mailbot check`
     incident_id: int | None = None
     missing: tuple[str, ...] = ()  # required items not stated

@@ -10,6 +10,7 @@ the pass and the message waits in the spool (ingest exits 75, serve tries again)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any, Callable
 from mailbot.clock import Clock
 from mailbot.config import Config
 from mailbot.durable import fsync_dir, sync_filesystem
-from mailbot.models import OutgoingMail
+from mailbot.models import OutgoingMail, ParsedMail
 from mailbot.outbox import Outbox
 from mailbot.parsing import Language, parse_mail
 from mailbot.planning import Plan, Planner
@@ -159,6 +160,19 @@ class Pipeline:
                     fsync_dir(folder)
         return seen
 
+    def _own_key_if_taken(self, parsed: ParsedMail) -> ParsedMail:
+        """`parsed`, keyed by its Message-ID and author when a message that was ignored (a
+        stranger's, a loop's) from another author took that Message-ID first: a
+        predictable id must not let a stranger have a colleague's update dropped as a
+        duplicate. A retransmission of the message has the same author, so it is still
+        one; the Message-ID itself still threads (see `Planner._link`)."""
+        record = self.store.message_record(parsed.key)
+        author = parsed.from_address.lower()
+        if (record and record.get("outcome") == "ignore" and "author" in record
+                and record["author"] != author):
+            return dataclasses.replace(parsed, key=f"{parsed.key}|{author}")
+        return parsed
+
     def _commit_one(self, name: str, folders: set[Path]) -> Any:
         """Decide one message and commit it in memory (the group writes it)."""
         try:
@@ -167,11 +181,13 @@ class Pipeline:
             return None
         try:
             folders.add(self._archive(spooled.name, spooled.path, spooled.received_at))
-            parsed = parse_mail(spooled.raw, self.language)
+            parsed = self._own_key_if_taken(parse_mail(spooled.raw, self.language))
             if self.store.is_processed(parsed.key):
                 log.info("%s <%s> duplicate: already processed", name, parsed.key)
                 return "duplicate"
             plan = self.planner.evaluate(parsed, spooled.received_at)
+            # Who the key was processed for: see `_own_key_if_taken`.
+            plan.index.setdefault(parsed.key, {})["author"] = plan.mail.from_address.lower()
         except OSError:
             raise
         except Exception:  # noqa: BLE001 - one bad message must not stop the list

@@ -13,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from mailbot import incidents as usecases
 from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
-from mailbot.models import Change, Decision, Incident, OutgoingMail, Page, ParsedMail
+from mailbot.models import (RECORDED_FIELDS, Action, Change, Decision, Facts, Incident,
+                            OutgoingMail, Page, ParsedMail, Postmortem, Problem)
 from mailbot.parsing.dates import with_usable_date
-from mailbot.rules import Facts, decide
+from mailbot.rules import decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
 from mailbot.rules.enforcement import meant_value, stated
 from mailbot.rules.stepback import phase_step_back, state_of
@@ -71,7 +72,7 @@ class Planner:
         # Names and handles -> addresses (the experts directory): "owner: @ben" is mailable.
         self.people = dict(people or {})
 
-    def facts_for(self, mail: ParsedMail) -> Facts:
+    def facts_for(self, mail: ParsedMail, received: dt.datetime) -> Facts:
         tags = mail.tags
         incident_id = tags.incident_id
         via_thread = False
@@ -90,7 +91,9 @@ class Planner:
         return Facts(incident=incident, incident_id=incident_id, via_thread=via_thread,
                      in_incident_thread=thread_incident is not None,
                      own_message=self.store.is_own_message(mail.message_id),
-                     answers=answers, replied_state=replied_state)
+                     answers=answers, replied_state=replied_state,
+                     today=received.astimezone(self.config.schedule.tz).date(),
+                     people=self.people)
 
     def _replied_to(self, mail: ParsedMail, incident_id: int | None
                     ) -> tuple[str, Mapping[str, Any] | None]:
@@ -114,12 +117,11 @@ class Planner:
     def evaluate(self, mail: ParsedMail, received: dt.datetime) -> Plan:
         """Decide and build every effect of `mail`, without writing anything."""
         mail = with_usable_date(unmunge(mail, self.config), received)
-        facts = self.facts_for(mail)
+        facts = self.facts_for(mail, received)
         decision = decide(mail, facts, self.config)
         plan = Plan(mail=mail, decision=decision, facts=facts)
-        plan.index[mail.key] = {"outcome": decision.action}
-        handler = getattr(self, "_on_" + decision.action.replace("-", "_"))
-        handler(plan, received)
+        plan.index[mail.key] = {"outcome": decision.action.value}  # stored: a plain string
+        self._handlers[decision.action](self, plan, received)
         # A message from someone paged for the incident answers the page (no escalation).
         plan.incidents = [paging.record_answer(i, mail.from_address, received, self.directory)
                           if i.pages else i for i in plan.incidents]
@@ -211,7 +213,8 @@ class Planner:
         plan.incidents.append(incident)
         plan.next_incident_id = incident_id + 1
         plan.changes = incident.timeline[-1].changes
-        plan.decision = Decision("declare", reason=plan.decision.reason, incident_id=incident_id)
+        plan.decision = Decision(Action.DECLARE, reason=plan.decision.reason,
+                                 incident_id=incident_id)
         # The block to fill in keeps what a misspelled key or value meant ("sevrity: 3",
         # "Phase: identifed"), so the sender only checks it and sends it back.
         prefill = usecases.apply_followup(incident, _with_meant_fields(plan.mail), received)[0]
@@ -319,13 +322,13 @@ class Planner:
             "original_title": plan.mail.tags.title,
             "original_date": plan.mail.date,
         }
-        if incident is not None and d.details.get("problem") == "incomplete-follow-up":
+        if incident is not None and d.details.get("problem") == Problem.INCOMPLETE_FOLLOW_UP:
             # The block to paste back: the current values with what the message did
             # state put in (under a misspelled key or value too), so the sender only adds
             # what is missing.
             variables["prefill"] = usecases.apply_followup(
                 plan.facts.incident, _with_meant_fields(plan.mail), received)[0]
-        elif incident is not None and d.details.get("problem") == "older-state":
+        elif incident is not None and d.details.get("problem") == Problem.OLDER_STATE:
             # Today's values, with whatever else the message said (a new liaison): only
             # the pasted severity, phase and commander are left out.
             variables["prefill"] = usecases.apply_followup(
@@ -355,43 +358,44 @@ class Planner:
         self._reply(plan, "status", [plan.mail.from_address], incident, received,
                     incidents=live, missing_ref=missing_ref)
 
-    def _on_postmortem(self, plan: Plan, received: dt.datetime) -> None:
-        # Accepted: the incident awaits its review and the list hears it, without a word
-        # of blame. Rejected: the author alone hears what is missing or blames someone.
-        from mailbot.models import Postmortem
-        from mailbot.rules.postmortem import decide_postmortem, review_postmortem
+    def _postmortem_variables(self, plan: Plan) -> dict[str, Any]:
+        return {"review": plan.decision.details["review"], "author": plan.mail.from_address,
+                "original_subject": plan.mail.subject,
+                "horizon_days": self.config.postmortem.action_item_horizon_days,
+                "leadership": self.config.postmortem.leadership}
 
+    def _on_postmortem_accept(self, plan: Plan, received: dt.datetime) -> None:
+        # The incident awaits its review and the list hears it, without a word of blame.
         incident = plan.facts.incident
         assert incident is not None
         mail = plan.mail
-        review = review_postmortem(mail, incident, self.config,
-                                   received.astimezone(self.config.schedule.tz).date(),
-                                   self.people)
-        plan.decision = decide_postmortem(review, incident.id)
-        plan.index[mail.key]["outcome"] = plan.decision.action
-        variables = {"review": review, "author": mail.from_address,
-                     "original_subject": mail.subject,
-                     "horizon_days": self.config.postmortem.action_item_horizon_days,
-                     "leadership": self.config.postmortem.leadership}
-        if review.accepted:
-            postmortem = Postmortem(
-                accepted_at=received, author=mail.from_address, message_id=mail.message_id,
-                text=review.text, sections=review.sections,
-                action_items=review.action_items(), quarterly=review.quarterly_items(),
-                headings=review.headings)
-            incident = usecases.accept_postmortem(incident, postmortem, received)
-            plan.incidents.append(incident)
-            self._reply(plan, "postmortem_ack", [self.config.list.address], incident,
-                        received, postmortem=postmortem, **variables)
-            if review.blame:  # [postmortem] blame_is_advice: still never to the list
-                self._reply(plan, "postmortem_blame_note", [mail.from_address], incident,
-                            received, **variables)
-        else:
-            incident = usecases.record_rejection(incident, mail, received, review.reason(),
-                                                 kind="postmortem-rejected")
-            plan.incidents.append(incident)
-            self._reply(plan, "postmortem_rejection", [mail.from_address], incident,
+        variables = self._postmortem_variables(plan)
+        review = variables["review"]
+        postmortem = Postmortem(
+            accepted_at=received, author=mail.from_address, message_id=mail.message_id,
+            text=review.text, sections=review.sections,
+            action_items=review.action_items(), quarterly=review.quarterly_items(),
+            headings=review.headings)
+        incident = usecases.accept_postmortem(incident, postmortem, received)
+        plan.incidents.append(incident)
+        self._reply(plan, "postmortem_ack", [self.config.list.address], incident,
+                    received, postmortem=postmortem, **variables)
+        if review.blame:  # [postmortem] blame_is_advice: still never to the list
+            self._reply(plan, "postmortem_blame_note", [mail.from_address], incident,
                         received, **variables)
+        self._link(plan, incident.id)
+
+    def _on_postmortem_reject(self, plan: Plan, received: dt.datetime) -> None:
+        # The author alone hears what is missing or blames someone.
+        incident = plan.facts.incident
+        assert incident is not None
+        variables = self._postmortem_variables(plan)
+        incident = usecases.record_rejection(incident, plan.mail, received,
+                                             variables["review"].reason(),
+                                             kind="postmortem-rejected")
+        plan.incidents.append(incident)
+        self._reply(plan, "postmortem_rejection", [plan.mail.from_address], incident,
+                    received, **variables)
         self._link(plan, incident.id)
 
     def _on_reviewed(self, plan: Plan, received: dt.datetime) -> None:
@@ -455,6 +459,24 @@ class Planner:
     def _on_ignore(self, plan: Plan, received: dt.datetime) -> None:
         pass
 
+    # What each final action does (Action.POSTMORTEM never is one: the postmortem rule
+    # always decides it). A test checks that every other action has its handler.
+    _handlers: ClassVar[Mapping[Action, Callable[[Planner, Plan, dt.datetime], None]]] = {
+        Action.IGNORE: _on_ignore,
+        Action.ARCHIVE: _on_archive,
+        Action.STATUS: _on_status,
+        Action.DECLARE: _on_declare,
+        Action.UPDATE: _on_update,
+        Action.COMMENT: _on_comment,
+        Action.REJECT: _on_reject,
+        Action.POSTMORTEM_ACCEPT: _on_postmortem_accept,
+        Action.POSTMORTEM_REJECT: _on_postmortem_reject,
+        Action.REVIEWED: _on_reviewed,
+        Action.REVIEW_REFUSED: _on_review_refused,
+        Action.DONE: _on_done,
+        Action.DONE_REFUSED: _on_done_refused,
+    }
+
     def _cap(self, plan: Plan, received: dt.datetime) -> None:
         plan.outgoing, notes = self.cap_outgoing(plan.outgoing, received)
         plan.capped.extend(notes)
@@ -487,8 +509,6 @@ class Planner:
         return kept, notes
 
 
-_FIELD_NAMES = ("severity", "phase", "commander", "channel", "summary", "impact",
-                "customer_impact", "services", "postmortem_owner")
 _ACK_EXCERPT_LINES = 5  # of the sender's words in a routine ack; the rest is in the thread
 
 
@@ -520,11 +540,11 @@ def _with_meant_fields(mail: ParsedMail) -> ParsedMail:
     values the ones they are close to (for a block to fill in only); what it stated under
     a right key wins."""
     f = mail.fields
-    merged: dict[str, Any] = {name: getattr(f, name) for name in _FIELD_NAMES}
+    merged: dict[str, Any] = {name: getattr(f, name) for name in RECORDED_FIELDS}
     roles = dict(f.roles)
     meant = f.as_meant
     if meant is not None:
-        for name in _FIELD_NAMES:
+        for name in RECORDED_FIELDS:
             if merged[name] is None:
                 merged[name] = getattr(meant, name)
         roles = {**meant.roles, **roles}
@@ -539,7 +559,7 @@ def _without(mail: ParsedMail, names: Iterable[str]) -> ParsedMail:
     """`mail` as if it had not stated `names` (in its body or its subject)."""
     names = set(names)
     f = mail.fields
-    cleared = {name: None for name in names if name in _FIELD_NAMES}
+    cleared = {name: None for name in names if name in RECORDED_FIELDS}
     roles = {r: p for r, p in f.roles.items()
              if not ("commander" in names and r in ("commander", "ic"))}
     tags = dataclasses.replace(mail.tags, **{n: None for n in ("severity", "phase")

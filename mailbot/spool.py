@@ -17,13 +17,16 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
 from mailbot.durable import (FILE_MODE, fsync_dir, move_durably, read_whole, remove_durably,
                              sync_filesystem, unique_suffix, write_atomic, write_new,
                              write_synced)
 from mailbot.faults import crash_point
-from mailbot.models import SpooledMail
+
+if TYPE_CHECKING:
+    from mailbot.models import SpooledMail
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,10 @@ class Spool:
         return sorted(p.name for p in self.new.iterdir() if not p.name.startswith("."))
 
     def read(self, name: str) -> SpooledMail:
+        # Imported here: `mailbot ingest` beside a running daemon only puts, and an MTA
+        # starts it once per message (models costs more to import than the rest of it).
+        from mailbot.models import SpooledMail
+
         path = self.new / name
         raw = read_whole(path)
         stamp, _, rest = name.partition(".")

@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailbot.spool import Spool
+
+if TYPE_CHECKING:
+    from mailbot.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -39,4 +42,18 @@ def read_inputs(paths: list[str], stdin: BinaryIO | None = None) -> list[tuple[s
 
 def spool_inputs(spool: Spool, messages: list[tuple[str, bytes]]) -> list[str]:
     """Put each message in the spool (raises OSError when the disk cannot keep it)."""
+    if len(messages) == 1:
+        # An MTA's pipe: two fsyncs of our own files cost less than a syncfs, which
+        # waits for whatever else is dirty on the file system.
+        return [spool.put(messages[0][1], "pipe")]
     return spool.put_many([raw for _, raw in messages], "pipe")
+
+
+def open_spool(config: Config) -> Spool:
+    """The spool under [storage] dir, for a process that only spools (another one holds
+    the writer lock). Checks services.toml first, as building the Runtime would: a broken
+    one defers the message (ConfigError) instead of spooling what cannot be processed."""
+    from mailbot.services import load_services
+
+    load_services(config.services_file)
+    return Spool(config.storage.spool_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from typing import TYPE_CHECKING, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
@@ -36,7 +37,7 @@ class SpoolHandler:
         self.protocol = protocol
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or envelope.content
+        content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):  # only with decode_data=True, which we never set
             content = content.encode("utf-8", "surrogateescape")
         mail_from = (envelope.mail_from or "").replace("\r", "").replace("\n", "")
@@ -77,7 +78,14 @@ class _Gate:
         self.open = 0
 
 
-class _BoundedData:
+# The mixin is typed against the class it is mixed into (its attributes are aiosmtpd's).
+if TYPE_CHECKING:
+    _MixinBase = SMTP
+else:
+    _MixinBase = object
+
+
+class _BoundedData(_MixinBase):
     """DATA read in blocks into one buffer, and a cap on connections; mixed into aiosmtpd's
     SMTP and LMTP. The rules are aiosmtpd's own: a line over `line_length_limit` -> 500,
     more than `data_size_limit` bytes -> 552, both answered after the lone dot."""
@@ -90,7 +98,7 @@ class _BoundedData:
             if self.gate.open >= self.gate.limit:
                 log.warning("smtp: %d connections open; refused %r with 421",
                             self.gate.open, transport.get_extra_info("peername"))
-                transport.write(TOO_MANY)
+                cast(asyncio.WriteTransport, transport).write(TOO_MANY)
                 transport.close()
                 return
             self.gate.open += 1

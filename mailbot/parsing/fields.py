@@ -32,29 +32,14 @@ import re
 from typing import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailbot.models import FieldLine, Fields, InvalidField
+from mailbot.models import FIELD_KEYS, FieldLine, Fields, InvalidField
 from mailbot.parsing.language import Language, parse_phase, parse_severity
 from mailbot.parsing.quotes import NEW, Line
 
 MAX_FIELD_LINE = 4000  # a longer line is prose (or an attack), not a field
 _MAX_CONTINUATION = 30
 
-# canonical field -> accepted keys, as in PRODUCT.md's table
-FIELD_KEYS: dict[str, tuple[str, ...]] = {
-    "severity": ("severity", "sev"),
-    "phase": ("phase", "status", "stage"),
-    "commander": ("commander", "ic", "incident-commander"),
-    "roles": ("roles", "involved", "members"),
-    "channel": ("channel", "where", "bridge"),
-    "summary": ("summary", "issue", "what"),
-    "impact": ("impact",),
-    "customer_impact": ("customer-impact", "customer-facing"),
-    "services": ("services", "service"),
-    "postmortem_owner": ("postmortem-owner", "post-mortem-owner"),
-    "started_at": ("started-at", "start-time", "began-at"),
-    "resolved_at": ("resolved-at", "end-time", "ended-at"),
-    "page": ("page",),
-}
+# Each field and its keys are defined once, in `models.Fields`.
 _KEY_TO_FIELD = {key: name for name, keys in FIELD_KEYS.items() for key in keys}
 _CONTINUED = {"summary", "impact"}
 _LISTS = {"roles", "services", "page"}
@@ -408,20 +393,10 @@ def read_fields(lines: Sequence[Line], lang: Language, sender: str = "", *,
             invalid.pop(field, None)
 
     roles = _number(role_pairs)
+    stated = {name: state.get(name) for name in FIELD_KEYS if name != "roles"}
     return Fields(
-        severity=state.get("severity"),  # type: ignore[arg-type]
-        phase=state.get("phase"),  # type: ignore[arg-type]
-        commander=state.get("commander"),  # type: ignore[arg-type]
+        **stated,  # type: ignore[arg-type]
         roles=roles,
-        channel=state.get("channel"),  # type: ignore[arg-type]
-        summary=state.get("summary"),  # type: ignore[arg-type]
-        impact=state.get("impact"),  # type: ignore[arg-type]
-        customer_impact=state.get("customer_impact"),  # type: ignore[arg-type]
-        services=state.get("services"),  # type: ignore[arg-type]
-        postmortem_owner=state.get("postmortem_owner"),  # type: ignore[arg-type]
-        page=state.get("page"),  # type: ignore[arg-type]
-        started_at=state.get("started_at"),  # type: ignore[arg-type]
-        resolved_at=state.get("resolved_at"),  # type: ignore[arg-type]
         invalid=tuple(invalid.values()) + tuple(role_invalid),
         blanked=tuple(blanked.items()),
         lines=tuple(fl for fl, _ in read),

@@ -36,7 +36,6 @@ import re
 from dataclasses import dataclass, field
 
 from mailbot.models import Attachment
-from mailbot.parsing.htmltext import html_to_text
 from mailbot.parsing.reports import find_report
 
 log = logging.getLogger(__name__)
@@ -322,6 +321,10 @@ def _part_text(part: email.message.Message, defects: list[str]) -> str:
     text = decode_bytes(data, part.get_content_charset(), defects, part.get_content_type())
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_subtype() == "html":
+        # Imported here: html.parser is a cost every one-message process would pay for
+        # the few messages that are HTML only.
+        from mailbot.parsing.htmltext import html_to_text
+
         text, html_defects = html_to_text(text)
         defects.extend(html_defects)
     elif (part.get_param("format") or "").lower() == "flowed":

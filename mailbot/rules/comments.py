@@ -4,14 +4,9 @@ rejected and never answered on the list."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Action, Decision, Facts, ParsedMail
 from mailbot.rules.enforcement import stated
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 
 def states_nothing(mail: ParsedMail) -> bool:
@@ -21,9 +16,9 @@ def states_nothing(mail: ParsedMail) -> bool:
     return not stated(mail) and not f.invalid and not f.misspelled
 
 
-def check_comment(mail: ParsedMail, facts: "Facts", config: Config,
+def check_comment(mail: ParsedMail, facts: Facts, config: Config,
                   decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action != "update" or not states_nothing(mail):
+    if decision is None or decision.action != Action.UPDATE or not states_nothing(mail):
         return None
-    return Decision("comment", reason="comment (no field stated)",
+    return Decision(Action.COMMENT, reason="comment (no field stated)",
                     incident_id=decision.incident_id)

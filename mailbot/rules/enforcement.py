@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, InvalidField, ParsedMail
-from mailbot.rules.postmortem import split_sections
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
+from mailbot.models import (RECORDED_FIELDS, Action, Decision, Facts, InvalidField,
+                            ParsedMail, Problem)
+from mailbot.parsing.postmortem import split_sections
 
 REQUIRED = ("severity", "phase", "commander")
 # How much older than the resolution a reopening follow-up's Date: may be (clocks differ).
@@ -29,10 +26,9 @@ def stated(mail: ParsedMail) -> dict[str, object]:
         values["phase"] = mail.tags.phase
     roles = dict(f.roles)
     commander = f.commander or roles.pop("commander", None) or roles.pop("ic", None)
-    for name in ("severity", "phase", "channel", "summary", "impact", "customer_impact",
-                 "services", "postmortem_owner", "started_at"):
+    for name in RECORDED_FIELDS:
         value = getattr(f, name)
-        if value is not None:
+        if value is not None and name != "commander":  # the commander comes last, below
             values[name] = value
     if commander:
         values["commander"] = commander
@@ -53,9 +49,9 @@ def meant_value(invalid: InvalidField) -> str | None:
     return close[0] if close else None
 
 
-def enforce(mail: ParsedMail, facts: "Facts", config: Config,
+def enforce(mail: ParsedMail, facts: Facts, config: Config,
             decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action != "update":
+    if decision is None or decision.action != Action.UPDATE:
         return None
     values = stated(mail)
     invalid = mail.fields.invalid
@@ -69,13 +65,13 @@ def enforce(mail: ParsedMail, facts: "Facts", config: Config,
             parts.append("missing " + ", ".join(missing))
         if invalid:
             parts.append("invalid " + ", ".join(i.field for i in invalid))
-        details: dict[str, object] = {"problem": "incomplete-follow-up"}
+        details: dict[str, object] = {"problem": Problem.INCOMPLETE_FOLLOW_UP}
         if facts.incident is not None and facts.incident.status == "resolved" and \
                 len(split_sections(mail.new_text)) >= 3:
             # A reply to the postmortem reminder that is the postmortem, sent without
             # the [POSTMORTEM] tag: say so, instead of only asking for severity & co.
             details["looks_like_postmortem"] = True
-        return Decision("reject", reason="; ".join(parts), incident_id=decision.incident_id,
+        return Decision(Action.REJECT, reason="; ".join(parts), incident_id=decision.incident_id,
                         missing=missing, invalid=invalid, details=details)
     incident = facts.incident
     if incident is not None and incident.status in ("resolved", "closed") and \
@@ -84,7 +80,7 @@ def enforce(mail: ParsedMail, facts: "Facts", config: Config,
             mail.date < incident.resolved_at - WRITTEN_BEFORE_SLACK:
         # A mail written before the resolution and delivered after it (a held queue, a
         # laptop that was offline) would reopen the incident with old news. Ask instead.
-        return Decision("reject", reason="written before the incident was resolved",
+        return Decision(Action.REJECT, reason="written before the incident was resolved",
                         incident_id=decision.incident_id,
-                        details={"problem": "written-before-resolution"})
+                        details={"problem": Problem.WRITTEN_BEFORE_RESOLUTION})
     return None

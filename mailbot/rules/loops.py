@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Action, Decision, Facts, ParsedMail
 from mailbot.parsing.reports import PHRASE_ONLY
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 # Vacation responders that predate RFC 3834 mark themselves with these instead.
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
@@ -41,50 +37,50 @@ _REPORT_SUBJECT = re.compile(
     r"permanent delivery failure|mail system error)", re.IGNORECASE)
 
 
-def check_loops(mail: ParsedMail, facts: "Facts", config: Config,
+def check_loops(mail: ParsedMail, facts: Facts, config: Config,
                 decision: Decision | None) -> Decision | None:
     """Ignore (and never apply) automatic mail, bounces and echoes of our own mail."""
     auto = (mail.header("auto-submitted") or "").strip().lower()
     # RFC 3834 5.1: the keyword, then optional parameters (";") and comments ("(...)"):
     # "No (manual)" is a person.
     if auto and _COMMENT.sub(" ", auto).split(";")[0].strip() != "no":
-        return Decision("ignore", reason=f"auto-submitted ({auto})")
+        return Decision(Action.IGNORE, reason=f"auto-submitted ({auto})")
     if any(mail.header(h) for h in _AUTOREPLY_HEADERS):
-        return Decision("ignore", reason="auto-reply header")
+        return Decision(Action.IGNORE, reason="auto-reply header")
     # Exchange and Outlook out-of-office replies do not always say Auto-Submitted; their
     # subject does ("Automatic reply: [INC-2] ...", localised).
     if _AUTOREPLY_SUBJECT.match(mail.subject):
-        return Decision("ignore", reason="auto-reply subject")
+        return Decision(Action.IGNORE, reason="auto-reply subject")
     if mail.envelope_sender == "":
-        return Decision("ignore", reason="bounce (null sender)")
+        return Decision(Action.IGNORE, reason="bounce (null sender)")
     local = mail.from_address.split("@", 1)[0]
     if local in _BOUNCE_LOCALPARTS:
-        return Decision("ignore", reason=f"bounce (from {local})")
+        return Decision(Action.IGNORE, reason=f"bounce (from {local})")
     if mail.content_type == "multipart/report":
-        return Decision("ignore", reason="bounce (multipart/report)")
+        return Decision(Action.IGNORE, reason="bounce (multipart/report)")
     # Exchange, GroupWise, MDaemon, qmail, antivirus gateways: no standard header, but
     # their text is a known report format (GNU Mailman's detectors, parsing/reports.py).
     if mail.report == PHRASE_ONLY:
         if _REPORT_SUBJECT.match(mail.subject):
-            return Decision("ignore", reason="bounce (report subject and text)")
+            return Decision(Action.IGNORE, reason="bounce (report subject and text)")
     elif mail.report:
-        return Decision("ignore", reason=f"bounce ({mail.report} report)")
+        return Decision(Action.IGNORE, reason=f"bounce ({mail.report} report)")
     if _LIST_MACHINERY.fullmatch(local):
-        return Decision("ignore", reason=f"list notice (from {local})")
+        return Decision(Action.IGNORE, reason=f"list notice (from {local})")
     if (mail.header("x-list-administrivia") or "").strip().lower() == "yes":
-        return Decision("ignore", reason="list notice (X-List-Administrivia)")
+        return Decision(Action.IGNORE, reason="list notice (X-List-Administrivia)")
     bot = config.list.bot_address
     if mail.from_address == bot:
-        return Decision("ignore", reason="our own mail came back")
+        return Decision(Action.IGNORE, reason="our own mail came back")
     if any(bot in value.lower() for value in mail.header_all("x-loop")):
-        return Decision("ignore", reason="X-Loop names us")
+        return Decision(Action.IGNORE, reason="X-Loop names us")
     # Any mailbot's mail (ours or a peer instance's), even when a list rewrote From and
     # dropped Auto-Submitted: lists keep X- headers.
     if mail.header("x-mailbot-kind"):
-        return Decision("ignore", reason="written by a mailbot")
+        return Decision(Action.IGNORE, reason="written by a mailbot")
     if facts.own_message:
-        return Decision("ignore", reason="our own Message-ID came back")
+        return Decision(Action.IGNORE, reason="our own Message-ID came back")
     precedence = (mail.header("precedence") or "").strip().lower()
     if precedence in _AUTOMATIC_PRECEDENCE:
-        return Decision("ignore", reason=f"precedence: {precedence}")
+        return Decision(Action.IGNORE, reason=f"precedence: {precedence}")
     return None

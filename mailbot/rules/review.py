@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import re
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
 
 from mailbot.config import Config
-from mailbot.models import Decision, Incident, ParsedMail
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
+from mailbot.models import Action, Decision, Facts, Incident, ParsedMail, Refusal
 
 _DONE_LINE = re.compile(r"(?im)^\s*(?:done|completed|finished)\s*:\s*(?P<v>.+)$")
 _LABEL = re.compile(r"(?i)\bA\s*(\d{1,3})\b")
@@ -44,40 +40,40 @@ def _leader_or_commander(sender: str, incident: Incident, config: Config) -> boo
                              or sender == address(incident.commander))
 
 
-def check_review(mail: ParsedMail, facts: "Facts", config: Config,
+def check_review(mail: ParsedMail, facts: Facts, config: Config,
                  decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action not in ("reviewed", "done"):
+    if decision is None or decision.action not in (Action.REVIEWED, Action.DONE):
         return None
     incident = facts.incident
     assert incident is not None
     sender = mail.from_address
-    refused = "review-refused" if decision.action == "reviewed" else "done-refused"
+    refused = Action.REVIEW_REFUSED if decision.action == Action.REVIEWED else Action.DONE_REFUSED
     if incident.postmortem is None:
         return Decision(refused, reason="no accepted postmortem yet",
-                        incident_id=incident.id, details={"problem": "no-postmortem"})
-    if decision.action == "reviewed":
+                        incident_id=incident.id, details={"problem": Refusal.NO_POSTMORTEM})
+    if decision.action == Action.REVIEWED:
         if incident.status == "open":  # reopened since: its review waits for the new end
             return Decision(refused, reason="incident open again", incident_id=incident.id,
-                            details={"problem": "open"})
+                            details={"problem": Refusal.OPEN})
         if incident.postmortem.reviewed_at is not None:
             return Decision(refused, reason="already reviewed", incident_id=incident.id,
-                            details={"problem": "already-reviewed"})
+                            details={"problem": Refusal.ALREADY_REVIEWED})
         if not _leader_or_commander(sender, incident, config):
             return Decision(refused, reason=f"{sender} is neither leadership nor the commander",
-                            incident_id=incident.id, details={"problem": "not-allowed"})
+                            incident_id=incident.id, details={"problem": Refusal.NOT_ALLOWED})
         return decision
     labels = done_labels(mail.new_text)
     known = [a for a in incident.postmortem.action_items if a.label in labels]
     unknown = tuple(label for label in labels if incident.postmortem.item(label) is None)
     if not labels or unknown:
         return Decision(refused, reason="no known action item named", incident_id=incident.id,
-                        details={"problem": "unknown-items", "labels": labels,
+                        details={"problem": Refusal.UNKNOWN_ITEMS, "labels": labels,
                                  "unknown": unknown})
     allowed = _leader_or_commander(sender, incident, config)
     others = tuple(a.label for a in known if not allowed and address(a.owner) != sender)
     if others:
         return Decision(refused, reason=f"{sender} does not own " + ", ".join(others),
                         incident_id=incident.id,
-                        details={"problem": "not-allowed", "labels": others})
-    return Decision("done", reason="action items done: " + ", ".join(labels),
+                        details={"problem": Refusal.NOT_ALLOWED, "labels": others})
+    return Decision(Action.DONE, reason="action items done: " + ", ".join(labels),
                     incident_id=incident.id, details={"labels": labels})

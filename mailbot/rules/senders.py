@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from mailbot.config import Config
-from mailbot.models import Decision, ParsedMail
+from mailbot.models import Action, Decision, Facts, ParsedMail
 from mailbot.parsing.authresults import parse_authentication_results
 from mailbot.parsing.mime import read_mailbox
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 
 def is_allowed(address: str, config: Config) -> bool:
@@ -67,19 +63,19 @@ def _signing_domain(header_d: str | None, header_i: str | None) -> str:
     return ""
 
 
-def check_sender(mail: ParsedMail, facts: "Facts", config: Config,
+def check_sender(mail: ParsedMail, facts: Facts, config: Config,
                  decision: Decision | None) -> Decision | None:
     """Strangers change nothing and hear nothing (no backscatter). Someone paged for an
     incident may write to it (and only to it) like an allowed sender."""
     paged = facts.incident is not None and mail.from_address in facts.incident.paged_addresses
     if not paged and not is_allowed(mail.from_address, config):
-        return Decision("ignore", reason=f"stranger {mail.from_address or '(no From)'}")
+        return Decision(Action.IGNORE, reason=f"stranger {mail.from_address or '(no From)'}")
     if config.policy.require_dkim and not dkim_passes(mail, config):
-        return Decision("ignore", reason=f"no trusted dkim=pass for {mail.from_address}")
+        return Decision(Action.IGNORE, reason=f"no trusted dkim=pass for {mail.from_address}")
     if not config.policy.accept_direct_to_bot:
         recipients = {a.lower() for a in (*mail.to, *mail.cc)}
         if config.list.address not in recipients:
-            return Decision("ignore", reason="not sent to the list")
+            return Decision(Action.IGNORE, reason="not sent to the list")
     return None
 
 

@@ -4,14 +4,9 @@ ack, two updates later), not news. It is not applied; its sender is told."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailbot.config import Config
-from mailbot.models import Decision, Incident, ParsedMail
+from mailbot.models import Action, Decision, Facts, Incident, ParsedMail, Problem
 from mailbot.rules.enforcement import REQUIRED, stated
-
-if TYPE_CHECKING:
-    from mailbot.rules import Facts
 
 
 def state_of(incident: Incident) -> dict[str, str | None]:
@@ -23,9 +18,9 @@ def _same(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a.strip().lower() == b.strip().lower()
 
 
-def check_step_back(mail: ParsedMail, facts: "Facts", config: Config,
+def check_step_back(mail: ParsedMail, facts: Facts, config: Config,
                     decision: Decision | None) -> Decision | None:
-    if decision is None or decision.action != "update" or facts.incident is None:
+    if decision is None or decision.action != Action.UPDATE or facts.incident is None:
         return None
     older = facts.replied_state
     if not older:
@@ -37,9 +32,9 @@ def check_step_back(mail: ParsedMail, facts: "Facts", config: Config,
     behind = tuple(name for name in REQUIRED if not _same(older.get(name), current[name]))
     if not behind:
         return None  # the older mail showed what is still true
-    return Decision("reject", reason="repeats an older state (" + ", ".join(behind) + ")",
+    return Decision(Action.REJECT, reason="repeats an older state (" + ", ".join(behind) + ")",
                     incident_id=decision.incident_id,
-                    details={"problem": "older-state", "behind": behind,
+                    details={"problem": Problem.OLDER_STATE, "behind": behind,
                              "older": dict(older)})
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from mailbot.config import load_config
+from mailbot.models import Facts
 from mailbot.parsing import Language, parse_mail
 from mailbot.parsing import reports
 from mailbot.parsing.reports import find_report
-from mailbot.rules import Facts
 from mailbot.rules.loops import check_loops
 from tests import bouncecorpus
 from tests.core.support import DECLARATION_BODY, REPO, message, write_config

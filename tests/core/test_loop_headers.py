@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailbot.config import load_config
+from mailbot.models import Facts
 from mailbot.parsing import Language, parse_mail
-from mailbot.rules import Facts
 from mailbot.rules.loops import check_loops
 from tests.core.support import REPO, message
 

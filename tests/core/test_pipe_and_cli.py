@@ -109,6 +109,96 @@ def test_ingest_defers_whatever_the_operator_got_wrong(tmp_path, mistake):
         assert other.returncode in (73, 78), other.stderr
 
 
+# ---------------------------------------------------------------- one process per message
+
+# What an MTA's `mailbot ingest` must not load while `serve` does the processing: the
+# Runtime and everything it builds (templates, store, rules, parsing, outbox) and their
+# libraries. Each costs the one-message process more than the spooling itself.
+HEAVY = ("mailbot.runtime", "mailbot.compose", "mailbot.store", "mailbot.models",
+         "mailbot.pipeline", "mailbot.planning", "mailbot.outbox", "mailbot.parsing",
+         "mailbot.rules", "mailbot.wire", "jinja2", "mailparser", "tinydb", "flufl.bounce",
+         "aiosmtpd", "imapclient", "ctypes", "subprocess", "importlib.resources")
+
+
+def imported_by(args: list[str], stdin: bytes) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run mailbot under `-X importtime` and read which modules the process imported."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailbot", *args],
+                         input=stdin, capture_output=True, cwd=REPO, timeout=120)
+    names = {line.rsplit("|", 1)[1].strip() for line in out.stderr.decode().splitlines()
+             if line.startswith("import time:") and "|" in line}
+    return out, names
+
+
+def test_ingest_beside_a_running_daemon_spools_without_loading_the_processing(tmp_path):
+    from mailbot.lock import WriterLock
+
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    args = ["ingest", "-", "--config", str(cfg)]
+    # Control: with nobody holding the lock the same probe sees the processing half load.
+    _, alone = imported_by(args, message("[DECLARE] alone", DECLARATION_BODY,
+                                         message_id="cold0@x"))
+    assert {"mailbot.runtime", "jinja2", "mailparser", "tinydb"} <= alone
+    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
+    assert lock.acquire()  # held by this process, as `serve` holds it
+    try:
+        out, names = imported_by(args, message("[DECLARE] beside serve", DECLARATION_BODY,
+                                               message_id="cold1@x"))
+    finally:
+        lock.release()
+    assert out.returncode == 0, out.stderr
+    assert b"writer lock" in out.stderr  # says who will process it
+    loaded = sorted(n for n in names for heavy in HEAVY
+                    if n == heavy or n.startswith(heavy + "."))
+    assert loaded == []
+    spooled = [p for p in (tmp_path / "var" / "spool" / "new").iterdir()
+               if not p.name.startswith(".")]
+    assert len(spooled) == 1 and b"cold1@x" in spooled[0].read_bytes()
+
+
+@pytest.mark.parametrize("mistake", ["bad services", "templates dir", "bad key"])
+def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path, mistake):
+    """The spool-only path checks what the Runtime would have: a config broken since
+    `serve` started defers the message (75) and spools nothing."""
+    from mailbot.lock import WriterLock
+
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
+    assert lock.acquire()
+    try:
+        if mistake == "bad services":
+            services = tmp_path / "services.toml"
+            services.write_text("[[service]\n")
+            cfg.write_text(cfg.read_text().replace(str(REPO / "config" / "services.toml"),
+                                                   str(services)))
+        elif mistake == "templates dir":
+            cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{tmp_path / "nope"}"\n')
+        else:
+            cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
+        out = run("ingest", "-", "--config", str(cfg),
+                  stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="held@x"))
+    finally:
+        lock.release()
+    assert out.returncode == 75, (out.returncode, out.stderr)
+    assert b"Traceback" not in out.stderr and out.stderr.count(b"\n") == 1
+    spool = tmp_path / "var" / "spool" / "new"
+    assert not spool.is_dir() or not list(spool.iterdir())
+
+
+@pytest.mark.parametrize("argv", [
+    ["ingest", "-", "--config", "c.toml"], ["--config", "c.toml", "-v", "ingest", "a", "b"],
+    ["serve"], ["check", "m.eml", "--show-mail"], ["incidents", "--json", "--all"],
+    ["show", "INC-3", "--json"], ["digest", "--send"], ["publish", "--out", "site"],
+    ["tick", "--debug"], ["check-config"], ["init-config", "etc"], ["failed"],
+    ["retry", "--all"], ["outbox", "resend", "x", "y"], ["--config", "ingest", "show", "1"],
+    ["oncall", "--at", "2026-11-30 10:00"],
+])
+def test_the_parser_built_for_one_command_reads_it_as_the_whole_parser_does(argv):
+    from mailbot.cli import _command_in, build_parser
+
+    assert vars(build_parser(_command_in(argv)).parse_args(argv)) == \
+        vars(build_parser().parse_args(argv))
+
+
 def test_usage_errors_outside_ingest_stay_64(tmp_path):
     assert run("incidents", "--no-such-option").returncode == 64
 

@@ -209,3 +209,90 @@ def test_message_ids_are_stable_per_instance_and_differ_between_lists():
     # Two lists whose bots share a domain: a reader on both keeps both digests.
     assert ops.message_id_for(name) != db.message_id_for(name)
     assert ops.message_id_for(name).endswith("@example.com")
+
+
+# ---------------------------------------------------------------- differential, over the fuzz corpus
+# Whatever real (and damaged) mail hands the composer as subject, sender name, recipients,
+# thread ids, text, HTML and attachment, the stdlib's strict parser must read back from
+# wire.py's bytes exactly what went in: the same header fields with the same values, the
+# same bodies. The values come from mailbot's own parser, as in production.
+
+from tests.reliability.fuzz import OPS, mutate, seeds  # noqa: E402
+
+from mailbot.parsing import parse_mail  # noqa: E402
+from mailbot.parsing.language import Language  # noqa: E402
+
+SEEDS = seeds()
+_LANG = Language()
+DIFF_HEADERS = HEADERS | {"cc", "reply-to"}
+
+
+def _text(body: str) -> str:
+    return body.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def check_reads_back(templates: Path, raw: bytes) -> None:
+    parsed = parse_mail(raw, _LANG)
+    subject = "Re: " + parsed.subject
+    name = parsed.from_name or parsed.from_address
+    body = parsed.new_text + "\n\n" + parsed.quoted_text
+    cc = [a for a in parsed.cc if wire._MSG_ID.fullmatch(a)][:5]  # plain addr-specs
+    filename = (parsed.attachments[0].filename if parsed.attachments else parsed.subject)
+    c = Composer(make_environment(templates), "mailbot@example.com", name,
+                 list_address="incidents@example.com")
+    mail = c.compose("both", name="d.both.0", to=["incidents@example.com"], cc=cc, now=NOW,
+                     in_reply_to=parsed.message_id, references=parsed.references,
+                     attachments=[(filename, "application/octet-stream", raw)],
+                     subject=subject, body=body)
+    check_wire(mail.message, ascii_only=False)
+    msg = parse(mail.message)
+    assert all_defects(msg) == []
+    # Headers: the same fields (nothing injected, nothing lost), the same values.
+    # Thread ids as the composer keeps them: the references, then the message replied to;
+    # the root and the last 19; only well-formed ids are written.
+    refs = [clean_header(r) for r in parsed.references if r]
+    if parsed.message_id and parsed.message_id not in refs:
+        refs.append(parsed.message_id)
+    kept = [r for r in (refs if len(refs) <= 20 else [refs[0], *refs[-19:]])
+            if wire._MSG_ID.fullmatch(r)]
+    replied_to = clean_header(parsed.message_id)
+    copied = [a for a in dict.fromkeys(cc) if a != "incidents@example.com"]
+    expected = (DIFF_HEADERS - {"content-transfer-encoding"}
+                - ({"cc"} if not copied else set())
+                - ({"in-reply-to"} if not wire._MSG_ID.fullmatch(replied_to) else set())
+                - ({"references"} if not kept else set()))
+    assert {k.lower() for k in msg.keys()} == expected
+    assert str(msg["subject"]) == clean_header(subject)
+    assert display_name(mail.message) == clean_header(name)
+    assert msg["from"].addresses[0].addr_spec == "mailbot@example.com"
+    assert [a.addr_spec for a in msg["to"].addresses] == ["incidents@example.com"]
+    assert [a.addr_spec for a in msg["reply-to"].addresses] == ["incidents@example.com"]
+    if copied:
+        assert [a.addr_spec for a in msg["cc"].addresses] == copied
+    if "in-reply-to" in expected:
+        assert msg["in-reply-to"] == f"<{replied_to}>"
+    if kept:
+        assert str(msg["references"]).split() == [f"<{r}>" for r in kept]
+    assert msg["message-id"] == f"<{mail.message_id}>"
+    # Bodies: text and HTML as rendered, the attachment byte for byte under its name.
+    alternative, attached = msg.get_payload()
+    plain, html = alternative.get_payload()
+    assert _text(plain.get_content()) == _text(body)
+    assert _text(html.get_content()) == _text(
+        c.env.get_template("mail/both.html").render(body=body))
+    assert attached.get_payload(decode=True) == raw
+    assert (attached.get_filename() or "") == clean_header(filename)
+
+
+@pytest.mark.parametrize("k", range(len(SEEDS)))
+def test_every_corpus_message_answered_reads_back(templates, k):
+    check_reads_back(templates, SEEDS[k])
+
+
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(base=st.sampled_from(SEEDS),
+       ops=st.lists(st.tuples(st.sampled_from(OPS), st.floats(0, 1, exclude_max=True),
+                              st.integers(0, 1 << 16)), min_size=1, max_size=10))
+def test_every_fuzzed_message_answered_reads_back(templates, base, ops):
+    check_reads_back(templates, mutate(base, ops))

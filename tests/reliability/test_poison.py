@@ -350,3 +350,28 @@ def test_far_date_with_a_time_field_is_not_lost(tmp_path, date):
     kinds = [e["kind"] for e in shown["timeline"]]
     assert kinds[0] == "declared" and len(kinds) == 2, kinds  # the follow-up was recorded
     assert not list((tmp_path / "var" / "spool" / "failed").glob("*"))
+
+
+def test_a_strangers_message_cannot_take_a_colleagues_message_id(tmp_path):
+    """A stranger sends first with the Message-ID a colleague's client or alerting tool
+    will use (predictable ids exist). The stranger is ignored; the colleague's message
+    with that id is still processed, threads by it, and is deduplicated when it comes
+    again."""
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    stranger = message("[DECLARE] fake", DECLARATION_BODY, sender="eve@evil.example",
+                       message_id="alert-42@example.com")
+    assert ingest(cfg, tmp_path, stranger, "eve").returncode == 0
+    real = message("[DECLARE] Checkout down", DECLARATION_BODY, message_id="alert-42@example.com")
+    assert ingest(cfg, tmp_path, real, "alice").returncode == 0
+    listed = json.loads(run("incidents", "--json", "--config", str(cfg)).stdout)
+    assert [i["title"] for i in listed] == ["Checkout down"]
+    again = ingest(cfg, tmp_path, (tmp_path / "alice.eml").read_bytes(), "alice-again")
+    assert again.returncode == 0
+    assert len(json.loads(run("incidents", "--json", "--config", str(cfg)).stdout)) == 1
+    # A reply to the colleague's message threads to its incident by that Message-ID.
+    reply = message("Re: x", "Severity: SEV1\nPhase: mitigating\nCommander: alice@example.com",
+                    message_id="r1@example.com",
+                    headers={"In-Reply-To": "<alert-42@example.com>"})
+    assert ingest(cfg, tmp_path, reply, "reply").returncode == 0
+    shown = json.loads(run("show", "INC-1", "--json", "--config", str(cfg)).stdout)
+    assert shown["severity"] == "SEV1"

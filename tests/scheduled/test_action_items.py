@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from mailbot.rules.postmortem import (_item_lines, parse_action_item, people_directory,
-                                      resolve_owner)
+from mailbot.parsing.postmortem import (item_lines, parse_action_item, people_directory,
+                                        resolve_owner)
 
 from .support import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
 
@@ -193,7 +193,7 @@ def test_names_resolve_only_when_the_directory_knows_one_person_by_them():
 def test_table_rows_label_owner_and_due_columns():
     section = ("| Item | Owner | Due |\n|:-----|-------|----:|\n"
                "| Add a CI check | bob@example.com | Friday |\n")
-    [line] = _item_lines(section)
+    [line] = item_lines(section)
     item = parse_action_item(line, dt.date(2026, 3, 26), dt.date(2026, 4, 2))
     assert (item.text, item.owner, item.due) == ("Add a CI check", "bob@example.com",
                                                  dt.date(2026, 3, 27))

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from mailbot.models import Attachment, Fields, Incident, ParsedMail, SubjectTags
-from mailbot.rules.postmortem import (REQUIRED, find_blame, heading, parse_action_item,
-                                      review_postmortem)
+from mailbot.parsing.postmortem import find_blame, heading, parse_action_item
+from mailbot.rules.postmortem import REQUIRED, review_postmortem
 
 from .support import GOOD_POSTMORTEM, LIST, declaration, load, message, state, utc, \
     write_config
@@ -208,7 +208,7 @@ def test_a_rejected_postmortem_goes_to_the_sender_only_and_keeps_the_incident_op
     incident = bot.incident(1)
     assert incident.status == "resolved" and incident.postmortem is None
     assert incident.timeline[-1].kind == "postmortem-rejected"
-    assert incident.rejected_count == 1
+    assert incident.rejected_count == 0  # kept, but no follow-up that missed the standard
 
 
 def test_an_accepted_postmortem_awaits_its_review_and_tells_the_list(make_bot):
@@ -260,9 +260,20 @@ def test_blame_goes_back_to_its_author_alone_and_the_list_hears_nothing(make_bot
     assert "Only you receive this mail" in reply.text
     incident = bot.incident(1)
     assert incident.postmortem is None and incident.status == "resolved"
-    # Not even the timeline (shown on the site) quotes the sentences.
+    # Not even the timeline (shown on the site) quotes the sentences, in its note or in
+    # the message text a rejected entry keeps; and the published page does not either.
     assert "Priya" not in incident.timeline[-1].note
     assert "blame-oriented" in incident.timeline[-1].note
+    assert "Priya" not in (incident.timeline[-1].text or "")
+    from mailbot.publish import publish_site
+    from mailbot.services import load_services
+    site = bot.config.storage.dir / "site-test"
+    publish_site(site, [incident], load_services(bot.config.services_file), bot.config,
+                 utc(2026, 3, 26, 9, 5))
+    page = (site / "incidents" / "INC-1.html").read_text()
+    assert "blame-oriented" in page and "Priya" not in page and "Sam should" not in page
+    # A postmortem sent back is no follow-up that missed the standard: not "rejected".
+    assert incident.rejected_count == 0
 
 
 def test_blame_as_advice_is_accepted_but_still_told_to_the_author_alone(make_bot):
@@ -386,13 +397,13 @@ def test_a_reply_to_the_postmortem_reminder_is_the_postmortem(make_bot):
 
 
 def test_action_items_as_a_markdown_table():
-    from mailbot.rules.postmortem import _item_lines
+    from mailbot.parsing.postmortem import item_lines
 
     section = ("| Item | Owner | Due |\n|:-----|-------|----:|\n"
                "| Add a CI check | bob@example.com | 2026-12-01 |\n"
                "| Add checkout to the canary | @carol | due: 2026-12-02 |\n")
     items = [parse_action_item(line, dt.date(2026, 11, 25), dt.date(2026, 12, 2))
-             for line in _item_lines(section)]
+             for line in item_lines(section)]
     assert [(i.text, i.owner, i.due) for i in items] == [
         ("Add a CI check", "bob@example.com", dt.date(2026, 12, 1)),
         ("Add checkout to the canary", "carol", dt.date(2026, 12, 2))]
