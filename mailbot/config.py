@@ -88,7 +88,7 @@ class Key:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
             raise ConfigError(f"{where} must be {wanted}, not {value!r}")
-        if self.minimum is not None and value < self.minimum:
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
             raise ConfigError(f"{where} must be at least {self.minimum}, not {value!r}")
         if isinstance(value, list):
             if self.items == "strings" or self.items == "names":
@@ -129,7 +129,7 @@ def keys_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
 
 def default_of(f: dataclasses.Field[Any], *, base: Path) -> Any:
     """A key's value when the file does not set it (paths made beside the file)."""
-    if f.metadata["key"].path and f.default is not None:
+    if f.metadata["key"].path and isinstance(f.default, (str, Path)):
         return _beside(base, f.default)
     return f.default
 

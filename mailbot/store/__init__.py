@@ -135,8 +135,8 @@ class Store:
     def allocate_id(self) -> int:
         """The next incident number (persisted with the next commit)."""
         with self.lock:
-            doc = self.meta.get(doc_id=1) or {}
-            return int(doc.get("next_incident_id", 1))
+            doc = self.meta.get(doc_id=1)
+            return int(doc.get("next_incident_id", 1)) if doc else 1
 
     # ------------------------------------------------------------ message index
 

@@ -67,13 +67,11 @@ def summary_of(incident: Incident) -> dict[str, Any]:
     """What the digest and the action-item reminders need of a closure, and until when
     the hot file keeps it."""
     closed_at = incident.closed_at or incident.updated_at or dt.datetime.now(dt.timezone.utc)
-    items = []
-    if incident.postmortem is not None:
-        items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat(),
-                  "label": a.label}
-                 for a in incident.postmortem.action_items
-                 if a.due is not None and a.done_at is None]
-    until = keep_until(closed_at, (dt.date.fromisoformat(i["due"]) for i in items))
+    open_items = [a for a in (incident.postmortem.action_items if incident.postmortem else ())
+                  if a.due is not None and a.done_at is None]
+    items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat(), "label": a.label}
+             for a in open_items if a.due is not None]
+    until = keep_until(closed_at, (a.due for a in open_items if a.due is not None))
     return {
         "id": incident.id, "title": incident.title, "severity": incident.severity,
         "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from tinydb.table import Document, Table
 
@@ -28,7 +28,7 @@ class SendLog:
         for rcpt in {r.lower() for mail in outgoing for r in mail.recipients}:
             key = doc_id("sent:" + rcpt)
             doc = self.table.get(doc_id=key)
-            times = [t for t in (doc or {}).get("at", []) if t >= horizon]
+            times = [t for t in _times(doc) if t >= horizon]
             times += [now.isoformat()] * sum(
                 1 for mail in outgoing for r in mail.recipients if r.lower() == rcpt)
             self.table.upsert(Document({"to": rcpt, "at": times}, doc_id=key))
@@ -37,4 +37,9 @@ class SendLog:
         """How many mails went to `address` since `since` (only the window is kept)."""
         horizon = since.isoformat()
         doc = self.table.get(doc_id=doc_id("sent:" + address.lower()))
-        return sum(1 for t in (doc or {}).get("at", []) if t >= horizon)
+        return sum(1 for t in _times(doc) if t >= horizon)
+
+
+def _times(doc: Mapping[str, Any] | None) -> list[str]:
+    """The send times (ISO strings) a log document holds."""
+    return list(doc.get("at", [])) if doc else []
