@@ -3,7 +3,7 @@
 The history is written straight into the store's layout with `Store.load_history` (one
 file per closed incident, one index record per Message-ID appended to the index buckets,
 ~50 live incidents in the hot file), not by processing a million messages. Built once per
-size under bench/out/scale/ and reused while store.py, models.py and appendmap.py are
+size under bench/out/scale/ and reused while store/, models.py and appendmap.py are
 unchanged; the hot file is restored from a snapshot before every timed run, so runs do
 not pile up on each other.
 """
@@ -29,8 +29,9 @@ _T0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 
 def _layout_version() -> str:
     h = hashlib.sha1()
-    for name in ("store.py", "models.py", "appendmap.py"):
-        h.update((REPO / "mailbot" / name).read_bytes())
+    for path in (*sorted((REPO / "mailbot" / "store").glob("*.py")),
+                 REPO / "mailbot" / "models.py", REPO / "mailbot" / "appendmap.py"):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 

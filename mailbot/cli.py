@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from mailbot import __version__
 from mailbot.config import REQUIRED_TEMPLATES, Config, ConfigError, load_config, package_data
+from mailbot.oneshot import process_and_deliver_held, process_spool
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -133,10 +134,10 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
         try:
             rt = _runtime(config)
             _spool_messages(rt.spool, messages)
-            _process_and_deliver_held(rt)
+            process_and_deliver_held(rt)
         finally:
             lock.release()
-        _process_spool(rt)  # what others spooled while this process held the lock
+        process_spool(rt)  # what others spooled while this process held the lock
         return Exit.OK
     # `serve` (or another one-shot command) holds the lock and will process the spool.
     from mailbot.ingress.pipe import open_spool
@@ -159,7 +160,7 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     except CommandError as exc:
         logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
         return Exit.OK
-    _process_spool(rt)
+    process_spool(rt)
     return Exit.OK
 
 
@@ -171,64 +172,6 @@ def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
     except OSError as exc:
         # EX_TEMPFAIL: the MTA keeps the message and tries again later.
         raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
-
-
-def _process_and_deliver_held(rt: Any) -> None:
-    """`_process_and_deliver` by a process that holds the writer lock already."""
-    try:
-        _process_and_deliver(rt)
-    except OSError as exc:
-        # Spooled durably already: the next run or the daemon will finish the work.
-        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
-
-
-def _process_spool(rt) -> None:
-    """Process what waits in the spool, under the writer lock; then look again.
-
-    A `mailbot ingest` that finds the lock taken leaves what it spooled to the holder.
-    `serve` rescans its spool every second, but a one-shot holder (another `ingest`,
-    `retry`, `digest --send`, `tick`) has taken its listing already, so after letting go
-    of the lock it looks again: a message spooled before that is seen now, one spooled
-    after it finds the lock free. Stops when the spool is empty, when a pass changed
-    nothing, or when another process holds the lock (which will do the same)."""
-    log = logging.getLogger("mailbot.ingest")
-    seen: list[str] = []
-    while True:
-        waiting = rt.spool.pending()
-        if not waiting or waiting == seen:  # nothing left, or nothing it could do
-            return
-        seen = waiting
-        if not rt.lock.acquire():
-            log.info("%d message(s) wait in the spool; the process holding the writer lock "
-                     "(pid %s) will process them", len(waiting), rt.lock.holder() or "?")
-            return
-        try:
-            _process_and_deliver(rt)
-        except OSError as exc:
-            # Spooled durably already: the next run or the daemon will finish the work.
-            log.error("spooled, processing deferred: %s", exc)
-            return
-        finally:
-            rt.lock.release()
-
-
-def _process_and_deliver(rt) -> None:
-    """Process the spool while a second thread delivers what each group queued (its
-    waits on the relay overlap the parsing of the next group), then one last pass."""
-    import threading
-
-    stop = threading.Event()
-    sender = threading.Thread(target=rt.outbox.run, args=(stop,), name="outbox",
-                              daemon=True)
-    sender.start()
-    try:
-        rt.pipeline.recover()
-        rt.pipeline.process_pending()
-    finally:
-        stop.set()
-        rt.outbox.wake.set()
-        sender.join()
-    rt.outbox.deliver_due()
 
 
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
@@ -248,7 +191,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
         delivered, _ = rt.outbox.deliver_due()  # theirs, and retries that are due
     finally:
         rt.lock.release()
-    _process_spool(rt)
+    process_spool(rt)
     log.info("ran %s; delivered %d mail(s); %d waiting in the outbox",
              ", ".join(ran) or "nothing due", delivered, len(rt.outbox.queued()))
     return Exit.OK
@@ -372,7 +315,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
             rt.outbox.deliver_due()
         finally:
             rt.lock.release()
-        _process_spool(rt)
+        process_spool(rt)
     return Exit.OK
 
 
@@ -487,7 +430,7 @@ def cmd_digest(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config)
     code = run_digest_command(rt, send=args.send)
     if args.send:
-        _process_spool(rt)  # it held the writer lock while it sent
+        process_spool(rt)  # it held the writer lock while it sent
     return code
 
 

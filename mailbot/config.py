@@ -1,19 +1,25 @@
 """Configuration: one TOML file -> frozen dataclasses, validated once at start-up.
 
-Every key and its default is documented in `config/mailbot.toml`. Nothing here reads the
-environment except `password_env`, and only when a password is actually needed.
+Each section is a dataclass; each of its keys is a field made by `setting()`, which
+holds the key's default, bounds, choices and conversion. One generic loader
+(`load_section`) reads every section from those fields; only the checks that span
+several keys are written by hand (`_build`). Every key and its default is documented in
+`config/mailbot.toml`, and tests/core/test_config.py holds the file to the fields.
+Nothing here reads the environment except `password_env`, and only when a password is
+actually needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONFIG = Path("config/mailbot.toml")
@@ -53,14 +59,279 @@ class ConfigError(Exception):
     """The configuration is unusable; the message says which key and why."""
 
 
+# ---------------------------------------------------------------- keys as data
+
+# A reader turns a TOML value (already of the right type and in bounds) into the field's
+# value, or raises ConfigError; `where` is "[section] key", as messages show it.
+Reader = Callable[[Any, str], Any]
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false",
+               list: "a list", dt.time: "a time"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """What a TOML key may hold and how it becomes its field's value."""
+
+    kind: type | tuple[type, ...] | None = None  # None: the TOML type of the default
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()  # checked after `read`
+    read: Reader | None = None  # a list's reader gets the whole list (see `_each`)
+    items: str = "strings"  # what a list holds, as its error names it
+    path: bool = False  # relative to the config file's folder; "" is None if the default is
+
+    def parse(self, value: Any, where: str, default: Any, base: Path) -> Any:
+        """The field's value for `value`, or ConfigError in one line."""
+        kind = self.kind or _toml_kind(default)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # TOML's true is a Python int: a number key must not take it.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise ConfigError(f"{where} must be {wanted}, not {value!r}")
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
+            raise ConfigError(f"{where} must be at least {self.minimum}, not {value!r}")
+        if isinstance(value, list):
+            if self.items == "strings" or self.items == "names":
+                if not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{where} must be a list of {self.items}, not {value!r}")
+            value = tuple(value)
+        if self.read is not None:
+            value = self.read(value, where)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
+        if self.path:
+            value = None if value == "" and default is None else _beside(base, value)
+        return value
+
+
+def setting(default: Any = MISSING, **key: Any) -> Any:
+    """A dataclass field that is a TOML key: its default (none: the key is required) and
+    what `Key` says of its values."""
+    return field(default=default, metadata={"key": Key(**key)})
+
+
+def _toml_kind(default: Any) -> type | tuple[type, ...]:
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, tuple):
+        return list
+    if isinstance(default, dt.time):
+        return (str, dt.time)  # "09:00", or a TOML local time
+    return str  # strings, paths, required keys
+
+
+def keys_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The TOML keys of a section's dataclass, by name, in order."""
+    return {f.name: f for f in dataclasses.fields(cls) if "key" in f.metadata}
+
+
+def default_of(f: dataclasses.Field[Any], *, base: Path) -> Any:
+    """A key's value when the file does not set it (paths made beside the file)."""
+    if f.metadata["key"].path and isinstance(f.default, (str, Path)):
+        return _beside(base, f.default)
+    return f.default
+
+
+def read_key(cls: type, section: str, key: str, value: Any, *, base: Path) -> Any:
+    """One key of `cls`'s section, as its field holds it."""
+    f = keys_of(cls)[key]
+    return f.metadata["key"].parse(value, f"[{section}] {key}", f.default, base)
+
+
+def load_section(cls: type, section: str, table: Mapping[str, Any], *, base: Path) -> Any:
+    """`cls` from its TOML table: unknown keys refused, each key read as its field says,
+    a key left out keeps the field's default."""
+    keys = keys_of(cls)
+    reject_unknown_keys(table, f"[{section}]", keys)
+    values = {}
+    for name, f in keys.items():
+        if name in table:
+            values[name] = read_key(cls, section, name, table[name], base=base)
+        elif f.default is MISSING:
+            raise ConfigError(f"[{section}] {name} is required")
+        elif f.metadata["key"].path:
+            values[name] = default_of(f, base=base)
+    return cls(**values)
+
+
+def reject_unknown_keys(table: Mapping[str, Any], where: str, known: Iterable[str]) -> None:
+    """ConfigError naming the first key of `table` not in `known` (a typo must not be
+    silently ignored); `where` says which table, as the error shows it."""
+    known = set(known)
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})"
+            )
+
+
+# ---------------------------------------------------------------- readers
+
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+$")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _each(read: Reader) -> Reader:
+    """A list's reader that reads each item."""
+    return lambda values, where: tuple(read(v, where) for v in values)
+
+
+def _upper(value: str, where: str) -> str:
+    return value.upper()
+
+
+def _lower(value: str, where: str) -> str:
+    return value.lower()
+
+
+def _address(value: str, where: str) -> str:
+    if not _ADDRESS.match(value) or any(c in value for c in "\r\n"):
+        raise ConfigError(f"{where}: {value!r} is not an email address")
+    return value.lower()
+
+
+def _sender(value: str, where: str) -> str:
+    """[policy] allowed_senders: an address, or a domain (with or without "@")."""
+    if not (_ADDRESS.match(value) or _DOMAIN.match(value.lstrip("@"))):
+        raise ConfigError(f"{where}: {value!r} is neither an address nor a domain")
+    return value.lower().lstrip("@")
+
+
+def _port(value: int, where: str) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: {value} is not a port number")
+    return value
+
+
+def _incident_prefix(value: str, where: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,15}", value):
+        raise ConfigError(f"{where}: {value!r} must be letters and digits")
+    return value.upper()
+
+
+def _helo_name(value: str, where: str) -> str:
+    """A host name or an address literal, nothing that could break the SMTP command line."""
+    if value and not (_DOMAIN.match(value) or re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+",
+                                                           value)):
+        raise ConfigError(f"{where}: {value!r} is not a host name "
+                          "(like mail.example.com) or an address literal (like [192.0.2.1])")
+    return value
+
+
+def _start_at(value: str, where: str) -> str:
+    if value not in ("new", "all"):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not new, all or a YYYY-MM-DD date") \
+                from None
+    return value
+
+
+def _idle_timeout(value: int, where: str) -> int:
+    if value > 29 * 60:
+        raise ConfigError(f"{where} must be under 29 minutes (RFC 2177)")
+    return value
+
+
+def _existing_file(value: str, where: str) -> str:
+    if value and not Path(value).is_file():
+        raise ConfigError(f"{where} {value}: no such file")
+    return value
+
+
+def _timezone(value: str, where: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not an IANA time zone") from None
+    return value
+
+
+def _clock_time(value: str | dt.time, where: str) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a time like \"09:00\"") from None
+
+
+def _quiet_hours(value: str, where: str) -> tuple[dt.time, dt.time] | None:
+    """"22:00-07:00" -> (22:00, 07:00); "" -> None (no quiet hours)."""
+    if not value.strip():
+        return None
+    try:
+        start, end = (dt.time.fromisoformat(p.strip()) for p in value.split("-"))
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a range like "
+                          '"22:00-07:00" (or "" for none)') from None
+    if start == end:
+        raise ConfigError(f"{where}: {value!r} is empty (start = end)")
+    return start, end
+
+
+def _weekday(value: str, where: str) -> int | None:
+    """"monday" (or "mon") -> 0 ... "sunday" -> 6; "" -> None (off)."""
+    v = value.strip().lower()
+    if not v:
+        return None
+    for n, day in enumerate(_WEEKDAYS):
+        if v == day or (len(v) >= 3 and day.startswith(v)):
+            return n
+    raise ConfigError(f"{where} must be a day of the week or \"\", not {value!r}")
+
+
+def _site_url(value: str, where: str) -> str:
+    url = value.strip()
+    if url and not re.match(r"(?i)^(https?|file)://\S+$", url):
+        raise ConfigError(f"publish.url: {url!r} is not an http(s):// or file:// address")
+    return url
+
+
+def _severity_name(value: str, where: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]+[0-9]+", value):
+        raise ConfigError(f"[[severity]] name {value!r} must be letters then a number, "
+                          "like SEV1")
+    return value.upper()
+
+
+def _rewriting_lists(items: tuple[Any, ...], where: str) -> tuple[RewritingList, ...]:
+    """Tables of address and author_header."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each entry must be a table like "
+                              '{address = "list@example.com", author_header = "X-Original-From"}')
+        reject_unknown_keys(item, where, [f.name for f in dataclasses.fields(RewritingList)])
+        for key in ("address", "author_header"):
+            if not isinstance(item.get(key), str):
+                raise ConfigError(f"{where}: {key} is required (a string)")
+        header = item["author_header"]
+        if not _HEADER_NAME.fullmatch(header) or header.lower() in ("from", "sender"):
+            raise ConfigError(f"{where}: author_header {header!r} must name the header the "
+                              "list adds for the author (not From or Sender)")
+        out.append(RewritingList(address=_address(item["address"], where),
+                                 author_header=header.lower()))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- the sections
+
+
 @dataclass(frozen=True)
 class Severity:
-    """A configured severity level: `[[severity]]`."""
+    """A configured severity level: `[[severity]]`; `rank` is its place in the list, not
+    a key."""
 
-    name: str  # canonical, e.g. "SEV1"
-    description: str
-    stale_after_minutes: int
-    rank: int  # 1 is the most severe
+    name: str = setting(read=_severity_name)  # canonical, e.g. "SEV1"
+    description: str = setting("")
+    stale_after_minutes: int = setting(60, minimum=1)
+    rank: int = 0  # 1 is the most severe
 
 
 _warned_readable: set[str] = set()
@@ -95,44 +366,45 @@ def _read_password(section: str, password_file: str, password_env: str) -> str:
 class ListConfig:
     """`[list]`: the list mailbot watches and its own address."""
 
-    address: str = "incidents@example.com"
-    bot_address: str = "mailbot@example.com"
-    name: str = "Incidents"
-    incident_prefix: str = "INC"
+    address: str = setting("incidents@example.com", read=_address)
+    bot_address: str = setting("mailbot@example.com", read=_address)
+    name: str = setting("Incidents")
+    incident_prefix: str = setting("INC", read=_incident_prefix)
 
 
 @dataclass(frozen=True)
 class SmtpIngressConfig:
     """`[ingress.smtp]`: the SMTP/LMTP listener."""
 
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8025
-    protocol: str = "smtp"  # smtp | lmtp
-    max_message_size: int = 10 * 1024 * 1024
-    max_connections: int = 16
+    enabled: bool = setting(True)
+    host: str = setting("127.0.0.1")
+    port: int = setting(8025, read=_port)
+    protocol: str = setting("smtp", choices=("smtp", "lmtp"))
+    max_message_size: int = setting(10 * 1024 * 1024, minimum=1024)  # bytes
+    max_connections: int = setting(16, minimum=1)
 
 
 @dataclass(frozen=True)
 class ImapIngressConfig:
     """`[ingress.imap]`: the mailbox watched over IMAP."""
 
-    host: str
-    port: int = 993
-    tls: str = "implicit"  # implicit | starttls | none
-    username: str = ""
-    password_file: str = ""
-    password_env: str = ""
-    folder: str = "INBOX"
-    processed_action: str = "flag"  # flag | move
-    processed_flag: str = "$MailbotProcessed"
-    move_to: str = "Processed"
-    poll_interval: int = 60
-    idle_timeout: int = 25 * 60
-    start_at: str = "new"  # new | all | an ISO date (YYYY-MM-DD)
-    batch_size: int = 200
-    connect_timeout: int = 30
-    ca_file: str = ""  # a CA bundle to trust instead of the system's (private CAs)
+    host: str = setting()
+    port: int = setting(993, read=_port)
+    tls: str = setting("implicit", choices=("implicit", "starttls", "none"))
+    username: str = setting("")
+    password_file: str = setting("")
+    password_env: str = setting("")
+    folder: str = setting("INBOX")
+    processed_action: str = setting("flag", choices=("flag", "move"))
+    processed_flag: str = setting("$MailbotProcessed")
+    move_to: str = setting("Processed")
+    poll_interval: int = setting(60, minimum=1)
+    idle_timeout: int = setting(25 * 60, minimum=1, read=_idle_timeout)
+    start_at: str = setting("new", read=_start_at)  # new | all | an ISO date (YYYY-MM-DD)
+    batch_size: int = setting(200, minimum=1)
+    connect_timeout: int = setting(30, minimum=1)
+    # A CA bundle to trust instead of the system's (private CAs).
+    ca_file: str = setting("", read=_existing_file)
 
     def password(self) -> str:
         """Read the password from its file or environment variable."""
@@ -143,16 +415,16 @@ class ImapIngressConfig:
 class OutboundConfig:
     """`[outbound]`: the relay mail leaves through, and its retries."""
 
-    smtp_host: str = ""
-    smtp_port: int = 25
-    tls: str = "none"  # none | starttls | implicit
-    helo_name: str = ""  # empty: this host's name (socket.getfqdn())
-    username: str = ""
-    password_file: str = ""
-    password_env: str = ""
-    timeout: int = 30
-    retry_initial_seconds: int = 30
-    retry_max_seconds: int = 3600
+    smtp_host: str = setting("")
+    smtp_port: int = setting(25, read=_port)
+    tls: str = setting("none", choices=("none", "starttls", "implicit"))
+    helo_name: str = setting("", read=_helo_name)  # empty: this host's name (socket.getfqdn())
+    username: str = setting("")
+    password_file: str = setting("")
+    password_env: str = setting("")
+    timeout: int = setting(30, minimum=1)
+    retry_initial_seconds: int = setting(30, minimum=1)
+    retry_max_seconds: int = setting(3600, minimum=1)
 
     def password(self) -> str:
         """Read the relay password from its file or environment variable."""
@@ -163,7 +435,7 @@ class OutboundConfig:
 class StorageConfig:
     """`[storage]`: where everything is kept, and the folders inside it."""
 
-    dir: Path = Path("var")
+    dir: Path = setting(Path("var"), path=True)
 
     @property
     def spool_dir(self) -> Path:
@@ -202,28 +474,34 @@ class RewritingList:
 class PolicyConfig:
     """`[policy]`: who may write, and how much mailbot may send."""
 
-    allowed_senders: tuple[str, ...] = ("example.com",)
-    allow_subdomains: bool = False
-    require_dkim: bool = False
-    trusted_authserv_ids: tuple[str, ...] = ()
-    from_rewriting_lists: tuple[RewritingList, ...] = ()
-    max_mail_per_address_per_hour: int = 20
-    max_list_mail_per_hour: int = 200
-    accept_direct_to_bot: bool = True
+    allowed_senders: tuple[str, ...] = setting(("example.com",), read=_each(_sender))
+    allow_subdomains: bool = setting(False)
+    require_dkim: bool = setting(False)
+    trusted_authserv_ids: tuple[str, ...] = setting((), read=_each(_lower))
+    from_rewriting_lists: tuple[RewritingList, ...] = setting(
+        (), items="tables", read=_rewriting_lists)
+    max_mail_per_address_per_hour: int = setting(20, minimum=1)
+    max_list_mail_per_hour: int = setting(200, minimum=1)
+    accept_direct_to_bot: bool = setting(True)
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     """`[schedule]`: the digest, reminders and their time zone."""
 
-    timezone: str = "UTC"
-    digest_time: dt.time = dt.time(9, 0)
-    digest_when_empty: bool = True
-    reminders_cc_list: bool = False
+    timezone: str = setting("UTC", read=_timezone)
+    digest_time: dt.time = setting(dt.time(9, 0), read=_clock_time)
+    digest_when_empty: bool = setting(True)
+    reminders_cc_list: bool = setting(False)
     # Local (start, end) during which stale reminders for `quiet_severities` wait; None: never.
-    quiet_hours: tuple[dt.time, dt.time] | None = (dt.time(22, 0), dt.time(7, 0))
-    quiet_severities: tuple[str, ...] = ("SEV3", "SEV4")
-    escalate_after_reminders: int = 2  # unanswered stale reminders before the list is told
+    quiet_hours: tuple[dt.time, dt.time] | None = setting(
+        (dt.time(22, 0), dt.time(7, 0)), kind=str, read=_quiet_hours)
+    # Each must be a configured level when set (checked in _build); the default is kept
+    # even by a custom [[severity]] list without these levels.
+    quiet_severities: tuple[str, ...] = setting(("SEV3", "SEV4"), items="names",
+                                                read=_each(_upper))
+    # Unanswered stale reminders before the list is told.
+    escalate_after_reminders: int = setting(2, minimum=0)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -234,14 +512,17 @@ class ScheduleConfig:
 class PostmortemConfig:
     """`[postmortem]`: reminders and the action-item horizon."""
 
-    reminder_days: int = 2
-    action_item_horizon_days: int = 7
-    leadership: tuple[str, ...] = ()
-    leadership_severities: tuple[str, ...] = ("SEV1", "SEV2")
-    review_after_days: int = 3
-    blame_is_advice: bool = False  # true: blame-oriented sentences are advice, not a refusal
-    weekly_summary_day: int | None = 0  # 0 = Monday ... 6 = Sunday; None: no weekly summary
-    weekly_summary_time: dt.time = dt.time(9, 0)
+    reminder_days: int = setting(2, minimum=0)
+    action_item_horizon_days: int = setting(7, minimum=0)
+    leadership: tuple[str, ...] = setting((), read=_each(_address))
+    leadership_severities: tuple[str, ...] = setting(("SEV1", "SEV2"), items="names",
+                                                     read=_each(_upper))
+    review_after_days: int = setting(3, minimum=0)
+    # True: blame-oriented sentences are advice, not a refusal.
+    blame_is_advice: bool = setting(False)
+    # 0 = Monday ... 6 = Sunday; None: no weekly summary. In the file: "monday" or "".
+    weekly_summary_day: int | None = setting(0, kind=str, read=_weekday)
+    weekly_summary_time: dt.time = setting(dt.time(9, 0), read=_clock_time)
 
 
 @dataclass(frozen=True)
@@ -251,18 +532,42 @@ class OnCallConfig:
     # Minutes a page waits for an answer from the paged side before the next in turn is
     # paged (then the owner), for these severities; an incident without one counts as the
     # strictest. 0: pages never escalate.
-    escalate_after_minutes: int = 10
-    escalate_severities: tuple[str, ...] = ("SEV1", "SEV2")
-    review_after_days: int = 90  # a directory entry older than this is flagged; 0: never
-    customer_statement: bool = True  # draft customer updates for the liaison
+    escalate_after_minutes: int = setting(10, minimum=0)
+    escalate_severities: tuple[str, ...] = setting(("SEV1", "SEV2"), items="names",
+                                                   read=_each(_upper))
+    # A directory entry older than this is flagged; 0: never.
+    review_after_days: int = setting(90, minimum=0)
+    customer_statement: bool = setting(True)  # draft customer updates for the liaison
 
 
 @dataclass(frozen=True)
 class PublishConfig:
     """`[publish]`: the static site."""
 
-    dir: Path | None = None  # set: `serve` republishes after each change
-    url: str = ""  # where the site is served; set: every mail links to the incident's page
+    dir: Path | None = setting(None, kind=str, path=True)  # set: `serve` republishes
+    # Where the site is served; set: every mail links to the incident's page.
+    url: str = setting("", read=_site_url)
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    """`[services]`: the experts file."""
+
+    file: Path = setting(Path("services.toml"), path=True)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """`[logging]`: how much mailbot logs."""
+
+    level: str = setting("INFO", read=_upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    """`[templates]`: your own wording, searched before the built-in templates."""
+
+    dir: Path | None = setting(None, kind=str, path=True)  # None: the built-in ones
 
 
 @dataclass(frozen=True)
@@ -282,7 +587,7 @@ class Config:
     postmortem: PostmortemConfig
     publish: PublishConfig
     services_file: Path
-    log_level: str = "INFO"
+    log_level: str = LoggingConfig.level
     templates_dir: Path = field(default_factory=builtin_templates_dir)
     oncall: OnCallConfig = field(default_factory=OnCallConfig)
 
@@ -294,158 +599,35 @@ class Config:
 
 
 DEFAULT_SEVERITIES = (
-    Severity("SEV1", "Critical: the future of the company is at stake; customers broadly "
-             "cannot use the product, data loss, or a security breach.", 30, 1),
+    Severity("SEV1", "Critical: the future of the company is at stake. Customers broadly "
+             "cannot use the product, data is being lost, or security is breached.", 30, 1),
     Severity("SEV2", "Major: a core feature is down or badly degraded for many customers.", 60, 2),
-    Severity("SEV3", "Minor: a partial or customer-invisible degradation; a workaround exists.",
+    Severity("SEV3", "Minor: partial or customer-invisible degradation; a workaround exists.",
              240, 3),
     Severity("SEV4", "Low: a temporary internal outage with no customer impact.", 1440, 4),
 )
 DEFAULT_PHASES = ("investigating", "identified", "mitigating", "monitoring", "resolved")
 
-_KNOWN: dict[str, set[str]] = {
-    "": {"list", "ingress", "outbound", "storage", "policy", "severity", "phases",
-         "schedule", "postmortem", "publish", "services", "logging", "templates", "oncall"},
-    "list": {"address", "bot_address", "name", "incident_prefix"},
-    "ingress": {"smtp", "imap"},
-    "ingress.smtp": {"enabled", "host", "port", "protocol", "max_message_size",
-                     "max_connections"},
-    "ingress.imap": {"host", "port", "tls", "username", "password_file", "password_env",
-                     "folder", "processed_action", "processed_flag", "move_to",
-                     "poll_interval", "idle_timeout", "start_at", "batch_size",
-                     "connect_timeout", "ca_file"},
-    "outbound": {"smtp_host", "smtp_port", "tls", "helo_name", "username", "password_file",
-                 "password_env", "timeout", "retry_initial_seconds", "retry_max_seconds"},
-    "storage": {"dir"},
-    "policy": {"allowed_senders", "allow_subdomains", "require_dkim", "trusted_authserv_ids",
-               "from_rewriting_lists", "max_mail_per_address_per_hour",
-               "max_list_mail_per_hour", "accept_direct_to_bot"},
-    "policy.from_rewriting_lists": {"address", "author_header"},
-    "severity": {"name", "description", "stale_after_minutes"},
-    "schedule": {"timezone", "digest_time", "digest_when_empty", "reminders_cc_list",
-                 "quiet_hours", "quiet_severities", "escalate_after_reminders"},
-    "postmortem": {"reminder_days", "action_item_horizon_days", "leadership",
-                   "leadership_severities", "review_after_days", "blame_is_advice",
-                   "weekly_summary_day", "weekly_summary_time"},
-    "publish": {"dir", "url"},
-    "oncall": {"escalate_after_minutes", "escalate_severities", "review_after_days",
-               "customer_statement"},
-    "services": {"file"},
-    "logging": {"level"},
-    "templates": {"dir"},
+# Each TOML table and the dataclass whose fields are its keys.
+SECTIONS: dict[str, type] = {
+    "list": ListConfig,
+    "ingress.smtp": SmtpIngressConfig,
+    "ingress.imap": ImapIngressConfig,
+    "outbound": OutboundConfig,
+    "storage": StorageConfig,
+    "policy": PolicyConfig,
+    "schedule": ScheduleConfig,
+    "postmortem": PostmortemConfig,
+    "publish": PublishConfig,
+    "oncall": OnCallConfig,
+    "services": ServicesConfig,
+    "logging": LoggingConfig,
+    "templates": TemplatesConfig,
 }
-
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false",
-               list: "a list", dt.time: "a time"}
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+$")
+_TOP_LEVEL = {name.split(".")[0] for name in SECTIONS} | {"severity", "phases"}
 
 
-def _check_keys(section: str, table: dict[str, Any]) -> None:
-    reject_unknown_keys(table, f"[{section}]" if section else "top level", _KNOWN[section])
-
-
-def reject_unknown_keys(table: Mapping[str, Any], where: str, known: Iterable[str]) -> None:
-    """ConfigError naming the first key of `table` not in `known` (a typo must not be
-    silently ignored); `where` says which table, as the error shows it."""
-    known = set(known)
-    for key in table:
-        if key not in known:
-            raise ConfigError(
-                f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})"
-            )
-
-
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-def _weekday(value: str) -> int | None:
-    """"monday" (or "mon") -> 0 ... "sunday" -> 6; "" -> None (off)."""
-    v = value.strip().lower()
-    if not v:
-        return None
-    for n, day in enumerate(_WEEKDAYS):
-        if v == day or (len(v) >= 3 and day.startswith(v)):
-            return n
-    raise ConfigError(f"[postmortem] weekly_summary_day must be a day of the week or \"\", "
-                      f"not {value!r}")
-
-
-def _clock_time(section: str, key: str, value: Any) -> dt.time:
-    if isinstance(value, dt.time):
-        return value
-    try:
-        return dt.time.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"[{section}] {key} must be a time like \"09:00\", not {value!r}") \
-            from None
-
-
-def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any,
-         *, minimum: int | None = None) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if kind is int and isinstance(value, bool):
-        raise ConfigError(f"[{section}] {key} must be a whole number, not {value!r}")
-    if not isinstance(value, kind):
-        names = kind if isinstance(kind, tuple) else (kind,)
-        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in names)
-        raise ConfigError(f"[{section}] {key} must be {wanted}, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"[{section}] {key} must be at least {minimum}, not {value!r}")
-    return value
-
-
-def _quiet_hours(value: str | None) -> tuple[dt.time, dt.time] | None:
-    """"22:00-07:00" -> (22:00, 07:00); "" -> None (no quiet hours); unset -> the default."""
-    if value is None:
-        return ScheduleConfig.quiet_hours
-    if not value.strip():
-        return None
-    try:
-        start, end = (dt.time.fromisoformat(p.strip()) for p in value.split("-"))
-    except ValueError:
-        raise ConfigError(f"[schedule] quiet_hours: {value!r} is not a range like "
-                          '"22:00-07:00" (or "" for none)') from None
-    if start == end:
-        raise ConfigError(f"[schedule] quiet_hours: {value!r} is empty (start = end)")
-    return start, end
-
-
-def _quiet_severities(table: dict[str, Any], severities: Iterable[Severity]) -> tuple[str, ...]:
-    """The levels quiet hours apply to; a level named here must be configured (the
-    default names levels that a custom [[severity]] list may not have, and is kept)."""
-    if "quiet_severities" not in table:
-        return ScheduleConfig.quiet_severities
-    raw = _get(table, "schedule", "quiet_severities", list, [])
-    if not all(isinstance(n, str) for n in raw):
-        raise ConfigError(f"[schedule] quiet_severities must be a list of names, not {raw!r}")
-    names = [n.upper() for n in raw]
-    known = {s.name for s in severities}
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"[schedule] quiet_severities: {name!r} is not a configured "
-                              f"severity ({', '.join(sorted(known))})")
-    return tuple(names)
-
-
-def _address(section: str, key: str, value: str) -> str:
-    if not _ADDRESS.match(value) or any(c in value for c in "\r\n"):
-        raise ConfigError(f"[{section}] {key}: {value!r} is not an email address")
-    return value.lower()
-
-
-def _port(section: str, key: str, value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"[{section}] {key}: {value} is not a port number")
-    return value
-
-
-def _choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigError(f"[{section}] {key}: {value!r} is not one of {', '.join(choices)}")
-    return value
+# ---------------------------------------------------------------- loading
 
 
 def read_toml(path: Path) -> dict[str, Any] | None:
@@ -477,132 +659,42 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _build(path: Path, raw: dict[str, Any]) -> Config:
-    _check_keys("", raw)
+def _table(raw: dict[str, Any], section: str) -> dict[str, Any] | None:
+    """The table [a.b] of the file; None if absent."""
+    table: Any = raw
+    for part in section.split("."):
+        table = table.get(part)
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+    return table
 
-    t = raw.get("list", {})
-    _check_keys("list", t)
-    prefix = _get(t, "list", "incident_prefix", str, "INC")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,15}", prefix):
-        raise ConfigError(f"[list] incident_prefix: {prefix!r} must be letters and digits")
-    lst = ListConfig(
-        address=_address("list", "address", _get(t, "list", "address", str, ListConfig.address)),
-        bot_address=_address(
-            "list", "bot_address", _get(t, "list", "bot_address", str, ListConfig.bot_address)
-        ),
-        name=_get(t, "list", "name", str, ListConfig.name),
-        incident_prefix=prefix.upper(),
-    )
+
+def _build(path: Path, raw: dict[str, Any]) -> Config:
+    """The sections from their fields, then the checks that span several keys."""
+    reject_unknown_keys(raw, "top level", _TOP_LEVEL)
+    reject_unknown_keys(_table(raw, "ingress") or {}, "[ingress]",
+                        (name.split(".")[1] for name in SECTIONS if name.startswith("ingress.")))
+    tables = {name: _table(raw, name) for name in SECTIONS}
+    s = {name: load_section(cls, name, tables[name] or {}, base=path)
+         for name, cls in SECTIONS.items() if name != "ingress.imap"}
+
+    lst: ListConfig = s["list"]
     if lst.address == lst.bot_address:
         raise ConfigError("[list] address and bot_address must differ")
 
-    ingress = raw.get("ingress", {})
-    _check_keys("ingress", ingress)
-    t = ingress.get("smtp", {})
-    _check_keys("ingress.smtp", t)
-    smtp = SmtpIngressConfig(
-        enabled=_get(t, "ingress.smtp", "enabled", bool, True),
-        host=_get(t, "ingress.smtp", "host", str, "127.0.0.1"),
-        port=_port("ingress.smtp", "port", _get(t, "ingress.smtp", "port", int, 8025)),
-        protocol=_choice("ingress.smtp", "protocol",
-                         _get(t, "ingress.smtp", "protocol", str, "smtp"), ("smtp", "lmtp")),
-        max_message_size=_get(t, "ingress.smtp", "max_message_size", int, 10 * 1024 * 1024,
-                              minimum=1),
-        max_connections=_get(t, "ingress.smtp", "max_connections", int, 16, minimum=1),
-    )
-    if smtp.max_message_size < 1024:
-        raise ConfigError("[ingress.smtp] max_message_size must be at least 1024 bytes")
-
     imap = None
-    if "imap" in ingress:
-        t = ingress["imap"]
-        _check_keys("ingress.imap", t)
-        s = "ingress.imap"
-        if "host" not in t:
-            raise ConfigError("[ingress.imap] host is required")
-        start_at = _get(t, s, "start_at", str, "new")
-        if start_at not in ("new", "all"):
-            try:
-                dt.date.fromisoformat(start_at)
-            except ValueError:
-                raise ConfigError(
-                    f"[ingress.imap] start_at: {start_at!r} is not new, all or a YYYY-MM-DD date"
-                ) from None
-        imap = ImapIngressConfig(
-            host=_get(t, s, "host", str, ""),
-            port=_port(s, "port", _get(t, s, "port", int, 993)),
-            tls=_choice(s, "tls", _get(t, s, "tls", str, "implicit"),
-                        ("implicit", "starttls", "none")),
-            username=_get(t, s, "username", str, ""),
-            password_file=_get(t, s, "password_file", str, ""),
-            password_env=_get(t, s, "password_env", str, ""),
-            folder=_get(t, s, "folder", str, "INBOX"),
-            processed_action=_choice(s, "processed_action",
-                                     _get(t, s, "processed_action", str, "flag"),
-                                     ("flag", "move")),
-            processed_flag=_get(t, s, "processed_flag", str, "$MailbotProcessed"),
-            move_to=_get(t, s, "move_to", str, "Processed"),
-            poll_interval=_get(t, s, "poll_interval", int, 60, minimum=1),
-            idle_timeout=_get(t, s, "idle_timeout", int, 25 * 60, minimum=1),
-            start_at=start_at,
-            batch_size=_get(t, s, "batch_size", int, 200, minimum=1),
-            connect_timeout=_get(t, s, "connect_timeout", int, 30, minimum=1),
-            ca_file=_get(t, s, "ca_file", str, ""),
-        )
-        if imap.ca_file and not Path(imap.ca_file).is_file():
-            raise ConfigError(f"[ingress.imap] ca_file {imap.ca_file}: no such file")
+    if tables["ingress.imap"] is not None:
+        imap = load_section(ImapIngressConfig, "ingress.imap", tables["ingress.imap"],
+                            base=path)
         if imap.tls == "none" and not _is_loopback(imap.host):
             raise ConfigError(
                 "[ingress.imap] tls = \"none\" is only allowed for a loopback host "
                 "(the password would cross the network in clear)"
             )
-        if imap.idle_timeout > 29 * 60:
-            raise ConfigError("[ingress.imap] idle_timeout must be under 29 minutes (RFC 2177)")
 
-    t = raw.get("outbound", {})
-    _check_keys("outbound", t)
-    outbound = OutboundConfig(
-        smtp_host=_get(t, "outbound", "smtp_host", str, ""),
-        smtp_port=_port("outbound", "smtp_port", _get(t, "outbound", "smtp_port", int, 25)),
-        tls=_choice("outbound", "tls", _get(t, "outbound", "tls", str, "none"),
-                    ("none", "starttls", "implicit")),
-        helo_name=_helo_name(_get(t, "outbound", "helo_name", str, "")),
-        username=_get(t, "outbound", "username", str, ""),
-        password_file=_get(t, "outbound", "password_file", str, ""),
-        password_env=_get(t, "outbound", "password_env", str, ""),
-        timeout=_get(t, "outbound", "timeout", int, 30, minimum=1),
-        retry_initial_seconds=_get(t, "outbound", "retry_initial_seconds", int, 30, minimum=1),
-        retry_max_seconds=_get(t, "outbound", "retry_max_seconds", int, 3600, minimum=1),
-    )
-
-    t = raw.get("storage", {})
-    _check_keys("storage", t)
-    storage = StorageConfig(dir=_beside(path, _get(t, "storage", "dir", str, "var")))
-
-    t = raw.get("policy", {})
-    _check_keys("policy", t)
-    allowed = _get(t, "policy", "allowed_senders", list, ["example.com"])
-    for entry in allowed:
-        if not isinstance(entry, str) or not (
-            _ADDRESS.match(entry) or _DOMAIN.match(entry.lstrip("@"))
-        ):
-            raise ConfigError(
-                f"[policy] allowed_senders: {entry!r} is neither an address nor a domain"
-            )
-    policy = PolicyConfig(
-        allowed_senders=tuple(e.lower().lstrip("@") for e in allowed),
-        allow_subdomains=_get(t, "policy", "allow_subdomains", bool, False),
-        require_dkim=_get(t, "policy", "require_dkim", bool, False),
-        trusted_authserv_ids=tuple(
-            x.lower() for x in _get(t, "policy", "trusted_authserv_ids", list, [])
-        ),
-        max_mail_per_address_per_hour=_get(t, "policy", "max_mail_per_address_per_hour", int,
-                                           20, minimum=1),
-        max_list_mail_per_hour=_get(t, "policy", "max_list_mail_per_hour", int, 200, minimum=1),
-        from_rewriting_lists=_rewriting_lists(
-            _get(t, "policy", "from_rewriting_lists", list, [])),
-        accept_direct_to_bot=_get(t, "policy", "accept_direct_to_bot", bool, True),
-    )
+    policy: PolicyConfig = s["policy"]
     if policy.require_dkim and not policy.trusted_authserv_ids:
         raise ConfigError(
             "[policy] require_dkim needs trusted_authserv_ids (whose Authentication-Results "
@@ -614,24 +706,11 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         items = raw["severity"]
         if not isinstance(items, list) or not items:
             raise ConfigError("[[severity]] must be a non-empty array of tables")
-        built = []
-        for rank, item in enumerate(items, start=1):
-            _check_keys("severity", item)
-            name = _get(item, "severity", "name", str, "")
-            if not re.fullmatch(r"[A-Za-z]+[0-9]+", name):
-                raise ConfigError(
-                    f"[[severity]] name {name!r} must be letters then a number, like SEV1"
-                )
-            built.append(Severity(
-                name=name.upper(),
-                description=_get(item, "severity", "description", str, ""),
-                stale_after_minutes=_get(item, "severity", "stale_after_minutes", int, 60,
-                                         minimum=1),
-                rank=rank,
-            ))
-        if len({s.name for s in built}) != len(built):
+        severities = tuple(
+            dataclasses.replace(load_section(Severity, "severity", item, base=path), rank=rank)
+            for rank, item in enumerate(items, start=1))
+        if len({s.name for s in severities}) != len(severities):
             raise ConfigError("[[severity]] names must be unique")
-        severities = tuple(built)
 
     phases = DEFAULT_PHASES
     if "phases" in raw:
@@ -642,126 +721,46 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         if "resolved" not in phases:
             raise ConfigError("phases must include \"resolved\"")
 
-    t = raw.get("schedule", {})
-    _check_keys("schedule", t)
-    tzname = _get(t, "schedule", "timezone", str, "UTC")
-    try:
-        ZoneInfo(tzname)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"[schedule] timezone: {tzname!r} is not an IANA time zone") from None
-    digest_time = _get(t, "schedule", "digest_time", (str, dt.time), "09:00")
-    if isinstance(digest_time, str):
-        try:
-            digest_time = dt.time.fromisoformat(digest_time)
-        except ValueError:
-            raise ConfigError(
-                f"[schedule] digest_time: {digest_time!r} is not a time like 09:00"
-            ) from None
-    schedule = ScheduleConfig(
-        timezone=tzname,
-        digest_time=digest_time,
-        digest_when_empty=_get(t, "schedule", "digest_when_empty", bool, True),
-        reminders_cc_list=_get(t, "schedule", "reminders_cc_list", bool, False),
-        quiet_hours=_quiet_hours(_get(t, "schedule", "quiet_hours", str, None)),
-        quiet_severities=_quiet_severities(t, severities),
-        escalate_after_reminders=_get(t, "schedule", "escalate_after_reminders", int,
-                                      ScheduleConfig.escalate_after_reminders, minimum=0),
-    )
+    schedule: ScheduleConfig = s["schedule"]
+    if "quiet_severities" in (tables["schedule"] or {}):
+        known = {sev.name for sev in severities}
+        for name in schedule.quiet_severities:
+            if name not in known:
+                raise ConfigError(f"[schedule] quiet_severities: {name!r} is not a configured "
+                                  f"severity ({', '.join(sorted(known))})")
 
-    t = raw.get("postmortem", {})
-    _check_keys("postmortem", t)
-    postmortem = PostmortemConfig(
-        reminder_days=_get(t, "postmortem", "reminder_days", int, 2, minimum=0),
-        action_item_horizon_days=_get(t, "postmortem", "action_item_horizon_days", int, 7,
-                                      minimum=0),
-        leadership=tuple(
-            _address("postmortem", "leadership", a)
-            for a in _get(t, "postmortem", "leadership", list, [])
-        ),
-        leadership_severities=tuple(
-            s.upper() for s in _get(t, "postmortem", "leadership_severities", list,
-                                    ["SEV1", "SEV2"])
-        ),
-        review_after_days=_get(t, "postmortem", "review_after_days", int, 3, minimum=0),
-        blame_is_advice=_get(t, "postmortem", "blame_is_advice", bool, False),
-        weekly_summary_day=_weekday(_get(t, "postmortem", "weekly_summary_day", str, "monday")),
-        weekly_summary_time=_clock_time(
-            "postmortem", "weekly_summary_time",
-            _get(t, "postmortem", "weekly_summary_time", (str, dt.time), "09:00")),
-    )
-
-    t = raw.get("publish", {})
-    _check_keys("publish", t)
-    pub_dir = _get(t, "publish", "dir", str, "")
-    pub_url = _get(t, "publish", "url", str, "").strip()
-    if pub_url and not re.match(r"(?i)^(https?|file)://\S+$", pub_url):
-        raise ConfigError(f"publish.url: {pub_url!r} is not an http(s):// or file:// address")
-    publish = PublishConfig(dir=_beside(path, pub_dir) if pub_dir else None, url=pub_url)
-
-    t = raw.get("oncall", {})
-    _check_keys("oncall", t)
-    oncall = OnCallConfig(
-        escalate_after_minutes=_get(t, "oncall", "escalate_after_minutes", int, 10,
-                                    minimum=0),
-        escalate_severities=tuple(s.upper() for s in _get(
-            t, "oncall", "escalate_severities", list, ["SEV1", "SEV2"])),
-        review_after_days=_get(t, "oncall", "review_after_days", int, 90, minimum=0),
-        customer_statement=_get(t, "oncall", "customer_statement", bool, True),
-    )
-
-    t = raw.get("services", {})
-    _check_keys("services", t)
-    services_file = _beside(path, _get(t, "services", "file", str, "services.toml"))
-
-    t = raw.get("logging", {})
-    _check_keys("logging", t)
-    level = _choice("logging", "level", _get(t, "logging", "level", str, "INFO").upper(),
-                    ("DEBUG", "INFO", "WARNING", "ERROR"))
-
-    t = raw.get("templates", {})
-    _check_keys("templates", t)
-    templates_dir = builtin_templates_dir()
-    if "dir" in t:
-        templates_dir = _beside(path, _get(t, "templates", "dir", str, ""))
-        if not templates_dir.is_dir():
-            raise ConfigError(f"[templates] dir {templates_dir}: no such directory")
+    templates_dir = s["templates"].dir
+    if templates_dir is None:
+        templates_dir = builtin_templates_dir()
+    elif not templates_dir.is_dir():
+        raise ConfigError(f"[templates] dir {templates_dir}: no such directory")
     _require_templates(templates_dir)
 
     return Config(
         path=path,
         list=lst,
-        smtp=smtp,
+        smtp=s["ingress.smtp"],
         imap=imap,
-        outbound=outbound,
-        storage=storage,
+        outbound=s["outbound"],
+        storage=s["storage"],
         policy=policy,
         severities=severities,
         phases=phases,
         schedule=schedule,
-        postmortem=postmortem,
-        publish=publish,
-        services_file=services_file,
-        log_level=level,
+        postmortem=s["postmortem"],
+        publish=s["publish"],
+        services_file=s["services"].file,
+        log_level=s["logging"].level,
         templates_dir=templates_dir,
-        oncall=oncall,
+        oncall=s["oncall"],
     )
 
 
-def _beside(config_path: Path, value: str) -> Path:
+def _beside(config_path: Path, value: str | Path) -> Path:
     """A path from the config file: a relative one is relative to the file's folder, not
     to the directory mailbot happens to run in (a cron job runs in $HOME)."""
     path = Path(value)
     return path if path.is_absolute() else config_path.absolute().parent / path
-
-
-def _helo_name(value: str) -> str:
-    """[outbound] helo_name: a host name or an address literal, nothing that could break
-    the SMTP command line."""
-    if value and not (_DOMAIN.match(value) or re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+",
-                                                           value)):
-        raise ConfigError(f"[outbound] helo_name: {value!r} is not a host name "
-                          "(like mail.example.com) or an address literal (like [192.0.2.1])")
-    return value
 
 
 def _require_templates(templates_dir: Path) -> None:
@@ -778,31 +777,6 @@ def _require_templates(templates_dir: Path) -> None:
             f"templates missing: {what} (looked in "
             f"{', '.join(str(f) for f in search)}); a broken install? Reinstall mailbot, "
             "or point [templates] dir at a complete copy")
-
-
-_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
-
-
-def _rewriting_lists(items: list[Any]) -> tuple[RewritingList, ...]:
-    """[policy] from_rewriting_lists: tables of address and author_header."""
-    where = "[policy] from_rewriting_lists"
-    out = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where}: each entry must be a table like "
-                              '{address = "list@example.com", author_header = "X-Original-From"}')
-        reject_unknown_keys(item, where, _KNOWN["policy.from_rewriting_lists"])
-        for key in ("address", "author_header"):
-            if not isinstance(item.get(key), str):
-                raise ConfigError(f"{where}: {key} is required (a string)")
-        header = item["author_header"]
-        if not _HEADER_NAME.fullmatch(header) or header.lower() in ("from", "sender"):
-            raise ConfigError(f"{where}: author_header {header!r} must name the header the "
-                              "list adds for the author (not From or Sender)")
-        out.append(RewritingList(address=_address("policy", "from_rewriting_lists",
-                                                  item["address"]),
-                                 author_header=header.lower()))
-    return tuple(out)
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ from mailbot.config import Config
 from mailbot.effects import commit_effects
 from mailbot.models import Incident, OutgoingMail
 from mailbot.scheduler import DailyAt, Job, Slot
+from mailbot.store import retention
 from mailbot.timing import is_stale, last_update, review_start
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_KEEP_CLOSED = dt.timedelta(days=2)  # closures stay in the summary this long
-_KEEP_ITEMS_OVERDUE = dt.timedelta(days=7)  # overdue action items are shown this long
 _RESOLVED_WINDOW = dt.timedelta(days=1)
 
 
@@ -167,7 +166,7 @@ def build_digest(config: Config, now: dt.datetime, live: Iterable[Incident],
                          for a in inc.postmortem.action_items
                          if a.due is not None and a.done_at is None)
     for incident_id, text, owner, due, label in items:
-        if today - _KEEP_ITEMS_OVERDUE <= due <= horizon:
+        if today - retention.ITEM_OVERDUE_SHOWN <= due <= horizon:
             actions.append(ActionRow(f"{prefix}-{incident_id}", text, owner, due,
                                      overdue=due < today, label=label))
     rows_all = [r for g in groups for r in g.rows]
@@ -197,11 +196,11 @@ def sync_closed(store: "Store", now: dt.datetime) -> dict[str, Any]:
     """
     closed, items = [], []
     for c in store.recently_closed():
-        if now - dt.datetime.fromisoformat(c["closed_at"]) <= _KEEP_CLOSED:
+        if retention.is_closure_shown(dt.datetime.fromisoformat(c["closed_at"]), now):
             closed.append({k: c[k] for k in ("id", "title", "severity", "resolved_at",
                                              "closed_at")})
         for item in c.get("items", []):
-            if dt.date.fromisoformat(item["due"]) >= (now - 4 * _KEEP_ITEMS_OVERDUE).date():
+            if retention.is_item_kept(dt.date.fromisoformat(item["due"]), now):
                 items.append({"incident": c["id"], **item})
     return {"incidents": closed, "items": items}
 

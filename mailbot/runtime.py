@@ -13,9 +13,10 @@ from mailbot.clock import Clock
 from mailbot.compose import Composer, make_environment
 from mailbot.config import Config
 from mailbot.lock import WriterLock
-from mailbot.outbox import Outbox, Relay, relay_for
+from mailbot.outbox import Outbox
 from mailbot.pipeline import Pipeline
 from mailbot.planning import Planner
+from mailbot.relays import Relay, relay_for
 from mailbot.parsing.postmortem import people_directory
 from mailbot.rules.recipients import RecipientPolicy
 from mailbot.services import ServiceDirectory, load_services

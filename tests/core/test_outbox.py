@@ -6,7 +6,8 @@ import datetime as dt
 
 from mailbot.clock import FakeClock
 from mailbot.config import OutboundConfig
-from mailbot.outbox import Outbox, SmtpRelay
+from mailbot.outbox import Outbox
+from mailbot.relays import SmtpRelay
 from mailbot.runtime import build_runtime
 from tests.core.support import DECLARATION_BODY, SmtpSink, free_port, load, message
 

@@ -62,7 +62,7 @@ def test_closed_incidents_leave_the_hot_file(tmp_path):
 
 
 def test_a_failed_write_leaves_memory_as_the_file_is(tmp_path, monkeypatch):
-    import mailbot.store as store_module
+    import mailbot.store.hotfile as store_module
 
     store = Store(tmp_path)
     store.commit("k1", incidents=[Incident(id=1, title="one")], next_incident_id=2)
@@ -113,3 +113,48 @@ def test_the_closure_summary_stays_small_however_many_close(tmp_path):
     assert len(recent) == 14
     assert recent[0]["id"] == 1 and recent[0]["items"][0]["text"] == "fix it"
     assert recent[-1]["id"] == 300
+
+
+def test_closure_summaries_are_kept_while_the_digest_shows_them(tmp_path):
+    """One retention policy (store/retention.py): the store drops a closure's summary only
+    after the digest has stopped showing the closure, and an open action item's only
+    after it stopped counting it."""
+    import datetime as dt
+
+    from mailbot.digest import sync_closed
+    from mailbot.models import ActionItem, Postmortem
+    from mailbot.store import retention
+
+    t0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
+    due = t0.date() + dt.timedelta(days=1)
+    item = ActionItem("add an alert", "bob@example.com", due, number=1)
+    pm = Postmortem(accepted_at=t0, author="bob@example.com", message_id="<pm@x>", text="",
+                    sections={}, action_items=(item,))
+    store = Store(tmp_path)
+    store.commit("a", incidents=[Incident(id=1, title="one", status="closed", closed_at=t0),
+                                 Incident(id=2, title="two", status="closed", closed_at=t0,
+                                          postmortem=pm)])
+
+    def close_another(n: int, at: dt.datetime) -> set[int]:
+        # Expiry runs when an incident closes: close one at `at`, see what is left.
+        store.commit(f"c{n}", incidents=[Incident(id=n, title="x", status="closed",
+                                                  closed_at=at)])
+        return {s["id"] for s in store.recently_closed()}
+
+    shown_until = t0 + retention.CLOSURE_SHOWN
+    assert [c["id"] for c in sync_closed(store, shown_until)["incidents"]] == [1, 2]
+    assert sync_closed(store, shown_until + dt.timedelta(seconds=1))["incidents"] == []
+    assert {1, 2} <= close_another(10, shown_until)
+    kept_until = t0 + retention.CLOSURE_KEPT
+    assert {1, 2} <= close_another(11, kept_until)
+    left = close_another(12, kept_until + dt.timedelta(seconds=1))
+    assert 1 not in left and 2 in left  # the open item keeps incident 2's summary
+
+    due_at = dt.datetime.combine(due, dt.time(0), tzinfo=dt.timezone.utc)
+    # The digest lists an overdue item this long: its summary must still be there.
+    assert 2 in close_another(15, due_at + retention.ITEM_OVERDUE_SHOWN)
+    assert sync_closed(store, due_at + retention.ITEM_OVERDUE_SHOWN)["items"]
+    item_until = due_at + retention.ITEM_OVERDUE_KEPT
+    assert [i["incident"] for i in sync_closed(store, item_until)["items"]] == [2]
+    assert 2 in close_another(13, item_until)
+    assert 2 not in close_another(14, item_until + dt.timedelta(seconds=1))

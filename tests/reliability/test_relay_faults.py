@@ -17,7 +17,8 @@ import pytest
 from mailbot.clock import FakeClock
 from mailbot.config import OutboundConfig, load_config
 from mailbot.models import OutgoingMail
-from mailbot.outbox import Outbox, SmtpRelay
+from mailbot.outbox import Outbox
+from mailbot.relays import SmtpRelay
 from tests.core.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, message, send,
                                 wait_for, write_config)
 from tests.reliability.support import ChaosDaemon

@@ -3,28 +3,30 @@
 Takes Incident objects and commit records from the pipeline; hands back Incidents.
 Laid out so that the cost of one message does not grow with history:
 
-    db/hot.json            TinyDB: open and resolved incidents, the commit journal,
-                           counters, job runs, the hourly send log. Small: rewritten whole
-                           on each commit (atomically: temp file, fsync, rename, dir fsync).
-    db/closed/NNNN/ID.json TinyDB, one per closed incident: written once when it closes.
-    db/index/xyz.log       the Message-ID index (mailbot/appendmap.py): 4096 append-only
-                           bucket files, chosen by the first 3 hex digits of sha1(ID); one
-                           JSON line per record: processed or not, which incident it
-                           belongs to, whether mailbot wrote it. A lookup reads one bucket
-                           (~20 KB at 1,000,000 IDs); a write appends to one, so a message
-                           creates no index file.
+    db/hot.json            TinyDB (`hotfile.py`): open and resolved incidents, the commit
+                           journal, counters, job runs, the hourly send log (`sendlog.py`)
+                           and closure summaries (`closed.py`, kept as `retention.py`
+                           says). Small: rewritten whole on each commit (atomically: temp
+                           file, fsync, rename, dir fsync).
+    db/closed/NNNN/ID.json TinyDB, one per closed incident (`closed.py`): written once
+                           when it closes.
+    db/index/xyz.log       the Message-ID index (`index.py`, on mailbot/appendmap.py):
+                           4096 append-only bucket files, chosen by the first 3 hex digits
+                           of sha1(ID); one JSON line per record: processed or not, which
+                           incident it belongs to, whether mailbot wrote it. A lookup reads
+                           one bucket (~20 KB at 1,000,000 IDs); a write appends to one, so
+                           a message creates no index file.
 
 A commit is one atomic rewrite of hot.json that carries the incident changes and a journal
 entry (the message key, the index records to write, the mail to queue). Index records and
 outbox files are written after it; a crash in between is finished from the journal at the
 next start, and those writes are idempotent. So every message has its effect exactly once.
+`Store` is the one entry point; the modules beside it each keep one part of the layout.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import threading
 from contextlib import contextmanager
@@ -32,82 +34,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tinydb import TinyDB
-from tinydb.storages import Storage
 from tinydb.table import Document
 
-from mailbot.appendmap import AppendMap
-from mailbot.durable import sync_filesystem, write_atomic
-from mailbot.faults import crash_point
+from mailbot.durable import sync_filesystem
 from mailbot.models import Incident, OutgoingMail
+from mailbot.store.closed import ClosedFiles, read_closed, summary_of
+from mailbot.store.hotfile import DurableStorage, doc_id
+from mailbot.store.index import MessageIndex
+from mailbot.store.sendlog import SendLog
+
+__all__ = ["Store", "DurableStorage"]
 
 log = logging.getLogger(__name__)
-
-
-class DurableStorage(Storage):
-    """TinyDB storage held in memory and written atomically; batches write once."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._depth = 0
-        self._dirty = False
-        self.rolled_back = False  # the last outermost batch was discarded
-        try:
-            text = self.path.read_text("utf-8")
-        except FileNotFoundError:
-            text = ""
-        # An atomic rename never leaves a half file; anything unparsable is a bug or
-        # outside tampering, and must stop us rather than be silently reset.
-        self._data: dict[str, Any] = json.loads(text) if text.strip() else {}
-        self._last = text  # what the file holds: memory goes back to it when a write fails
-
-    def read(self) -> dict[str, Any]:
-        return self._data
-
-    def write(self, data: dict[str, Any]) -> None:
-        self._data = data
-        if self._depth:
-            self._dirty = True
-        else:
-            self._flush()
-
-    def _flush(self) -> None:
-        payload = json.dumps(self._data, separators=(",", ":"), ensure_ascii=False)
-        try:
-            write_atomic(self.path, payload.encode("utf-8"))
-        except BaseException:
-            # Disk full or the like: memory must not keep commits the file does not have,
-            # or a retry would take them for done and drop the messages from the spool.
-            self._rollback()
-            raise
-        self._last = payload
-        self._dirty = False
-        crash_point("committed")
-
-    def _rollback(self) -> None:
-        self._data = json.loads(self._last) if self._last.strip() else {}
-        self._dirty = False
-        self.rolled_back = True
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group writes into one atomic file replacement; if the group raises, or the
-        write fails, none of it stays (memory returns to what the file holds)."""
-        if self._depth == 0:
-            self.rolled_back = False
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth == 0 and self._dirty:
-                self._rollback()
-            raise
-        self._depth -= 1
-        if self._depth == 0 and self._dirty:
-            self._flush()
-
-    def close(self) -> None:
-        pass
 
 
 class Store:
@@ -119,26 +57,27 @@ class Store:
         self.closed_dir = self.dir / "closed"
         for d in (self.dir, self.index_dir, self.closed_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.message_index = AppendMap(self.index_dir, crash_point_name="index-written")
+        self.index = MessageIndex(self.index_dir)
+        self.closed = ClosedFiles(self.closed_dir)
         self._storage: DurableStorage | None = None
         self.db = TinyDB(self.dir / "hot.json", storage=self._make_storage)
         self.incidents = self.db.table("incidents", cache_size=0)
         self.meta = self.db.table("meta", cache_size=0)
         self.journal = self.db.table("journal", cache_size=0)
-        # Mail sent in the last hour, one document per address (its send times), for the
-        # hourly cap: a lookup reads one document, not the whole log.
-        self.sent_log = self.db.table("sent_by_address", cache_size=0)
+        self.sent = SendLog(self.db.table("sent_by_address", cache_size=0))
         # A summary of each recently closed incident, written in the same atomic commit
         # that closes it, so the digest never reads the closed history.
         self.recent = self.db.table("recently_closed", cache_size=0)
         self.lock = threading.RLock()
         self._finished: set[str] = set()  # journal keys done, dropped at the next commit
-        # Index records journaled but not yet written to their files: lookups see them, so
-        # messages committed together in one group see each other.
-        self._unwritten: dict[str, dict[str, Any]] = {}
 
     def _make_storage(self, path: str | Path) -> DurableStorage:
         self._storage = DurableStorage(path)
+        return self._storage
+
+    @property
+    def storage(self) -> DurableStorage:
+        assert self._storage is not None  # TinyDB made it in __init__
         return self._storage
 
     def close(self) -> None:
@@ -149,21 +88,20 @@ class Store:
         """Commits made inside share one atomic write of the hot file, at the end.
         If the group raises or the write fails, all of its commits are undone."""
         with self.lock:
-            unwritten, finished = dict(self._unwritten), set(self._finished)
+            unwritten, finished = dict(self.index.unwritten), set(self._finished)
             try:
-                with self._storage.batch():  # type: ignore[union-attr]
+                with self.storage.batch():
                     yield
             except BaseException:
-                if self._storage.rolled_back:  # type: ignore[union-attr]
+                if self.storage.rolled_back:
                     # The journal entries the group's first commit removed are back in
                     # memory: they are still done, and go with the next commit.
-                    self._unwritten, self._finished = unwritten, finished
+                    self.index.unwritten, self._finished = unwritten, finished
                 raise
 
     def is_flushed(self) -> bool:
         """Every commit made so far is on disk (false after a discarded group)."""
-        storage = self._storage
-        return not storage._dirty and not storage.rolled_back  # type: ignore[union-attr]
+        return self.storage.is_flushed
 
     # ------------------------------------------------------------ incidents
 
@@ -173,10 +111,7 @@ class Store:
             doc = self.incidents.get(doc_id=incident_id)
         if doc is not None:
             return Incident.from_dict(doc)
-        path = self._closed_path(incident_id)
-        if path.exists():
-            return _read_closed(path)
-        return None
+        return self.closed.get(incident_id)
 
     def live_incidents(self) -> list[Incident]:
         """Open and resolved incidents (everything not yet closed), by id."""
@@ -186,9 +121,7 @@ class Store:
 
     def closed_incidents(self) -> Iterator[Incident]:
         """Every closed incident, by id (reads one file each: for listings and the site)."""
-        paths = sorted(self.closed_dir.glob("*/*.json"), key=lambda p: int(p.stem))
-        for path in paths:
-            yield _read_closed(path)
+        return self.closed.all()
 
     def all_incidents(self) -> Iterator[Incident]:
         """Live incidents, then closed ones, read lazily (callers sort as they need)."""
@@ -199,14 +132,11 @@ class Store:
             if incident.id not in live_ids:  # a crash may leave a reopened one in both
                 yield incident
 
-    def _closed_path(self, incident_id: int) -> Path:
-        return self.closed_dir / f"{incident_id // 1000:04d}" / f"{incident_id}.json"
-
     def allocate_id(self) -> int:
         """The next incident number (persisted with the next commit)."""
         with self.lock:
-            doc = self.meta.get(doc_id=1) or {}
-            return int(doc.get("next_incident_id", 1))
+            doc = self.meta.get(doc_id=1)
+            return int(doc.get("next_incident_id", 1)) if doc else 1
 
     # ------------------------------------------------------------ message index
 
@@ -215,15 +145,12 @@ class Store:
         if not message_id:
             return None
         with self.lock:
-            unwritten = self._unwritten.get(message_id)
-        record = self.message_index.get(message_id)
-        if unwritten is not None:
-            return {**(record or {}), **unwritten}
-        return record
+            unwritten = self.index.unwritten.get(message_id)
+        return self.index.get(message_id, unwritten)
 
     def is_processed(self, key: str) -> bool:
         with self.lock:
-            if self.journal.contains(doc_id=_journal_id(key)) and key not in self._finished:
+            if self.journal.contains(doc_id=doc_id(key)) and key not in self._finished:
                 return True
         record = self.message_record(key)
         return bool(record and record.get("processed"))
@@ -264,15 +191,13 @@ class Store:
         # between the two leaves it in both places, and the hot copy wins until cleaned.
         for incident in incidents:
             if incident.status == "closed":
-                path = self._closed_path(incident.id)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write_closed(path, incident)
-        unwritten, finished = dict(self._unwritten), set(self._finished)
+                self.closed.write(incident)
+        unwritten, finished = dict(self.index.unwritten), set(self._finished)
         reopened = []
         try:
-            with self.lock, self._storage.batch():  # type: ignore[union-attr]
+            with self.lock, self.storage.batch():
                 if self._finished:  # one table rewrite for the whole finished group
-                    self.journal.remove(doc_ids=[_journal_id(done) for done in self._finished])
+                    self.journal.remove(doc_ids=[doc_id(done) for done in self._finished])
                 self._finished.clear()
                 for incident in incidents:
                     if incident.status == "closed":
@@ -287,33 +212,21 @@ class Store:
                 if next_incident_id is not None:
                     self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
                 if now is not None and outgoing:
-                    horizon = (now - dt.timedelta(hours=1)).isoformat()
-                    for rcpt in {r.lower() for mail in outgoing for r in mail.recipients}:
-                        doc_id = _journal_id("sent:" + rcpt)
-                        doc = self.sent_log.get(doc_id=doc_id)
-                        times = [t for t in (doc or {}).get("at", []) if t >= horizon]
-                        times += [now.isoformat()] * sum(
-                            1 for mail in outgoing for r in mail.recipients if r.lower() == rcpt)
-                        self.sent_log.upsert(Document({"to": rcpt, "at": times}, doc_id=doc_id))
+                    self.sent.record(outgoing, now)
                 self.journal.upsert(Document({
                     "key": key,
                     "index": index,
                     "outgoing": [m.to_dict() for m in outgoing],
-                }, doc_id=_journal_id(key)))
-                for message_id, record in index.items():
-                    kept = self._unwritten.get(message_id, {})
-                    self._unwritten[message_id] = {
-                        **kept, **{k: v for k, v in record.items() if v is not None}}
+                }, doc_id=doc_id(key)))
+                self.index.journal(index)
         except BaseException:
-            if self._storage.rolled_back:  # type: ignore[union-attr]
+            if self.storage.rolled_back:
                 # The commit is undone: so are its records, and done work is done again.
-                self._unwritten, self._finished = unwritten, finished
+                self.index.unwritten, self._finished = unwritten, finished
             raise
         # Only once the hot file holds a reopened incident may its closed copy go.
         for incident_id in reopened:
-            path = self._closed_path(incident_id)
-            if path.exists():
-                path.unlink()
+            self.closed.remove(incident_id)
         return index
 
     def load_history(self, incidents: Iterator[Incident],
@@ -325,44 +238,23 @@ class Store:
 
         Files are written plainly and made durable by one sync at the end instead of an
         fsync each: for filling an empty store, never while mailbot runs on it."""
-        with self.lock, self._storage.batch():  # type: ignore[union-attr]
+        with self.lock, self.storage.batch():
             for incident in incidents:
                 if incident.status == "closed":
                     self._note_closed(incident)
-                    path = self._closed_path(incident.id)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(
-                        {"incident": {str(incident.id): incident.to_dict()}},
-                        separators=(",", ":"), ensure_ascii=False), "utf-8")
+                    self.closed.write_plain(incident)
                 else:
                     self.incidents.upsert(Document(incident.to_dict(), doc_id=incident.id))
             self.meta.upsert(Document({"next_incident_id": next_incident_id}, doc_id=1))
-            self.message_index.load(index)
+            self.index.map.load(index)
         sync_filesystem(self.dir)
 
     def _note_closed(self, incident: Incident) -> None:
-        closed_at = incident.closed_at or incident.updated_at or dt.datetime.now(dt.timezone.utc)
-        items = []
-        if incident.postmortem is not None:
-            items = [{"text": a.text, "owner": a.owner, "due": a.due.isoformat(),
-                      "label": a.label}
-                     for a in incident.postmortem.action_items
-                     if a.due is not None and a.done_at is None]
-        # Kept only while the digest can show it, so the hot file stays small however
-        # many incidents close: the closure itself for a few days, action items until
-        # they are long overdue.
-        keep_until = closed_at + dt.timedelta(days=RECENT_CLOSED_DAYS)
-        for item in items:
-            due = dt.datetime.fromisoformat(item["due"]).replace(tzinfo=dt.timezone.utc)
-            keep_until = max(keep_until, due + dt.timedelta(days=ITEMS_OVERDUE_DAYS))
-        self.recent.upsert(Document({
-            "id": incident.id, "title": incident.title, "severity": incident.severity,
-            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
-            "closed_at": closed_at.isoformat(), "items": items,
-            "keep_until": keep_until.isoformat(),
-        }, doc_id=incident.id))
+        """Keep the closure's summary; summaries nothing shows any more go."""
+        summary = summary_of(incident)
+        self.recent.upsert(Document(summary, doc_id=incident.id))
         expired = [d.doc_id for d in self.recent.all()
-                   if d.get("keep_until", d["closed_at"]) < closed_at.isoformat()]
+                   if d.get("keep_until", d["closed_at"]) < summary["closed_at"]]
         if expired:
             self.recent.remove(doc_ids=expired)
 
@@ -390,10 +282,9 @@ class Store:
         jobs): the touched buckets are fsync'd, and records that would change nothing are
         left out, so replaying a journal entry after a crash adds no lines. Returns how
         many records were written."""
-        written = self.message_index.put_many(index, sync=synced, skip_unchanged=synced)
+        written = self.index.map.put_many(index, sync=synced, skip_unchanged=synced)
         with self.lock:
-            for message_id in index:
-                self._unwritten.pop(message_id, None)
+            self.index.written(index)
         return written
 
     def finish(self, key: str) -> None:
@@ -403,11 +294,8 @@ class Store:
 
     def sent_count(self, address: str, since: dt.datetime) -> int:
         """How many mails went to `address` since `since` (only the last hour is kept)."""
-        horizon = since.isoformat()
-        address = address.lower()
         with self.lock:
-            doc = self.sent_log.get(doc_id=_journal_id("sent:" + address))
-        return sum(1 for t in (doc or {}).get("at", []) if t >= horizon)
+            return self.sent.count(address, since)
 
     # ------------------------------------------------------------ health
 
@@ -417,14 +305,14 @@ class Store:
         with self.lock:
             live = {d.doc_id for d in self.incidents.all()}
             next_id = self.allocate_id()
-        for doc_id in live:
-            if doc_id >= next_id:
-                problems.append(f"incident {doc_id} is not below the next id {next_id}")
-            if self._closed_path(doc_id).exists():
-                problems.append(f"incident {doc_id} is both live and closed")
+        for live_id in live:
+            if live_id >= next_id:
+                problems.append(f"incident {live_id} is not below the next id {next_id}")
+            if self.closed.exists(live_id):
+                problems.append(f"incident {live_id} is both live and closed")
         for path in self.closed_dir.glob("*/*.json"):
             try:
-                _read_closed(path)
+                read_closed(path)
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 problems.append(f"{path}: {exc}")
         return problems
@@ -433,43 +321,8 @@ class Store:
         """Finish what a crash interrupted between a closed file and the hot commit."""
         with self.lock:
             for doc in list(self.incidents.all()):
-                path = self._closed_path(doc.doc_id)
-                if path.exists():
+                if self.closed.exists(doc.doc_id):
                     if doc.get("status") == "closed":
                         self.incidents.remove(doc_ids=[doc.doc_id])
                     else:
-                        path.unlink()
-
-
-# How long the store keeps a closure's summary for the digest: the closure itself, and
-# its action items past their due date (the digest shows neither for longer).
-RECENT_CLOSED_DAYS = 3
-ITEMS_OVERDUE_DAYS = 28
-
-
-def _journal_id(key: str) -> int:
-    # TinyDB wants integer ids; 60 bits of a hash make collisions irrelevant here.
-    return int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8],
-                          "big") >> 4
-
-
-def _write_closed(path: Path, incident: Incident) -> None:
-    storage_holder: list[DurableStorage] = []
-
-    def make(p: str | Path) -> DurableStorage:
-        s = DurableStorage(p)
-        storage_holder.append(s)
-        return s
-
-    db = TinyDB(path, storage=make)
-    with storage_holder[0].batch():
-        db.drop_tables()
-        db.table("incident").insert(Document(incident.to_dict(), doc_id=incident.id))
-
-
-def _read_closed(path: Path) -> Incident:
-    db = TinyDB(path, storage=DurableStorage)
-    doc = db.table("incident").get(doc_id=int(path.stem))
-    if doc is None:
-        raise ValueError(f"{path} holds no incident")
-    return Incident.from_dict(doc)
+                        self.closed.remove(doc.doc_id)
