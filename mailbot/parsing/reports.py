@@ -122,7 +122,7 @@ def find_report(msg: email.message.Message) -> str:
         phrases = _PHRASES.get(detector)
         if phrases is not None:
             if text is None:
-                text = "".join(body_line_iterator(pruned)).lower()
+                text = _text_of(pruned)
             if not any(phrase in text for phrase in phrases):
                 continue
         try:
@@ -133,11 +133,20 @@ def find_report(msg: email.message.Message) -> str:
         if temporary or permanent:
             return detector.__name__.lower()
     if text is None:
-        text = "".join(body_line_iterator(pruned)).lower()
+        text = _text_of(pruned)
     if any(len(phrase) >= _LONG_PHRASE and phrase in text
            for phrases in _PHRASES.values() for phrase in phrases):
         return PHRASE_ONLY
     return ""
+
+
+def _text_of(pruned: email.message.Message) -> str:
+    """The pruned tree's text, lower case; "" when the stdlib cannot read it (a payload
+    holding a lone surrogate outside surrogateescape's range raises in get_payload)."""
+    try:
+        return "".join(body_line_iterator(pruned)).lower()
+    except Exception:  # noqa: BLE001 - unreadable text is no report, and no reason to stop
+        return ""
 
 
 def _prune(part: email.message.Message, budget: list[int], depth: int

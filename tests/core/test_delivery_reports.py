@@ -215,3 +215,16 @@ def test_the_report_check_reads_a_bounded_part_of_hostile_text():
     assert 0 < text <= reports.MAX_TEXT_CHARS
     assert len(parts) <= reports.MAX_PARTS
     assert find_report(tree) == ""  # a person's message full of one phrase is no report
+
+
+def test_text_the_stdlib_cannot_read_is_no_report_and_no_error():
+    # Found by the fuzz soak (seed 1795973719, message 43465): a part in charset
+    # unicode_escape with a non-ASCII byte decodes a literal \ud800 to a lone surrogate,
+    # which the stdlib cannot read back; parsing fell back to an empty message.
+    raw = (b"From: alice@example.com\nSubject: Re: [INC-1] x\n"
+           b"Content-Type: text/plain; charset=unicode_escape\n\n"
+           b"Your message could not be delivered \\ud800 caf\xe9\nSeverity: SEV1\n")
+    assert find_report(email.message_from_bytes(raw)) == ""
+    parsed = parse_mail(raw, LANG)
+    assert not any("parser error" in d for d in parsed.defects)
+    assert parsed.fields.severity == "SEV1"
