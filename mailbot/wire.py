@@ -39,7 +39,10 @@ from typing import Iterable, Sequence
 CRLF = "\r\n"
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; the hard limit is 998
 _WORD_BYTES = 42  # 42 octets -> 56 base64 characters -> a 68-character encoded word
-_MSG_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII without < > or blanks
+# Printable ASCII without < > or blanks, and never "=?": readers (Python's email package
+# among them) decode an encoded-word look-alike inside a msg-id, and an id that decodes to
+# a line break is no id to thread by. Such an id is left out of In-Reply-To/References.
+_MSG_ID = re.compile(r"(?!.*=\?)[\x21-\x3b\x3d\x3f-\x7e]+")
 
 
 def _fold_words(name: str, words: Sequence[str], sep: str = " ") -> str:

@@ -124,7 +124,8 @@ def test_alternative_and_attachment_read_back(templates, body, filename):
     assert html.get_content_type() == "text/html"
     assert attached.get_content_type() == "text/calendar"
     assert attached.get_payload(decode=True) == data
-    assert (attached.get_filename() or "") == clean_header(filename)
+    # get_filename() unquotes as email.utils.unquote does: "<x@y>" reads back as "x@y".
+    assert (attached.get_filename() or "") == email.utils.unquote(clean_header(filename))
     assert mail.recipients == ("a@example.com", "b@example.com")
 
 
@@ -281,7 +282,8 @@ def check_reads_back(templates: Path, raw: bytes) -> None:
     assert _text(html.get_content()) == _text(
         c.env.get_template("mail/both.html").render(body=body))
     assert attached.get_payload(decode=True) == raw
-    assert (attached.get_filename() or "") == clean_header(filename)
+    # get_filename() unquotes as email.utils.unquote does: "<x@y>" reads back as "x@y".
+    assert (attached.get_filename() or "") == email.utils.unquote(clean_header(filename))
 
 
 @pytest.mark.parametrize("k", range(len(SEEDS)))
@@ -296,3 +298,12 @@ def test_every_corpus_message_answered_reads_back(templates, k):
                               st.integers(0, 1 << 16)), min_size=1, max_size=10))
 def test_every_fuzzed_message_answered_reads_back(templates, base, ops):
     check_reads_back(templates, mutate(base, ops))
+
+
+def test_an_id_that_looks_like_an_encoded_word_is_not_written():
+    # Found by the differential test: readers decode "=?...?=" inside a msg-id, and this
+    # one decodes to a line break. It is left out of the thread headers.
+    hostile = "update@=?x-unknown?Q?=FF=0D=0A?=list"
+    assert wire.msgid_header("References", ["root@x", hostile, "last@x"]) == \
+        "References: <root@x> <last@x>"
+    assert wire.msgid_header("In-Reply-To", [hostile]) == ""
