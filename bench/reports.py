@@ -19,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mailbot.parsing import Language, parse_mail  # noqa: E402
-from mailbot.parsing.reports import find_report  # noqa: E402
-from tests import bouncecorpus  # noqa: E402
+from mailbot.parsing import Language, parse_mail
+from mailbot.parsing.reports import find_report
+from tests import bouncecorpus
 
 
 def per_message(function, items) -> float:

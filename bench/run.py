@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cold  # noqa: E402
-import corpus  # noqa: E402
-import floor  # noqa: E402
-import flows  # noqa: E402
-import peer  # noqa: E402
-import profiles  # noqa: E402
-import scale  # noqa: E402
-import writer  # noqa: E402
-from harness import OUT, Sink, median  # noqa: E402
+import cold
+import corpus
+import floor
+import flows
+import peer
+import profiles
+import scale
+import writer
+from harness import OUT, Sink, median
 
 TARGETS = {
     "smtp_e2e": 300.0,  # msg/s
@@ -58,7 +58,8 @@ class Table:
     def render(self) -> str:
         head = ("figure", "value", "runs", "target", "")
         widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(5)]
-        line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+        line = lambda r: (  # noqa: E731
+            "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
         sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
         return "\n".join([line(head), sep, *(line(r) for r in self.rows)])
 
@@ -79,6 +80,9 @@ def attempt(table: Table, figure: str, fn):
         traceback.print_exc()
         table.add(figure, f"ERROR: {type(exc).__name__}: {str(exc)[:120]}")
         return None
+
+
+STDLIB_WRITER_IMPORT = "import email.message, email.policy, email.headerregistry"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,7 +310,7 @@ def run_cold(items, sink: Sink, table: Table, args, runs: int) -> None:
                   f"{w * 1000:.0f} us / {s * 1000:.0f} us ({s / w:.0f}x)", str(runs))
         table.add("import: wire.py / email.message + policy + headerregistry",
                   f"{writer.import_ms('import mailbot.wire'):.1f} ms / "
-                  f"{writer.import_ms('import email.message, email.policy, email.headerregistry'):.1f} ms",
+                  f"{writer.import_ms(STDLIB_WRITER_IMPORT):.1f} ms",
                   "9")
     for what, profile in (("spool only", cold.spool_only_imports),
                           ("no daemon", cold.full_imports)):

@@ -129,7 +129,8 @@ def _own_times(code: str) -> dict[str, int]:
 def import_ms(statement: str, runs: int = 9) -> float:
     """Median ms of importing `statement`'s modules beyond what the pipe path imports
     anyway (email.parser and email.utils for mail-parser, hashlib and base64 for the
-    store and the composer, typing for nearly everything): the sum of the own times of the modules only it brings."""
+    store and the composer, typing for nearly everything): the sum of the own times of the
+    modules only it brings."""
     totals = []
     for _ in range(runs):
         base = _own_times(_ALREADY)

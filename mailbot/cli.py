@@ -672,7 +672,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return exc.code
     except KeyboardInterrupt:
         return Exit.ERROR
-    except Exception as exc:  # noqa: BLE001 - one line for people, traceback with --debug
+    except Exception as exc:
         if args.debug:
             raise
         print(f"mailbot: internal error: {type(exc).__name__}: {exc} (run with --debug for "

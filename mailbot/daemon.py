@@ -121,7 +121,8 @@ class Daemon:
             try:
                 with rt.pipeline.lock:
                     incidents = list(rt.store.live_incidents())
-                publish_site(out, itertools.chain(incidents, rt.store.closed_incidents()), rt.directory,
+                everything = itertools.chain(incidents, rt.store.closed_incidents())
+                publish_site(out, everything, rt.directory,
                              rt.config, rt.clock.now())
             except Exception as exc:  # noqa: BLE001 - the site must never stop the daemon
                 log.error("publish to %s failed: %s", out, exc)
@@ -130,7 +131,7 @@ class Daemon:
         def run() -> None:
             try:
                 target()
-            except BaseException:  # noqa: BLE001 - logged, and the whole daemon stops
+            except BaseException:
                 log.exception("thread %s died", name)
             else:
                 if self.stop.is_set():

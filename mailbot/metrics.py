@@ -242,7 +242,8 @@ def incidents_per_week_chart(board: MetricsBoard) -> Chart:
                 h = c * scale
                 y -= h
                 bars.append(Bar(x, y, slot * 0.7, h, colors[sev],
-                                f"week of {w.start.date().isoformat()}: {c} {sev or 'no severity'}"))
+                                f"week of {w.start.date().isoformat()}: "
+                                f"{c} {sev or 'no severity'}"))
         x_labels.append((left + n * slot + slot / 2, w.start.strftime("%d %b")))
     step = max(1, -(-most // 4))
     y_labels = tuple((height - bottom - v * scale, str(v)) for v in range(0, most + 1, step))
@@ -268,7 +269,8 @@ def resolve_time_chart(board: MetricsBoard) -> Chart:
             h = hours * scale
             w = slot * (0.6 if k == 0 else 0.3)
             bars.append(Bar(x + (0 if k == 0 else slot * 0.15), height - bottom - h, w, h,
-                            color, f"{sev or 'no severity'} {what}: {hours:.1f} h ({count} resolved)"))
+                            color, f"{sev or 'no severity'} {what}: {hours:.1f} h "
+                                   f"({count} resolved)"))
         x_labels.append((left + n * slot + slot / 2, sev or "none"))
     step = max(1, -(-int(worst_h) // 4))
     y_labels = tuple((height - bottom - v * scale, f"{v} h")

@@ -41,13 +41,9 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from mailbot.actions import ItemBoard
-from mailbot.config import Config, Severity, builtin_templates_dir
+from mailbot.config import Config, builtin_templates_dir
 from mailbot.durable import sync_filesystem, write_unsynced
 
-# A site is made to be served: a web server outside mailbot's group must read it. Who can
-# reach it is decided by where it is published (--out, [publish] dir).
-SITE_FILE_MODE = 0o644
-SITE_DIR_MODE = 0o755
 from mailbot.formatting import format_duration, format_when
 from mailbot.metrics import MetricsBoard
 from mailbot.models import Incident
@@ -56,6 +52,11 @@ from mailbot.services import Expert, ServiceDirectory
 from mailbot.timing import aware, is_stale, severity_rank
 
 log = logging.getLogger(__name__)
+
+# A site is made to be served: a web server outside mailbot's group must read it. Who can
+# reach it is decided by where it is published (--out, [publish] dir).
+SITE_FILE_MODE = 0o644
+SITE_DIR_MODE = 0o755
 
 BOARD_CLOSED = 25  # closed incidents shown on the board itself; the rest are in archive/
 ARCHIVE_PAGE_SIZE = 500

@@ -199,7 +199,7 @@ class Scheduler:
                 # interleaves with a message being processed.
                 with self.rt.pipeline.lock:
                     job.run(self.rt, slot, now)
-            except Exception:  # noqa: BLE001 - a failing job must not stop the others
+            except Exception:
                 log.exception("job %s (%s) failed; it will be tried again", job.name, slot.key)
                 continue
             if not job.schedule.persistent:

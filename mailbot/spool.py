@@ -7,7 +7,8 @@ A Maildir-like layout under `<storage>/spool/`:
     new/     accepted: fsync'd, renamed in, directory fsync'd -> only now may ingress say 250
     failed/  processing raised: the message plus `<name>.error` with the traceback
 
-A message leaves `new/` only after its effects are committed (the pipeline calls `done_many` for its group).
+A message leaves `new/` only after its effects are committed (the pipeline calls
+`done_many` for its group).
 """
 
 from __future__ import annotations

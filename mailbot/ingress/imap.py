@@ -134,7 +134,7 @@ class ImapIngress:
             except ImapSetupError as exc:
                 delay = self._slow_delay()
                 log.error("IMAP %s: %s; retrying in %.0fs", self._where, exc, delay)
-            except Exception as exc:  # noqa: BLE001 - run() must survive anything
+            except Exception as exc:
                 failures = 1 if self._settled else failures + 1
                 delay = self._backoff(failures)
                 expected = isinstance(exc, (IMAPClientError, OSError, SpoolError))

@@ -36,7 +36,8 @@ class SpoolHandler:
         self.spool = spool
         self.protocol = protocol
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(  # noqa: N802 - aiosmtpd finds its hooks by this name
+            self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):  # only with decode_data=True, which we never set
             content = content.encode("utf-8", "surrogateescape")
@@ -113,7 +114,7 @@ class _BoundedData(_MixinBase):
         super().connection_lost(error)
 
     @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command name
         if await self.check_helo_needed():
             return
         if await self.check_auth_needed("DATA"):

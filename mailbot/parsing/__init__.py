@@ -9,7 +9,8 @@ The stages, in order (each module's docstring says what it takes and hands on):
 4. `fields.py`    labelled lines -> `Fields`, read from the new lines only
 
 `parse_mail` never raises: whatever the bytes, it returns a `ParsedMail`, with what went
-wrong listed in `defects`, and no lone surrogate in any of its text (`surrogates.py`). The language (prefix, severities, phases, roles) comes from
+wrong listed in `defects`, and no lone surrogate in any of its text (`surrogates.py`).
+The language (prefix, severities, phases, roles) comes from
 the configuration through `Language.from_config`.
 """
 

@@ -588,7 +588,7 @@ def read_mailbox(value: str) -> tuple[str, str]:
     try:
         from mailparser.utils import get_addresses
         pairs = get_addresses(_raw_value(value), decode_names=False)
-    except Exception:  # noqa: BLE001 - an unusable install or header: the stdlib reads it
+    except Exception:
         pairs = _stdlib_pairs(_raw_value(value))
     return _author(pairs, [])
 
@@ -606,7 +606,7 @@ def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
     try:
         from mailparser.dates import date_diagnostics, parse_mail_date
         from mailparser.utils import get_addresses
-    except Exception as exc:  # noqa: BLE001 - an unusable install must not stop parsing
+    except Exception as exc:
         out.defects.append(f"mail-parser unavailable ({type(exc).__name__})")
         return False
     try:
@@ -643,7 +643,7 @@ def _read_with_mailparser(out: MimeMail, msg: email.message.Message) -> bool:
                 out.date = date if date.tzinfo else date.replace(tzinfo=dt.timezone.utc)
             for d in date_diagnostics(result, first["date"], "date", 0):
                 out.defects.append(one_line(f"DateHeaderDefect: {d.get('reason')}")[:200])
-    except Exception as exc:  # noqa: BLE001 - fall back to the stdlib's reading
+    except Exception as exc:
         out.defects.append(f"mail-parser result unusable ({type(exc).__name__})")
         return False
     _stdlib_defects(msg, out.defects)

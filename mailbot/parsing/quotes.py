@@ -95,11 +95,12 @@ class Split:
 
     @property
     def quoted_text(self) -> str:
-        return _tidy([r for r, l in zip(self.raw, self.lines) if l.where == QUOTED])
+        return _tidy([r for r, line in zip(self.raw, self.lines, strict=True)
+                      if line.where == QUOTED])
 
     @property
     def signature(self) -> str:
-        return _tidy([l.text for l in self.lines if l.where == SIGNATURE])
+        return _tidy([line.text for line in self.lines if line.where == SIGNATURE])
 
     def render_new(self, keep: Callable[[int], bool] = lambda i: True) -> str:
         """The new lines for which `keep(index)` holds; fragments apart by one blank line."""

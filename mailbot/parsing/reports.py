@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import email.message
 import logging
-import re
 from email.iterators import body_line_iterator
 
 from flufl.bounce._detectors import (
@@ -127,7 +126,7 @@ def find_report(msg: email.message.Message) -> str:
                 continue
         try:
             temporary, permanent = detector().process(pruned)
-        except Exception:  # noqa: BLE001 - a detector's bug must not stop the message
+        except Exception:
             log.debug("bounce detector %s raised", detector.__name__, exc_info=True)
             continue
         if temporary or permanent:

@@ -35,12 +35,12 @@ def without_surrogates(value: Any) -> Any:
         return clean_text(value)
     if kind is tuple or kind is list:
         items = [without_surrogates(v) for v in value]
-        if all(a is b for a, b in zip(items, value)):
+        if all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return kind(items)
     if kind is dict:
         pairs = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
-        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items())):
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
             return value
         return dict(pairs)
     names = _field_names(kind)

@@ -168,7 +168,7 @@ def test_a_reader_during_appends_sees_whole_records_or_none(tmp_path):
             done[0] = i + 1
             if i % 40 == 0:  # let the reader look at least once here (no sleeps)
                 with passes:
-                    assert passes.wait_for(lambda: seen[0] >= i + 1 or bool(errors), 30)
+                    assert passes.wait_for(lambda i=i: seen[0] >= i + 1 or bool(errors), 30)
     finally:
         stop.set()
         t.join()

@@ -64,7 +64,7 @@ def test_a_password_file_others_can_read_is_named_in_one_warning_line(tmp_path):
     cfg, secret = _with_password_file(tmp_path, 0o644)
     out = _run(["check-config", "--config", str(cfg)], 0o022)
     assert out.returncode == 0, out.stderr
-    lines = [l for l in out.stderr.splitlines() if str(secret) in l]
+    lines = [line for line in out.stderr.splitlines() if str(secret) in line]
     assert len(lines) == 1, out.stderr
     assert "readable by other users" in lines[0] and "chmod o-rwx" in lines[0]
 

@@ -25,7 +25,7 @@ class Capture:
     def __init__(self) -> None:
         self.contents: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook
         self.contents.append(envelope.original_content)
         return "250 OK"
 
@@ -91,7 +91,7 @@ def _random_data(rng: random.Random) -> bytes:
     # A lone dot must end it and appear nowhere before: stuff every line start as a client
     # would (lines that then grow over the limit are the point of some cases).
     lines = body.split(b"\r\n")
-    stuffed = b"\r\n".join(b"." + l if l.startswith(b".") else l for l in lines)
+    stuffed = b"\r\n".join(b"." + x if x.startswith(b".") else x for x in lines)
     if stuffed and not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"

@@ -208,7 +208,7 @@ def test_sysusers_and_tmpfiles_make_the_user_and_a_setgid_state_folder(installed
                          timeout=60)
     assert out.returncode == 0, out.stderr
     passwd = (installed / "etc" / "passwd").read_text().splitlines()
-    entry = next(l for l in passwd if l.startswith("mailbot:")).split(":")
+    entry = next(row for row in passwd if row.startswith("mailbot:")).split(":")
     assert int(entry[2]) == SERVICE_UID and entry[5] == "/var/lib/mailbot"
     assert entry[6] in ("/usr/sbin/nologin", "/sbin/nologin")
     out = subprocess.run([tmpfiles, f"--root={installed}", "--create", "mailbot.conf"],
@@ -257,7 +257,7 @@ def test_the_pipe_user_and_the_service_user_share_the_state(installed):
             os.umask(0o077)
         return become
 
-    for path, uid in zip(mails, [PIPE_UID, SERVICE_UID, PIPE_UID]):
+    for path, uid in zip(mails, [PIPE_UID, SERVICE_UID, PIPE_UID], strict=True):
         out = subprocess.run([str(mailbot), "ingest", str(path), "--config", str(cfg)],
                              capture_output=True, text=True, timeout=120, cwd="/",
                              preexec_fn=as_user(uid))

@@ -49,7 +49,7 @@ def all_defects(msg) -> list:
     found = []
     for part in msg.walk():
         found.extend(part.defects)
-        for name, value in part.items():
+        for _name, value in part.items():
             found.extend(getattr(value, "defects", ()))
     return found
 

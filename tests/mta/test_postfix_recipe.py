@@ -98,7 +98,7 @@ def has_message(postfix: Postfix, person: str, message_id: str) -> bool:
 
 def wait_for_acks(postfix: Postfix, message_id: str, daemon_log=lambda: "") -> None:
     for person in postfix.people:
-        wait_until(lambda: replies_to(postfix, person, message_id),
+        wait_until(lambda person=person: replies_to(postfix, person, message_id),
                    f"mailbot's acknowledgement of <{message_id}> in {person}'s Maildir",
                    detail=lambda: f"{postfix.log_tail()}\n--- mailbot:\n{daemon_log()}")
 
@@ -232,7 +232,7 @@ def test_mailbot_down_postfix_keeps_the_mail_and_it_is_processed_once(
     assert "refused" in reason.lower(), reason
     # The people get their copy at once; only mailbot's waits in the queue.
     for person in postfix.people:
-        wait_until(lambda: has_message(postfix, person, "down-1@example.com"),
+        wait_until(lambda person=person: has_message(postfix, person, "down-1@example.com"),
                    f"{person}'s copy of the declaration", detail=postfix.log_tail)
     wait_until(lambda: [r["address"] for q in postfix.queue() for r in q["recipients"]]
                == [postfix.bot_delivery], "only mailbot's copy to be left in the queue",

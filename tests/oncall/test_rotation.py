@@ -125,7 +125,7 @@ def test_shifts_ahead_cover_weeks_without_gaps(tmp_path):
     shifts = d.get("db").rotation.shifts(utc(2026, 3, 20), 6)
     assert [s.person.split("@")[0] for s in shifts] == [
         "dana", "grace", "ben", "dana", "grace", "ben"]
-    for a, b in zip(shifts, shifts[1:]):
+    for a, b in zip(shifts, shifts[1:], strict=False):
         assert a.end == b.start
 
 

@@ -114,7 +114,7 @@ def test_real_headers(where, raw, authserv, expected):
     assert got is not None, where
     assert got.authserv_id == authserv
     assert [(r.method, r.result) for r in got.results] == [(m, r) for m, r, _ in expected]
-    for result, (_, _, props) in zip(got.results, expected):
+    for result, (_, _, props) in zip(got.results, expected, strict=True):
         for name, value in props.items():
             assert result.prop(name) == value, (where, name)
 

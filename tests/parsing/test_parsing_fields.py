@@ -76,7 +76,7 @@ def test_parse_phase(text, expected):
 def test_field_aliases(key, field, value, expected):
     f = fields_of(f"Update below.\n\n{key}: {value}\n")
     assert getattr(f, field) == expected
-    assert [(l.key, l.field, l.where) for l in f.lines] == [(key, field, "new")]
+    assert [(fl.key, fl.field, fl.where) for fl in f.lines] == [(key, field, "new")]
 
 
 @pytest.mark.parametrize("key,members,expected", [
@@ -252,7 +252,7 @@ def test_narrative_is_new_text_without_field_lines():
     parsed = parse_mail(wrap(body.encode()), LANG)
     assert parsed.narrative == "Rolled back the deploy.\n\nWatching errors."
     assert parsed.fields.severity == "SEV2"
-    assert [(l.value, l.where) for l in parsed.fields.lines if l.field == "severity"] == [
+    assert [(fl.value, fl.where) for fl in parsed.fields.lines if fl.field == "severity"] == [
         ("SEV2", "new"), ("SEV1", "quoted")]
 
 
@@ -260,7 +260,7 @@ def test_fields_in_signature_are_ignored():
     body = "All good.\n\n-- \nAlice\nPhase: resolved\n"
     f = fields_of(body)
     assert f.phase is None
-    assert [(l.field, l.where) for l in f.lines] == [("phase", "signature")]
+    assert [(fl.field, fl.where) for fl in f.lines] == [("phase", "signature")]
 
 
 def test_inline_reply_fields_between_quotes_count():

@@ -41,7 +41,7 @@ def key_case(draw, key: str) -> str:
         return key.lower()
     if style == "mixed":
         flips = draw(st.lists(st.booleans(), min_size=len(key), max_size=len(key)))
-        return "".join(c.upper() if f else c.lower() for c, f in zip(key, flips))
+        return "".join(c.upper() if f else c.lower() for c, f in zip(key, flips, strict=False))
     return key
 
 

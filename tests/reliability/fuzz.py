@@ -125,7 +125,7 @@ def encoded_word(arg: int) -> bytes:
     if choice < len(SAMPLES):
         try:
             data = codecs.encode(SAMPLES[choice], charset)
-        except Exception:  # not a text codec, or the text has no form in it
+        except Exception:  # noqa: BLE001 - not a text codec, or the text has no form in it
             data = SAMPLES[choice].encode("utf-8")
         if isinstance(data, str):  # rot13 and the like give text back
             data = data.encode("utf-8", "replace")

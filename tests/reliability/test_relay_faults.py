@@ -240,8 +240,8 @@ def test_5xx_is_parked_with_a_clear_line_and_resent_from_the_cli(tmp_path):
         name = next(parked_dir.glob("*.ack.*.json")).stem
         # One line says what happened, why, and the command that fixes it.
         # The log line is written just after the parked file: wait for it, not read once.
-        line = wait_for(lambda: next((l for l in daemon.log().splitlines()
-                                      if "parked" in l and name in l), None),
+        line = wait_for(lambda: next((x for x in daemon.log().splitlines()
+                                      if "parked" in x and name in x), None),
                         timeout=30, what="the parked log line")
         assert "550" in line and f"mailbot outbox resend {name}" in line and "ERROR" in line
 

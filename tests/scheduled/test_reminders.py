@@ -170,8 +170,8 @@ def test_icalendar_lines_are_crlf_folded_at_75_octets_and_escaped():
         in lines[lines.index("SUMMARY:" + ical_text(summary))][:200]
     assert "DESCRIPTION:line one\\nline two" in lines
     assert "ORGANIZER;CN=\"Bot 'X', Inc\":mailto:bot@example.com" in lines
-    assert any(l.startswith("ATTENDEE;") and l.endswith("mailto:cto@example.com")
-               and "ROLE=OPT-PARTICIPANT" in l for l in lines)
+    assert any(x.startswith("ATTENDEE;") and x.endswith("mailto:cto@example.com")
+               and "ROLE=OPT-PARTICIPANT" in x for x in lines)
     assert lines[-3:] == ["END:VEVENT", "END:VCALENDAR", ""]
 
 

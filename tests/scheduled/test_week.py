@@ -85,7 +85,7 @@ def test_one_incident_week(make_bot, sink):
     digests = {d: [m for m in mails if m.kind == "digest"] for d, mails in by_day.items()}
     # One digest each local morning at 09:00, DST-correct, to the list.
     assert sorted(digests) == [dt.date(2026, 3, n) for n in range(23, 31)]
-    for d, [digest] in digests.items():
+    for _day, [digest] in digests.items():
         assert digest.rcpt_tos == [LIST]
         assert digest.message["Date"].datetime.astimezone(BERLIN).time() == dt.time(9, 0)
     assert digests[dt.date(2026, 3, 28)][0].message["Date"].datetime.hour == 8  # 08:00Z

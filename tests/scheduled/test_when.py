@@ -4,7 +4,6 @@ real SMTP sink, on the simulated clock (Berlin time: CET, UTC+1, in these tests)
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from mailbot.parsing.fields import parse_when
 
-from .support import LIST, declaration, message, state, utc
+from .support import declaration, message, state, utc
 
 BERLIN = "Europe/Berlin"
 
