@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # and swaks for the MTA recipe (docs/deploy.md).
 APT_PACKAGES := dovecot-imapd openssl chromium fonts-liberation fonts-dejavu-core postfix swaks
 
-.PHONY: run test soak bench venv system-packages clean
+.PHONY: run test lint soak bench venv system-packages clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,8 @@ system-packages:
 	fi
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-test: $(STAMP) system-packages
+# ruff first: the `noqa` comments in the code are claims that it checks.
+test: $(STAMP) system-packages lint
 	@$(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran (pytest exit 5); failing"; exit 1; fi; \
 	exit $$rc
@@ -46,6 +47,9 @@ soak: $(STAMP) system-packages
 	@$(PY) -m pytest -q -m soak $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make soak: no tests ran (pytest exit 5); failing"; exit 1; fi; \
 	exit $$rc
+
+lint: $(STAMP)
+	$(PY) -m ruff check mailbot tests bench
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
