@@ -37,7 +37,7 @@ system-packages:
 	fi
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-# ruff first: the `noqa` comments in the code are claims that it checks.
+# ruff and mypy first: the `noqa` and `type: ignore` comments are claims that they check.
 test: $(STAMP) system-packages lint
 	@$(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran (pytest exit 5); failing"; exit 1; fi; \
@@ -50,6 +50,7 @@ soak: $(STAMP) system-packages
 
 lint: $(STAMP)
 	$(PY) -m ruff check mailbot tests bench
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

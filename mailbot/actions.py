@@ -62,9 +62,9 @@ def incidents_with_items(rt: "Runtime") -> Iterator[Incident]:
             yield incident
     for summary in rt.store.recently_closed():
         if summary["id"] not in seen and summary.get("items"):
-            incident = rt.store.get(summary["id"])
-            if incident is not None and incident.postmortem is not None:
-                yield incident
+            closed = rt.store.get(summary["id"])
+            if closed is not None and closed.postmortem is not None:
+                yield closed
 
 
 def send_action_item_reminders(rt: "Runtime", slot: Slot, now: dt.datetime) -> int:

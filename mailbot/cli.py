@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mailbot.models import OutgoingMail
     from mailbot.runtime import Runtime
     from mailbot.scheduler import Slot
+    from mailbot.store import Store
 
 
 class Exit(enum.IntEnum):
@@ -55,7 +56,7 @@ def _setup_logging(level: str, verbose: bool = False) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def _runtime(config: Config, *, scheduled: bool = False):  # type: ignore[no-untyped-def]
+def _runtime(config: Config, *, scheduled: bool = False) -> Runtime:
     from mailbot.runtime import build_runtime
 
     try:
@@ -64,7 +65,7 @@ def _runtime(config: Config, *, scheduled: bool = False):  # type: ignore[no-unt
         raise _storage_error(config, exc) from None
 
 
-def _store(config: Config):  # type: ignore[no-untyped-def]
+def _store(config: Config) -> Store:
     """The store alone, for commands that only read incidents: the Runtime would also
     load the templates, the rules and the parsers, which they never use."""
     from mailbot.store import Store
@@ -180,6 +181,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     _setup_logging(config.log_level, args.verbose)
     log = logging.getLogger("mailbot.tick")
     rt = _runtime(config, scheduled=True)
+    assert rt.scheduler is not None  # scheduled=True builds it
     if not rt.lock.acquire():
         log.info("pid %s holds the writer lock (serve runs all this itself); nothing done",
                  rt.lock.holder() or "?")
@@ -527,7 +529,7 @@ def _common_options(after_command: bool) -> argparse.ArgumentParser:
     """--config, -v and --debug, accepted before and after the command. After it, they
     have no default: a subparser's default would overwrite the value given before the
     command, and `mailbot --config X incidents` would read config/mailbot.toml."""
-    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", **unset,
                         help="configuration file (default: $MAILBOT_CONFIG, else "
@@ -581,7 +583,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     def add(name: str, func: Callable[..., int], help: str) -> Any:
         if command is not None and name != command:
             return _Unbuilt()
-        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        # typeshed wants parents of the subparsers' class (_Parser); argparse takes any
+        p = sub.add_parser(name, parents=[common],  # type: ignore[list-item]
+                           help=help, description=help)
         p.set_defaults(func=func)
         return p
 

@@ -17,10 +17,13 @@ import os
 import signal
 import socket
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from mailbot import faults
 from mailbot.runtime import Runtime
+
+if TYPE_CHECKING:
+    from mailbot.ingress.smtp import IngressController
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class Daemon:
         self.rt = runtime
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.controller = None
+        self.controller: IngressController | None = None
         self.site_changed = threading.Event()
         self.dead: list[str] = []  # threads that ended without being asked to
 

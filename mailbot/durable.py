@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import ctypes
 
 # Modes of everything under [storage] dir (docs/install.md, "File modes"): the owner and
 # the group (`mailbot`, which the MTA's pipe user joins to run `mailbot ingest`) read and
@@ -105,7 +109,7 @@ def read_whole(path: Path | str) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-_libc = None
+_libc: ctypes.CDLL | Literal[False] | None = None  # None: not probed yet; False: no syncfs
 
 
 def sync_filesystem(path: Path) -> None:

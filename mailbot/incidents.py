@@ -129,8 +129,8 @@ def accept_postmortem(incident: Incident, postmortem: Postmortem,
 
 def record_review(incident: Incident, mail: ParsedMail, now: dt.datetime) -> Incident:
     """`[REVIEWED]`: who reviewed the postmortem and when; the incident closes."""
-    assert incident.postmortem is not None
     incident = dataclasses.replace(incident, timeline=list(incident.timeline))
+    assert incident.postmortem is not None
     incident.postmortem = dataclasses.replace(incident.postmortem, reviewed_at=now,
                                               reviewed_by=_author(mail))
     incident.status = "closed"

@@ -234,7 +234,7 @@ def incidents_per_week_chart(board: MetricsBoard) -> Chart:
     x_labels = []
     for n, w in enumerate(weeks):
         x = left + n * slot + slot * 0.15
-        y = height - bottom
+        y: float = height - bottom
         counts = dict(w.by_severity)
         for sev in sevs:
             c = counts.get(sev, 0)

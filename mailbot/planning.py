@@ -56,7 +56,7 @@ class Planner:
         store: Store,
         composer: Composer,
         *,
-        experts_for: Callable[[Iterable[str]], list[Any]] | None = None,
+        experts_for: Callable[[Iterable[str]], Iterable[Any]] | None = None,
         unknown_services: Callable[[Iterable[str]], list[str]] | None = None,
         directory: ServiceDirectory | None = None,
         people: Mapping[str, str] | None = None,
@@ -326,11 +326,13 @@ class Planner:
             # The block to paste back: the current values with what the message did
             # state put in (under a misspelled key or value too), so the sender only adds
             # what is missing.
+            assert plan.facts.incident is not None  # `incident` was made from it
             variables["prefill"] = usecases.apply_followup(
                 plan.facts.incident, _with_meant_fields(plan.mail), received)[0]
         elif incident is not None and d.details.get("problem") == Problem.OLDER_STATE:
             # Today's values, with whatever else the message said (a new liaison): only
             # the pasted severity, phase and commander are left out.
+            assert plan.facts.incident is not None  # `incident` was made from it
             variables["prefill"] = usecases.apply_followup(
                 plan.facts.incident, _without(plan.mail, d.details.get("behind", ())),
                 received)[0]
@@ -559,10 +561,10 @@ def _without(mail: ParsedMail, names: Iterable[str]) -> ParsedMail:
     """`mail` as if it had not stated `names` (in its body or its subject)."""
     names = set(names)
     f = mail.fields
-    cleared = {name: None for name in names if name in RECORDED_FIELDS}
+    cleared: dict[str, Any] = {name: None for name in names if name in RECORDED_FIELDS}
     roles = {r: p for r, p in f.roles.items()
              if not ("commander" in names and r in ("commander", "ic"))}
-    tags = dataclasses.replace(mail.tags, **{n: None for n in ("severity", "phase")
-                                             if n in names})
+    unstated: dict[str, Any] = {n: None for n in ("severity", "phase") if n in names}
+    tags = dataclasses.replace(mail.tags, **unstated)
     return dataclasses.replace(mail, tags=tags,
                                fields=dataclasses.replace(f, roles=roles, **cleared))

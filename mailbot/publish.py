@@ -251,6 +251,7 @@ class _Site:
             return None  # an open action item turns overdue with the date: rendered anew
         if self._site_digest is None:
             h = hashlib.sha256(Path(__file__).read_bytes())
+            assert self.env.loader is not None  # site_environment always gives one
             for name in _INCIDENT_TEMPLATES:
                 h.update(self.env.loader.get_source(self.env, name)[0].encode())
             h.update(repr((self.config.list, self.config.severities, self.config.schedule,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailbot import paging
 from mailbot.compose import mail_name
@@ -133,7 +133,7 @@ def postmortem_due(config: Config, incident: Incident, now: dt.datetime) -> int 
 
 
 def _noted(incident: Incident, now: dt.datetime, author: str, note: str,
-           **changes: object) -> Incident:
+           **changes: Any) -> Incident:  # Any: values for fields of different types
     updated = dataclasses.replace(incident, timeline=list(incident.timeline), **changes)
     updated.timeline.append(TimelineEntry(kind="reminder", at=now, author=author, note=note))
     return updated

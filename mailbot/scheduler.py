@@ -54,7 +54,9 @@ class Slot:
 
 
 class Schedule(Protocol):
-    persistent: bool  # True: the slot key is committed, and a committed slot is done
+    @property
+    def persistent(self) -> bool:
+        """True: the slot key is committed, and a committed slot is done."""
 
     def slot_at(self, name: str, now: dt.datetime) -> Slot | None:
         """The slot that is due at `now`, if any."""
@@ -137,7 +139,7 @@ class Job:
 
     name: str
     schedule: Schedule
-    run: Callable[["Runtime", Slot, dt.datetime], None]
+    run: Callable[["Runtime", Slot, dt.datetime], object]  # what it returns is not used
 
 
 @dataclass

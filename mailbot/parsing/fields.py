@@ -83,7 +83,9 @@ def split_field_line(line: str, lang: Language) -> tuple[str, str, str] | None:
     if len(line) > MAX_FIELD_LINE:
         return None
     text = line.strip()
-    text = text[_LEAD.match(text).end():]  # list bullets and numbering
+    lead = _LEAD.match(text)
+    assert lead is not None  # every part of _LEAD is optional: it matches at least ""
+    text = text[lead.end():]  # list bullets and numbering
     head = text[:60]
     colon = -1
     for sep in (":", "："):

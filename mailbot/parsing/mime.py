@@ -327,9 +327,18 @@ def _part_text(part: email.message.Message, defects: list[str]) -> str:
 
         text, html_defects = html_to_text(text)
         defects.extend(html_defects)
-    elif (part.get_param("format") or "").lower() == "flowed":
-        text = unflow(text, (part.get_param("delsp") or "").lower() == "yes")
+    elif _param(part, "format").lower() == "flowed":
+        text = unflow(text, _param(part, "delsp").lower() == "yes")
     return text
+
+
+def _param(part: email.message.Message, name: str) -> str:
+    """A Content-Type parameter, "" when absent; in RFC 2231 form (`format*=us-ascii''flowed`)
+    the email package gives a (charset, language, value) tuple: its value is decoded."""
+    value = part.get_param(name)
+    if isinstance(value, tuple):
+        return email.utils.collapse_rfc2231_value(value)
+    return value or ""
 
 
 def _is_attachment(part: email.message.Message) -> bool:

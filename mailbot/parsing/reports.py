@@ -80,7 +80,7 @@ def _required_phrase(pattern: str) -> str:
     return max(runs, key=len).lower()
 
 
-_PHRASES = {
+_PHRASES: dict[type, tuple[str, ...]] = {  # by detector class
     detector: tuple(_required_phrase(start.pattern) for start, _, _ in detector.PATTERNS)
     for detector in (simplematch.SimpleMatch, simplewarning.SimpleWarning)
 }
@@ -158,7 +158,9 @@ def _prune(part: email.message.Message, budget: list[int], depth: int
     ctype = part.get_content_type()
     copy = email.message.Message()
     copy._headers = list(part._headers)  # type: ignore[attr-defined]  # shared str values
-    copy.set_unixfrom(part.get_unixfrom())
+    unixfrom = part.get_unixfrom()
+    if unixfrom is not None:  # a new Message has none already
+        copy.set_unixfrom(unixfrom)
     copy.preamble, copy.epilogue = None, None
     payload = part.get_payload()
     if ctype == "message/delivery-status" and isinstance(payload, list):

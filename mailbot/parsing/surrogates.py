@@ -30,7 +30,7 @@ def clean_text(text: str) -> str:
 def without_surrogates(value: Any) -> Any:
     """`value` (str, tuple, list, dict or dataclass of them) with every string cleaned;
     the same object when nothing needed cleaning, so clean mail costs one scan."""
-    kind = type(value)
+    kind: type = type(value)
     if kind is str:
         return clean_text(value)
     if kind is tuple or kind is list:

@@ -201,6 +201,15 @@ def test_format_flowed_is_unwrapped():
     assert p.fields.summary == "the payment gateway times out for every request from EU"
 
 
+def test_format_flowed_in_rfc2231_form_is_unwrapped():
+    # `format*=charset'lang'value` is a legal spelling of the same parameter; the email
+    # package hands it back as a (charset, language, value) tuple, not a string.
+    body = b"Summary: the payment gateway times out for  \r\nevery request from EU\r\n"
+    p = parse_mail(msg(BASIC + "Content-Type: text/plain; format*=us-ascii''flowed;"
+                       " delsp*=''yes\n", body), LANG)
+    assert p.fields.summary == "the payment gateway times out for every request from EU"
+
+
 def test_empty_and_headerless_input():
     for raw in (b"", b"\r\n\r\n", b"just text, no headers at all", b"\x00\xff" * 10):
         p = parse_mail(raw, LANG)
