@@ -443,7 +443,11 @@ class Planner:
         # mailbot, once per incident, how an update is written.
         assert plan.facts.incident is not None
         sender = plan.mail.from_address
-        first = bool(sender) and sender not in plan.facts.incident.comment_noted
+        # A pager (an SMS gateway answering "ack") is not taught the email language: the
+        # note would cost a phone several text messages.
+        first = (bool(sender) and sender not in plan.facts.incident.comment_noted
+                 and sender.lower() not in {p.sent_to.lower() for p in plan.facts.incident.pages
+                                            if p.sent_to and p.sent_to != p.person})
         incident = usecases.record_comment(plan.facts.incident, plan.mail, received,
                                            noted=first)
         # "Page: db" alone is a comment (it changes no field) that still pages.

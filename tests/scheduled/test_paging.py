@@ -208,3 +208,17 @@ def test_an_escalation_is_not_repeated_after_a_restart(make_bot, sink):
     again.tick(utc(2026, 3, 23, 9, 19))
     assert sink.unread() == []
     assert [p.level for p in again.incident(1).pages] == [0, 1]
+
+
+def test_a_pagers_reply_answers_the_page_and_gets_no_note(bot, sink):
+    """An SMS gateway's "ack" is kept as a comment and answers the page; it is not taught
+    the email language (that note would cost the phone several text messages)."""
+    _declare(bot)
+    sink.take(2)
+    bot.clock.set(utc(2026, 3, 23, 9, 3))
+    bot.receive(message("Re: PAGE [INC-1] SEV1: Checkout failing", "ack on it",
+                        sender=PAGER, in_reply_to="root@example.com"))
+    incident = bot.incident(1)
+    assert incident.timeline[-1].kind == "comment"
+    assert all(p.answered_at is not None for p in incident.pages)
+    assert sink.unread() == []
