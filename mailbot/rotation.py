@@ -80,19 +80,24 @@ class Rotation:
         return override.person if override else self.regular_at(at)[0]
 
     def shift_at(self, at: dt.datetime) -> "Shift":
-        """The stretch of unchanged on-call around `at`: from the last change of person
-        or handover to the next one (a handover to the same person is not a change)."""
-        person = self.person_at(at)
+        """The stretch of unchanged on-call around `at`: from the last change of person,
+        or between a regular turn and an override, to the next one (a handover to the
+        same person is not a change; an override of one's own next week is)."""
+        who = self._who(at)
         _, start, end = self.regular_at(at)  # when nobody else ever takes over
         for boundary in self._boundaries_before(at):
-            if self.person_at(boundary - dt.timedelta(seconds=1)) != person:
+            if self._who(boundary - dt.timedelta(seconds=1)) != who:
                 start = boundary
                 break
         for boundary in self._boundaries_after(at):
-            if self.person_at(boundary) != person:
+            if self._who(boundary) != who:
                 end = boundary
                 break
-        return Shift(person, start, end, self.override_at(at) is not None)
+        return Shift(who[0], start, end, who[1])
+
+    def _who(self, at: dt.datetime) -> tuple[str, bool]:
+        """Who is on call at `at`, and whether by an override."""
+        return self.person_at(at), self.override_at(at) is not None
 
     def shifts(self, since: dt.datetime, count: int) -> list["Shift"]:
         """The shift under way at `since` and the `count - 1` after it."""

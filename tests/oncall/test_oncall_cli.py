@@ -44,13 +44,15 @@ def test_json_with_an_override_and_the_weeks_ahead(tmp_path):
     assert api["on_call"] == [{"name": "Dana Whitfield", "address": "dana@example.com",
                                "pager": "4915550123@sms.example.net"}]
     assert api["override"] is True
-    assert (api["since"], api["until"]) == ("2026-12-21T08:00:00+00:00",
+    # The override (Dana covering Yusuf's week) is a shift of its own, marked as one,
+    # even though it follows Dana's regular week: "since" is when the override began.
+    assert (api["since"], api["until"]) == ("2026-12-28T08:00:00+00:00",
                                             "2027-01-02T08:00:00+00:00")
     assert api["next"]["address"] == "yusuf@example.com"
-    assert [(s["person"]["address"], s["start"]) for s in api["shifts"]] == [
-        ("dana@example.com", "2026-12-21T08:00:00+00:00"),
-        ("yusuf@example.com", "2027-01-02T08:00:00+00:00"),
-        ("alice@example.com", "2027-01-04T08:00:00+00:00")]
+    assert [(s["person"]["address"], s["start"], s["override"]) for s in api["shifts"]] == [
+        ("dana@example.com", "2026-12-28T08:00:00+00:00", True),
+        ("yusuf@example.com", "2027-01-02T08:00:00+00:00", False),
+        ("alice@example.com", "2027-01-04T08:00:00+00:00", False)]
 
 
 def test_every_service_and_those_without_a_rotation(tmp_path):
