@@ -30,26 +30,9 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-_SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin")
+from tests.core.support import free_port
+from tests.programs import find_program
 
-
-def find_program(name: str) -> str | None:
-    """`name` on PATH, or in the sbin directories a non-root PATH often lacks."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _SEARCH_PATH:
-        candidate = Path(directory) / name
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _existing_user(*names: str) -> str:
