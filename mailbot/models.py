@@ -462,11 +462,15 @@ class Incident:
         return None
 
     @property
+    def liaisons(self) -> tuple[str, ...]:
+        """The people named as customer liaison (`liaison`, `liaison2`, `customer-liaison`)."""
+        return tuple(person for role, person in self.roles.items()
+                     if role.startswith("liaison") or role == "customer-liaison")
+
+    @property
     def needs_liaison(self) -> bool:
         """Customer-affecting and nobody named as liaison."""
-        return bool(self.customer_impact) and not any(
-            role.startswith("liaison") or role == "customer-liaison" for role in self.roles
-        )
+        return bool(self.customer_impact) and not self.liaisons
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

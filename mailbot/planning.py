@@ -235,9 +235,7 @@ class Planner:
         at its declaration, and when its severity or phase changes or a liaison is named."""
         if not self.config.oncall.customer_statement or not incident.customer_impact:
             return
-        liaisons = [p for r, p in incident.roles.items()
-                    if r.startswith("liaison") or r == "customer-liaison"]
-        addresses = [a for a in (paging.address_in(p) for p in liaisons) if a]
+        addresses = [a for a in (paging.address_in(p) for p in incident.liaisons) if a]
         if not addresses:
             return
         if before is None:
@@ -248,8 +246,7 @@ class Planner:
                 reason = " and ".join(f"its {f} is now {getattr(incident, f)}" for f in was)
             elif not before.customer_impact:
                 reason = "it now affects customers"
-            elif set(addresses) - {paging.address_in(p) for r, p in before.roles.items()
-                                   if r.startswith("liaison") or r == "customer-liaison"}:
+            elif set(addresses) - {paging.address_in(p) for p in before.liaisons}:
                 reason = "you were named liaison"
             else:
                 return
