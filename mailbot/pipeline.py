@@ -183,10 +183,14 @@ class Pipeline:
             return None
         try:
             folders.add(self._archive(spooled.name, spooled.path, spooled.received_at))
-            parsed = self._own_key_if_taken(parse_mail(spooled.raw, self.language))
+            parsed = parse_mail(spooled.raw, self.language)
             if self.store.is_processed(parsed.key):
-                log.info("%s <%s> duplicate: already processed", name, parsed.key)
-                return "duplicate"
+                # Only a processed key can have been taken, so a new message's index
+                # record is read once, here and not again in `_own_key_if_taken`.
+                parsed = self._own_key_if_taken(parsed)
+                if self.store.is_processed(parsed.key):
+                    log.info("%s <%s> duplicate: already processed", name, parsed.key)
+                    return "duplicate"
             plan = self.planner.evaluate(parsed, spooled.received_at)
             # Who the key was processed for: see `_own_key_if_taken`.
             plan.index.setdefault(parsed.key, {})["author"] = plan.mail.from_address.lower()
