@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Iterable
 
 from mailbot.compose import mail_name
 from mailbot.effects import commit_effects
-from mailbot.models import Incident, OutgoingMail
+from mailbot.models import Incident, OutgoingMail, address_of
 
 if TYPE_CHECKING:
     from mailbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def address_of(person: str | None) -> str | None:
-    """The address in `person` ("Alice <a@x>" or "a@x"), or None for a bare name."""
-    if not person:
-        return None
-    _, addr = parseaddr(person)
-    addr = addr.strip().lower()
-    return addr if "@" in addr and " " not in addr else None
 
 
 def addresses(people: Iterable[str | None]) -> list[str]:

@@ -9,6 +9,7 @@ No stage passes raw dicts, TinyDB documents or mail-parser objects to the next o
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import parseaddr
 from dataclasses import dataclass, field, fields as dc_fields
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,13 @@ from typing import Any, Mapping
 
 # ---------------------------------------------------------------- ingress -> spool
 
+
+
+def address_of(person: str | None) -> str:
+    """The address in a person as written ("Alice <a@x>" or "a@x"), lower case; "" for a
+    bare name or nothing."""
+    addr = parseaddr(person or "")[1].strip().lower()
+    return addr if "@" in addr and " " not in addr else ""
 
 @dataclass(frozen=True)
 class SpooledMail:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from mailbot.compose import mail_name
 from mailbot.config import Config
 from mailbot.effects import commit_effects
-from mailbot.models import Incident, OutgoingMail, Page, TimelineEntry
+from mailbot.models import Incident, OutgoingMail, Page, TimelineEntry, address_of
 from mailbot.rules.senders import is_allowed
 from mailbot.services import Expert, ServiceDirectory
 
@@ -38,19 +38,11 @@ log = logging.getLogger(__name__)
 FIRST, NEXT_IN_TURN, OWNER = 0, 1, 2
 
 
-def address_in(value: str) -> str:
-    """The address in "Dana <dana@x>" or "dana@x", lower case; "" if there is none."""
-    from email.utils import parseaddr
-
-    addr = parseaddr(value)[1].strip().lower()
-    return addr if "@" in addr and " " not in addr else ""
-
-
 def resolve_pages(target: str, directory: ServiceDirectory, config: Config,
                   may_mail: Callable[[str], bool], at: dt.datetime) -> list[Page]:
     """The pages `Page: <target>` asks for at `at`; a page that cannot go carries a note
     and no `sent_to`. Pure: nothing is sent."""
-    address = address_in(target)
+    address = address_of(target)
     if address:
         expert = directory.expert_by_address(address)
         if expert is not None:
@@ -97,7 +89,7 @@ def paged_side(incident: Incident, target: str, directory: ServiceDirectory) -> 
     address), and the experts of the paged service."""
     side = {a for p in incident.pages if p.target.lower() == target.lower()
             for a in (p.person, p.sent_to) if a}
-    service = directory.get(target) if not address_in(target) else None
+    service = directory.get(target) if not address_of(target) else None
     if service is not None:
         side.update(e.address for e in service.experts)
     return side

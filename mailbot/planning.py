@@ -20,7 +20,7 @@ from mailbot import paging
 from mailbot.compose import Composer, mail_name
 from mailbot.config import Config
 from mailbot.models import (RECORDED_FIELDS, Action, Change, Decision, Facts, Incident,
-                            OutgoingMail, Page, ParsedMail, Postmortem, Problem)
+                            OutgoingMail, Page, ParsedMail, Postmortem, Problem, address_of)
 from mailbot.parsing.dates import with_usable_date
 from mailbot.rules import decide
 from mailbot.rules.declaration import SIX_ITEMS, declaration_gaps
@@ -235,7 +235,7 @@ class Planner:
         at its declaration, and when its severity or phase changes or a liaison is named."""
         if not self.config.oncall.customer_statement or not incident.customer_impact:
             return
-        addresses = [a for a in (paging.address_in(p) for p in incident.liaisons) if a]
+        addresses = [a for a in (address_of(p) for p in incident.liaisons) if a]
         if not addresses:
             return
         if before is None:
@@ -246,7 +246,7 @@ class Planner:
                 reason = " and ".join(f"its {f} is now {getattr(incident, f)}" for f in was)
             elif not before.customer_impact:
                 reason = "it now affects customers"
-            elif set(addresses) - {paging.address_in(p) for p in before.liaisons}:
+            elif set(addresses) - {address_of(p) for p in before.liaisons}:
                 reason = "you were named liaison"
             else:
                 return

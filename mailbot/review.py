@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from mailbot.config import Config
 from mailbot.ical import review_invitation
-from mailbot.jobmail import address_of, addresses
-from mailbot.models import Incident
+from mailbot.jobmail import addresses
+from mailbot.models import Incident, address_of
 from mailbot.scheduler import local_instant
 from mailbot.timing import review_start
 

@@ -10,19 +10,13 @@ that exist. Anyone else, or a message that names nothing to do, gets a private n
 from __future__ import annotations
 
 import re
-from email.utils import parseaddr
 
 from mailbot.config import Config
-from mailbot.models import Action, Decision, Facts, Incident, ParsedMail, Refusal
+from mailbot.models import (Action, Decision, Facts, Incident, ParsedMail, Refusal,
+                            address_of)
 
 _DONE_LINE = re.compile(r"(?im)^\s*(?:done|completed|finished)\s*:\s*(?P<v>.+)$")
 _LABEL = re.compile(r"(?i)\bA\s*(\d{1,3})\b")
-
-
-def address(person: str | None) -> str:
-    """The address in "Name <a@x>" or "a@x" (lower case), "" when there is none."""
-    addr = parseaddr(person or "")[1].lower()
-    return addr if "@" in addr else ""
 
 
 def done_labels(text: str) -> tuple[str, ...]:
@@ -37,7 +31,7 @@ def done_labels(text: str) -> tuple[str, ...]:
 
 def _leader_or_commander(sender: str, incident: Incident, config: Config) -> bool:
     return bool(sender) and (sender in config.postmortem.leadership
-                             or sender == address(incident.commander))
+                             or sender == address_of(incident.commander))
 
 
 def check_review(mail: ParsedMail, facts: Facts, config: Config,
@@ -70,7 +64,7 @@ def check_review(mail: ParsedMail, facts: Facts, config: Config,
                         details={"problem": Refusal.UNKNOWN_ITEMS, "labels": labels,
                                  "unknown": unknown})
     allowed = _leader_or_commander(sender, incident, config)
-    others = tuple(a.label for a in known if not allowed and address(a.owner) != sender)
+    others = tuple(a.label for a in known if not allowed and address_of(a.owner) != sender)
     if others:
         return Decision(refused, reason=f"{sender} does not own " + ", ".join(others),
                         incident_id=incident.id,
