@@ -29,7 +29,8 @@ def test_the_liaison_alone_gets_a_draft_refreshed_on_severity_or_phase(bot, sink
     assert draft.kind == "customer_statement"
     assert draft.rcpt_tos == [LIAISON] and "Cc" not in draft.message
     assert draft.subject == "[INC-1] Draft customer update: Checkout failing"
-    assert "refreshed because the incident was declared" in " ".join(draft.text.split())
+    assert draft.text.startswith("The incident was declared, so here is a draft update for "
+                                 "customers on INC-1,")
     assert "What is affected: EU card payments fail" in draft.text
     assert "Since: 2026-03-23 10:00 CET" in draft.text
     assert "What we are doing: We are investigating the cause." in draft.text
@@ -47,7 +48,7 @@ def test_the_liaison_alone_gets_a_draft_refreshed_on_severity_or_phase(bot, sink
     ack, draft = sink.take(2)
     assert draft.rcpt_tos == [LIAISON]
     text = " ".join(draft.text.split())
-    assert "because its severity is now SEV1 and its phase is now identified" in text
+    assert text.startswith("Its severity is now SEV1 and its phase is now identified, so here")
     assert "We have identified the cause and are working on a fix." in text
     assert "Next update: by 2026-03-23 11:10 CET" in text  # SEV1: 30 minutes
     assert LIAISON not in ack.rcpt_tos
