@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import argparse
 import enum
-import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from mailbot import __version__
-from mailbot.config import REQUIRED_TEMPLATES, Config, ConfigError, load_config, package_data
-from mailbot.oneshot import process_and_deliver_held, process_spool
+from mailbot.configfile import ConfigError
 
 if TYPE_CHECKING:
     import datetime as dt
 
+    from mailbot.config import Config
     from mailbot.models import OutgoingMail
     from mailbot.runtime import Runtime
     from mailbot.scheduler import Slot
@@ -47,6 +45,8 @@ class CommandError(Exception):
 
 
 def _setup_logging(level: str, verbose: bool = False) -> None:
+    import logging  # not at the top: `ingest` beside `serve` logs nothing
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -111,57 +111,95 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
-def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+def cmd_ingest(args: argparse.Namespace) -> int:
     """Spool the messages durably, then process them unless another process holds the
-    writer lock. An MTA runs this once per message, so the path where `serve` holds the
-    lock imports only config, spool and lock: the Runtime (templates, store, rules,
-    parsing) is built only by the process that will process."""
+    writer lock. An MTA runs this once per message, so while `serve` holds the lock the
+    process reads the config file for `[storage] dir` and spools, nothing more: `serve`
+    has the whole configuration loaded and checked, and processes the message with it.
+    The Runtime (templates, store, rules, parsing) is built only by the process that will
+    process."""
+    from mailbot.configfile import ConfigError, StorageFolders, config_path, storage_dir
     from mailbot.ingress.pipe import InputError, read_inputs
     from mailbot.lock import WriterLock
 
-    _setup_logging(config.log_level, args.verbose)
     try:
         messages = read_inputs(args.files)
     except InputError as exc:
         raise CommandError(str(exc), Exit.NOINPUT) from None
-    lock = WriterLock(Path(config.storage.dir) / "mailbot.lock")
+    path = config_path(args.config)
+    where = storage_dir(path)
+    if where is None:  # no file, or no usable [storage] dir: load_config says which
+        return _ingest_and_process(args, _load_config(path), messages)
+    folders = StorageFolders(where)
+    lock = WriterLock(folders.lock_file)
     try:
         held = lock.acquire()
-    except OSError as exc:
-        raise _storage_error(config, exc) from None
+    except OSError:
+        held = True  # cannot even make the lock: the whole path says why, in one line
     if held:
-        # Nobody else processes: build everything before spooling, so a broken store or
-        # install spools nothing it could never process (75, the MTA keeps the message).
-        try:
-            rt = _runtime(config)
-            _spool_messages(rt.spool, messages)
-            process_and_deliver_held(rt)
-        finally:
-            lock.release()
-        process_spool(rt)  # what others spooled while this process held the lock
-        return Exit.OK
+        lock.release()
+        return _ingest_and_process(args, _load_config(path), messages)
     # `serve` (or another one-shot command) holds the lock and will process the spool.
     from mailbot.ingress.pipe import open_spool
 
     try:
-        spool = open_spool(config)  # validates services.toml as the Runtime would
+        spool = open_spool(folders.spool_dir)
     except OSError as exc:
-        raise _storage_error(config, exc) from None
+        raise CommandError(f"[storage] dir: cannot open {folders.spool_dir}: "
+                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
     _spool_messages(spool, messages)
     if not lock.acquire():
-        logging.getLogger("mailbot.ingest").info(
-            "%d message(s) spooled; the process holding the writer lock (pid %s) will "
-            "process them", len(messages), lock.holder() or "?")
+        print(f"mailbot: {len(messages)} message(s) spooled; the process holding the "
+              f"writer lock (pid {lock.holder() or '?'}) will process them", file=sys.stderr)
         return Exit.OK
     # The holder let go after this process looked: it may have taken its last listing
     # before these messages arrived, so process them here.
     lock.release()
     try:
+        config = _load_config(path)
+        _setup_logging(config.log_level, args.verbose)
         rt = _runtime(config)
-    except CommandError as exc:
-        logging.getLogger("mailbot.ingest").error("spooled, processing deferred: %s", exc)
+    except (CommandError, ConfigError) as exc:
+        print(f"mailbot: spooled, processing deferred: {exc}", file=sys.stderr)
         return Exit.OK
+    from mailbot.oneshot import process_spool
+
     process_spool(rt)
+    return Exit.OK
+
+
+def _load_config(path: Path) -> Config:
+    from mailbot.config import load_config
+
+    return load_config(path)
+
+
+def _ingest_and_process(args: argparse.Namespace, config: Config,
+                        messages: list[tuple[str, bytes]]) -> int:
+    """Nobody else processes: build everything before spooling, so a broken store or
+    install spools nothing it could never process (75, the MTA keeps the message)."""
+    from mailbot.oneshot import process_spool
+    from mailbot.lock import WriterLock
+    from mailbot.oneshot import process_and_deliver_held
+
+    _setup_logging(config.log_level, args.verbose)
+    lock = WriterLock(config.storage.lock_file)
+    try:
+        held = lock.acquire()
+    except OSError as exc:
+        raise _storage_error(config, exc) from None
+    if not held:  # taken since this process looked: spool for the holder
+        from mailbot.ingress.pipe import open_spool
+
+        _spool_messages(open_spool(config.storage.spool_dir), messages)
+        return Exit.OK
+    try:
+        rt = _runtime(config)
+        _spool_messages(rt.spool, messages)
+        process_and_deliver_held(rt)
+    finally:
+        lock.release()
+    process_spool(rt)  # what others spooled while this process held the lock
     return Exit.OK
 
 
@@ -178,6 +216,10 @@ def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     """What `serve` does on its own, once: for setups without it (mail fed by `ingest`),
     run every minute by systemd/mailbot-tick.timer or cron."""
+    from mailbot.oneshot import process_spool
+
+    import logging
+
     _setup_logging(config.log_level, args.verbose)
     log = logging.getLogger("mailbot.tick")
     rt = _runtime(config, scheduled=True)
@@ -212,6 +254,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
+    import json
+
     store = _store(config)
     items = (sorted(store.all_incidents(), key=lambda i: i.id) if args.all
              else store.live_incidents())
@@ -234,6 +278,8 @@ def cmd_incidents(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    import json
+
     prefix = config.list.incident_prefix
     incident_id = _parse_ref(args.ref, prefix)
     incident = _store(config).get(incident_id)
@@ -253,6 +299,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_oncall(args: argparse.Namespace, config: Config) -> int:
     import datetime as dt
+    import json
 
     from mailbot.compose import make_environment
     from mailbot.oncall import on_call_at
@@ -298,6 +345,8 @@ def cmd_failed(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.oneshot import process_spool
+
     rt = _runtime(config)
     names = rt.spool.failed_names() if args.all else args.names
     if args.all and not names:
@@ -365,6 +414,7 @@ def check_storage(config: Config) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.config import REQUIRED_TEMPLATES
     from mailbot.services import load_services
 
     load_services(config.services_file)  # validates services.toml; raises ConfigError
@@ -404,6 +454,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_init_config(args: argparse.Namespace) -> int:
     """Write the sample configuration (mailbot.toml, services.toml) into a folder."""
+    from mailbot.config import package_data
     import shutil
 
     out = Path(args.dir)
@@ -429,6 +480,8 @@ def cmd_init_config(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.oneshot import process_spool
+
     rt = _runtime(config)
     code = run_digest_command(rt, send=args.send)
     if args.send:
@@ -530,7 +583,7 @@ def _common_options(after_command: bool) -> argparse.ArgumentParser:
     have no default: a subparser's default would overwrite the value given before the
     command, and `mailbot --config X incidents` would read config/mailbot.toml."""
     unset: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--config", metavar="PATH", **unset,
                         help="configuration file (default: $MAILBOT_CONFIG, else "
                              "config/mailbot.toml)")
@@ -539,9 +592,29 @@ def _common_options(after_command: bool) -> argparse.ArgumentParser:
     return common
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, with the terminal width read here: argparse imports shutil for it
+    (with bz2 and lzma) while building every parser, help asked for or not."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns \
+                    if sys.__stdout__ is not None else 80
+            except (ValueError, OSError):
+                columns = 80
+        super().__init__(prog, width=columns - 2)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits EX_USAGE (64) like every other error here
     follows sysexits.h, not argparse's own 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -592,6 +665,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add("serve", cmd_serve, "run the daemon: ingress, outbox and scheduler")
     p = add("ingest", cmd_ingest, "process messages given as files, or - for stdin")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(needs_config=False)  # it reads the file itself: see cmd_ingest
     p = add("check", cmd_check, "dry run: how a message is read and what mailbot would do")
     p.add_argument("file", metavar="FILE.eml")
     p.add_argument("--show-mail", action="store_true", help="print the mail it would send")
@@ -666,6 +740,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         if not getattr(args, "needs_config", True):
             return int(args.func(args))
+        from mailbot.config import load_config
+
         config = load_config(args.config)
         return int(args.func(args, config))
     except ConfigError as exc:

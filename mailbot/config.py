@@ -16,13 +16,14 @@ import datetime as dt
 import logging
 import os
 import re
-import tomllib
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DEFAULT_CONFIG = Path("config/mailbot.toml")
+from mailbot.configfile import (DEFAULT_STORAGE, ConfigError, StorageLayout,
+                                beside, config_path, read_toml)
+
 
 # Every template the code renders by name (the rest are included by these): one missing
 # means a broken install or a wrong [templates] dir, found at start-up, before any
@@ -54,10 +55,6 @@ def package_data(name: str) -> Path:
 def builtin_templates_dir() -> Path:
     """The templates that come with mailbot; `[templates] dir` is searched before them."""
     return package_data("templates")
-
-
-class ConfigError(Exception):
-    """The configuration is unusable; the message says which key and why."""
 
 
 # ---------------------------------------------------------------- keys as data
@@ -101,7 +98,7 @@ class Key:
         if self.choices and value not in self.choices:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
         if self.path:
-            value = None if value == "" and default is None else _beside(base, value)
+            value = None if value == "" and default is None else beside(base, value)
         return value
 
 
@@ -131,7 +128,7 @@ def keys_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
 def default_of(f: dataclasses.Field[Any], *, base: Path) -> Any:
     """A key's value when the file does not set it (paths made beside the file)."""
     if f.metadata["key"].path and isinstance(f.default, (str, Path)):
-        return _beside(base, f.default)
+        return beside(base, f.default)
     return f.default
 
 
@@ -433,34 +430,10 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
-class StorageConfig:
-    """`[storage]`: where everything is kept, and the folders inside it."""
+class StorageConfig(StorageLayout):
+    """`[storage]`: where everything is kept; the folders inside it are `StorageLayout`'s."""
 
-    dir: Path = setting(Path("var"), path=True)
-
-    @property
-    def spool_dir(self) -> Path:
-        return self.dir / "spool"
-
-    @property
-    def db_dir(self) -> Path:
-        return self.dir / "db"
-
-    @property
-    def archive_dir(self) -> Path:
-        return self.dir / "archive"
-
-    @property
-    def outbox_dir(self) -> Path:
-        return self.dir / "outbox"
-
-    @property
-    def sent_maildir(self) -> Path:
-        return self.dir / "outbox-sent"
-
-    @property
-    def template_cache_dir(self) -> Path:
-        return self.dir / "cache" / "templates"
+    dir: Path = setting(DEFAULT_STORAGE, path=True)
 
 
 @dataclass(frozen=True)
@@ -631,25 +604,9 @@ _TOP_LEVEL = {name.split(".")[0] for name in SECTIONS} | {"severity", "phases"}
 # ---------------------------------------------------------------- loading
 
 
-def read_toml(path: Path) -> dict[str, Any] | None:
-    """A TOML file as a dict; None if it does not exist; ConfigError in one line else."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
 def load_config(path: Path | str | None = None) -> Config:
     """Read and validate the configuration file; raise ConfigError with one clear line."""
-    if path is None:
-        path = os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
-    path = Path(path)
+    path = config_path(path)
     raw = read_toml(path)
     if raw is None:
         raise ConfigError(f"{path}: no such file (`mailbot init-config DIR` writes a "
@@ -755,13 +712,6 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         templates_dir=templates_dir,
         oncall=s["oncall"],
     )
-
-
-def _beside(config_path: Path, value: str | Path) -> Path:
-    """A path from the config file: a relative one is relative to the file's folder, not
-    to the directory mailbot happens to run in (a cron job runs in $HOME)."""
-    path = Path(value)
-    return path if path.is_absolute() else config_path.absolute().parent / path
 
 
 def _require_templates(templates_dir: Path) -> None:

@@ -23,12 +23,10 @@ accepted is lost and nothing is done twice.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
 
-log = logging.getLogger(__name__)
 
 POINTS = ("spooled", "committed", "index-written", "enqueued", "relay-accepted",
           "marker-written")
@@ -57,7 +55,9 @@ def arm(spec: str | None) -> None:
         raise ValueError(f"MAILBOT_CRASH_AT={spec!r}: want <point>:<n>[:raise], point one "
                          "of " + ", ".join(POINTS))
     _target, _remaining, _raise = point, n, mode == "raise"
-    log.warning("fault injection armed: %s at pass %d of %r",
+    import logging  # here: every spooling process imports this module, few arm it
+
+    logging.getLogger(__name__).warning("fault injection armed: %s at pass %d of %r",
                 "an exception" if _raise else "SIGKILL", n, point)
 
 

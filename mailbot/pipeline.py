@@ -67,7 +67,9 @@ class Pipeline:
     # ------------------------------------------------------------ running
 
     def recover(self) -> int:
-        """Finish commits a crash interrupted. Returns how many were finished."""
+        """Finish commits a crash interrupted, and drop the spool writes it cut short.
+        Returns how many commits were finished."""
+        self.spool.clean_tmp()
         self.store.repair()
         pending = [Committed(key, index, outgoing)
                    for key, index, outgoing in self.store.pending_journal()]

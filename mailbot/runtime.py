@@ -81,7 +81,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     pipeline = Pipeline(config, store, spool, outbox, planner, clock)
     rt = Runtime(config=config, clock=clock, store=store, spool=spool, outbox=outbox,
                  composer=composer, planner=planner, pipeline=pipeline, directory=directory,
-                 lock=WriterLock(Path(storage.dir) / "mailbot.lock"))
+                 lock=WriterLock(storage.lock_file))
     if scheduled:
         rt.scheduler = build_scheduler(rt)
     return rt

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailbot.config import ConfigError, read_toml, reject_unknown_keys
+from mailbot.config import reject_unknown_keys
+from mailbot.configfile import ConfigError, read_toml
 from mailbot.rotation import WEEKDAYS, Override, Rotation, Shift
 from mailbot.scheduler import local_instant
 

@@ -14,7 +14,6 @@ A message leaves `new/` only after its effects are committed (the pipeline calls
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import threading
 from pathlib import Path
@@ -28,8 +27,6 @@ from mailbot.faults import crash_point
 
 if TYPE_CHECKING:
     from mailbot.models import SpooledMail
-
-log = logging.getLogger(__name__)
 
 _SOURCES = ("smtp", "lmtp", "imap", "pipe", "retry")
 
@@ -48,10 +45,11 @@ class Spool:
         for d in (self.tmp, self.new, self.failed):
             d.mkdir(parents=True, exist_ok=True)
         self.arrived = threading.Event()
-        self._clean_tmp()
 
-    def _clean_tmp(self) -> None:
-        # tmp/ holds only writes that never completed: nobody was told 250 for them.
+    def clean_tmp(self) -> None:
+        """Remove writes that never completed (nobody was told 250 for them). Only for the
+        writer-lock holder after a crash: in any other process it would pull files from
+        under a `serve` or an `ingest` that is writing them."""
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
 

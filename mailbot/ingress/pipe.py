@@ -5,17 +5,11 @@ Spools each message durably; the exit status tells the MTA whether it may forget
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from mailbot.spool import Spool
-
-if TYPE_CHECKING:
-    from mailbot.config import Config
-
-log = logging.getLogger(__name__)
 
 
 class InputError(Exception):
@@ -49,11 +43,7 @@ def spool_inputs(spool: Spool, messages: list[tuple[str, bytes]]) -> list[str]:
     return spool.put_many([raw for _, raw in messages], "pipe")
 
 
-def open_spool(config: Config) -> Spool:
-    """The spool under [storage] dir, for a process that only spools (another one holds
-    the writer lock). Checks services.toml first, as building the Runtime would: a broken
-    one defers the message (ConfigError) instead of spooling what cannot be processed."""
-    from mailbot.services import load_services
-
-    load_services(config.services_file)
-    return Spool(config.storage.spool_dir)
+def open_spool(spool_dir: Path) -> Spool:
+    """The spool, for a process that only spools while another one holds the writer lock
+    and processes."""
+    return Spool(spool_dir)

@@ -156,14 +156,16 @@ def test_ingest_beside_a_running_daemon_spools_without_loading_the_processing(tm
 
 
 @pytest.mark.parametrize("mistake", ["bad services", "templates dir", "bad key"])
-def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path, mistake):
-    """The spool-only path checks what the Runtime would have: a config broken since
-    `serve` started defers the message (75) and spools nothing."""
-    from mailbot.lock import WriterLock
+def test_a_config_broken_since_serve_started_does_not_stop_the_mail(tmp_path, mistake):
+    """`serve` holds the whole configuration it started with, checked: a mistake made in
+    the file since (found by `check-config`, or at the next start) must not defer every
+    message while the daemon could process it. The pipe spools, and `serve` answers."""
+    from tests.core.support import DaemonProcess, SmtpSink
 
-    cfg = write_config(tmp_path, smtp_port=free_port())
-    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
-    assert lock.acquire()
+    sink = SmtpSink().start()
+    port = free_port()
+    cfg = write_config(tmp_path, smtp_port=port, relay_port=sink.port)
+    daemon = DaemonProcess(cfg, port).start()
     try:
         if mistake == "bad services":
             services = tmp_path / "services.toml"
@@ -175,6 +177,40 @@ def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path,
         else:
             cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
         out = run("ingest", "-", "--config", str(cfg),
+                  stdin=message("[DECLARE] while the file is broken", DECLARATION_BODY,
+                                message_id="held@x"))
+        assert out.returncode == 0, (out.returncode, out.stderr)
+        assert b"writer lock" in out.stderr
+        ack = sink.wait_count(1, timeout=20)[0]
+        assert "<held@x>" in str(ack.message["In-Reply-To"]) and ack.kind == "ack"
+    finally:
+        daemon.terminate()
+        sink.stop()
+    # Without `serve`, the same mistake defers the message (75) and spools nothing.
+    out = run("ingest", "-", "--config", str(cfg),
+              stdin=message("[DECLARE] alone", DECLARATION_BODY, message_id="alone@x"))
+    assert out.returncode == 75, (out.returncode, out.stderr)
+    assert b"Traceback" not in out.stderr and out.stderr.count(b"\n") == 1
+    assert not [p for p in (tmp_path / "var" / "spool" / "new").iterdir()
+                if b"alone@x" in p.read_bytes()]
+
+
+@pytest.mark.parametrize("mistake", ["invalid TOML", "config missing"])
+def test_ingest_beside_a_running_daemon_defers_when_it_cannot_find_the_spool(tmp_path,
+                                                                              mistake):
+    """With no readable file there is no `[storage] dir` to spool into: 75, the MTA keeps
+    the message and tries again."""
+    from mailbot.lock import WriterLock
+
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
+    assert lock.acquire()
+    try:
+        if mistake == "invalid TOML":
+            cfg.write_text(cfg.read_text() + "\n[storage\n")
+        else:
+            cfg.unlink()
+        out = run("ingest", "-", "--config", str(cfg),
                   stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="held@x"))
     finally:
         lock.release()
@@ -182,6 +218,31 @@ def test_ingest_beside_a_running_daemon_still_defers_operator_mistakes(tmp_path,
     assert b"Traceback" not in out.stderr and out.stderr.count(b"\n") == 1
     spool = tmp_path / "var" / "spool" / "new"
     assert not spool.is_dir() or not list(spool.iterdir())
+
+
+@pytest.mark.parametrize("command", [["ingest", "-"], ["tick"]])
+def test_a_process_beside_the_lock_holder_leaves_its_spool_writes_alone(tmp_path, command):
+    """spool/tmp/ holds writes in progress (an SMTP session's DATA, another pipe's
+    message): only the lock holder, after a crash, may clear it."""
+    from mailbot.lock import WriterLock
+
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    tmp = tmp_path / "var" / "spool" / "tmp"
+    tmp.mkdir(parents=True)
+    writing = tmp / "in-progress"
+    writing.write_bytes(b"half a message")
+    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
+    assert lock.acquire()
+    try:
+        out = run(*command, "--config", str(cfg),
+                  stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="t@x"))
+    finally:
+        lock.release()
+    assert out.returncode == 0, out.stderr
+    assert writing.exists()
+    # The holder's recovery does clear it.
+    assert run("tick", "--config", str(cfg)).returncode == 0
+    assert not writing.exists()
 
 
 @pytest.mark.parametrize("argv", [
