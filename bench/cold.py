@@ -29,7 +29,18 @@ from pathlib import Path
 
 from harness import MAILBOT, PYTHON, REPO, Serve, Sink, free_port, fresh_dir, write_config
 
-ROWS = ("bare", "spool", "full", "roundup", "check-config", "incidents", "show")
+ROWS = ("bare", "spool", "full", "roundup", "check-config", "incidents", "show",
+        "floor-full", "floor-jinja2")
+
+# Lower bounds set by the design card, timed like the rows above: a process that only
+# imports what the path cannot do without and does nothing else. A one-message ingest
+# with no daemon parses with mail-parser, keeps the record in TinyDB, writes the ack with
+# Jinja2 and hands it to the relay with smtplib; `show` and `check-config` render or
+# compile Jinja2 templates.
+FLOOR_IMPORTS = {
+    "floor-full": "import jinja2, mailparser, tinydb, smtplib",
+    "floor-jinja2": "import jinja2",
+}
 
 
 def mailbot_command() -> list[str]:
@@ -74,6 +85,8 @@ def run(items, sink: Sink, rounds: int, roundup_tracker: Path | None, log=print)
             for row in ROWS:
                 if row == "bare":
                     s, code, err = _timed([str(PYTHON), "-c", "pass"], env=env)
+                elif row in FLOOR_IMPORTS:
+                    s, code, err = _timed([str(PYTHON), "-c", FLOOR_IMPORTS[row]], env=env)
                 elif row == "spool":
                     s, code, err = _timed([*mailbot, "ingest", "-", "--config", str(cfg_a)],
                                           spool_raw, env)

@@ -104,6 +104,13 @@ class Sink:
             return max(self.replies[m] for m in wanted)
 
 
+# Every declaration in the corpus is customer-facing with a liaison, so each change of
+# severity or phase also mails the liaison a customer-statement draft (issue 18's
+# feature). `bench/run.py --one-reply-each` turns that off: each message then gets exactly
+# one reply, the work code from before that feature did, for comparing batch figures.
+CUSTOMER_STATEMENTS = True
+
+
 def write_config(root: Path, *, smtp_port: int, relay_port: int | None) -> Path:
     """A config with its own storage dir; relay = the sink, or the Maildir when None."""
     relay = f'smtp_host = "127.0.0.1"\nsmtp_port = {relay_port}\n' if relay_port else ""
@@ -134,6 +141,8 @@ file = "{REPO / 'config' / 'services.toml'}"
 [logging]
 level = "WARNING"
 """
+    if not CUSTOMER_STATEMENTS:  # the section is left out otherwise: older code lacks it
+        text += "\n[oncall]\ncustomer_statement = false\n"
     root.mkdir(parents=True, exist_ok=True)
     path = root / "mailbot.toml"
     path.write_text(text)

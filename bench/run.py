@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cold
 import corpus
 import floor
+import harness
 import flows
 import peer
 import profiles
@@ -93,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="also record py-spy profiles of ingest and serve (bench/out/*.folded)")
     ap.add_argument("--no-peer", action="store_true", help="skip Roundup")
+    ap.add_argument("--one-reply-each", action="store_true",
+                    help="no customer-statement drafts: one reply per message, the work "
+                         "code from before them did (to compare batch figures with it)")
     ap.add_argument("--sizes", help="comma-separated store sizes (default 100,10000,100000)")
     ap.add_argument("--cold", action="store_true",
                     help="only the cold path (one process per message) and the MIME writer")
     ap.add_argument("--rounds", type=int, default=15,
                     help="processes per cold-path row (default 15)")
     args = ap.parse_args(argv)
+    harness.CUSTOMER_STATEMENTS = not args.one_reply_each
     runs = args.runs or (1 if args.quick else 3)
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [100, 10_000] if args.quick else [100, 10_000, 100_000])
@@ -296,6 +301,14 @@ def run_cold(items, sink: Sink, table: Table, args, runs: int) -> None:
                   f"{ms['full']:.0f} ms" + (f" ({vs:.2f}x Roundup)" if vs else ""), n,
                   f"<= {TARGETS['full_vs_peer']}x Roundup",
                   verdict(vs <= TARGETS["full_vs_peer"]) if vs else "")
+        if ms["roundup"]:
+            floor = ms["floor-full"] / ms["roundup"]
+            table.add("floor: a process importing jinja2, mailparser, tinydb, smtplib only",
+                      f"{ms['floor-full']:.0f} ms ({floor:.2f}x Roundup, "
+                      f"{ms['floor-full'] / bare:.1f}x the interpreter)", n)
+        table.add("floor: a process importing jinja2 only (show, check-config render it)",
+                  f"{ms['floor-jinja2']:.0f} ms ({ms['floor-jinja2'] / bare:.1f}x the "
+                  "interpreter)", n)
         for row, label in (("check-config", "mailbot check-config"),
                            ("incidents", "mailbot incidents"), ("show", "mailbot show INC-1")):
             ratio = ms[row] / bare
