@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, REPO, free_port, load, message, write_config
+from tests.support import DECLARATION_BODY, REPO, free_port, load, message, write_config
 
 
 def run(*args: str, stdin: bytes | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:

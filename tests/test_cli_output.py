@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from mailbot.formatting import fit_person
-from tests.core.support import REPO, free_port, message, write_config
+from tests.support import REPO, free_port, message, write_config
 
 LONG = "Dr. Alexandra Konstantinopoulou <alexandra.konstantinopoulou@example.com>"
 

@@ -11,7 +11,7 @@ from mailbot.clock import FakeClock
 from mailbot.config import load_config
 from mailbot.lock import WriterLock
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.support import DECLARATION_BODY, REPO, free_port, message, write_config
 
 
 def tick(cfg) -> subprocess.CompletedProcess:

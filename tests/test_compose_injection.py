@@ -20,7 +20,7 @@ from mailbot.digest import collect_digest, compose_digest
 from mailbot.models import OutgoingMail
 from mailbot.reminders import send_stale_reminder
 from mailbot.runtime import build_runtime
-from tests.core.support import free_port, load
+from tests.support import free_port, load
 
 EVIL = "{{ 7*7 }} {% if 1 %}yes{% endif %} <script>alert(1)</script> &amp;"
 CRLF_BCC = "=?utf-8?q?x=0D=0ABcc=3A_evil=40evil.example=0D=0A=0D=0Abody?="

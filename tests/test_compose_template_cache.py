@@ -11,7 +11,7 @@ import pytest
 
 from mailbot.compose import make_environment
 
-REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+REPO_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 @pytest.fixture

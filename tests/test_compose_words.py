@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .support import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
+from tests.support.bot import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
 
 INTERNAL_KEYS = re.compile(r"postmortem_owner|customer_impact|roles\.|started_at|resolved_at")
 

@@ -17,7 +17,7 @@ from mailbot import config as config_module
 from mailbot.config import (DEFAULT_PHASES, DEFAULT_SEVERITIES, Config, ConfigError,
                             load_config)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "config" / "mailbot.toml"
 
 

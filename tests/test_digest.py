@@ -16,7 +16,7 @@ import pytest
 from mailbot.lock import WriterLock
 from mailbot.models import Incident
 
-from .support import ARTIFACTS, LIST, REPO, declaration, message, state, utc
+from tests.support.bot import ARTIFACTS, LIST, REPO, declaration, message, state, utc
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -293,7 +293,7 @@ def test_digest_send_while_serve_runs_says_what_serve_did_today(bot, sink, capsy
 
 
 def test_the_cli_prints_the_digest(tmp_path, sink):
-    from .support import write_config
+    from tests.support.bot import write_config
 
     path = write_config(tmp_path / "cli", sink.port)
     done = subprocess.run([sys.executable, "-m", "mailbot", "digest", "--config", str(path)],

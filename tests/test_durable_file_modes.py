@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from mailbot.config import load_config
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.support import DECLARATION_BODY, REPO, free_port, message, write_config
 
 
 def _run(args: list[str], umask: int) -> subprocess.CompletedProcess:
@@ -82,7 +82,7 @@ def test_published_pages_are_readable_by_a_web_server_whatever_the_umask(tmp_pat
     import datetime as dt
 
     from mailbot.publish import publish_site
-    from tests.publish.factory import make_config, make_incident
+    from tests.support.factory import make_config, make_incident
     from mailbot.services import load_services
 
     config = make_config(tmp_path / "etc")

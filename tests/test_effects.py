@@ -9,7 +9,7 @@ import pytest
 from mailbot import effects
 from mailbot.runtime import build_runtime
 
-from .support import DECLARATION_BODY, load, message
+from tests.support import DECLARATION_BODY, load, message
 
 
 @pytest.fixture

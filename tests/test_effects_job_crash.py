@@ -8,7 +8,7 @@ import pytest
 
 from mailbot import faults
 
-from .support import declaration, message, utc
+from tests.support.bot import declaration, message, utc
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from mailbot.config import OutboundConfig
 from mailbot.outbox import Outbox
 from mailbot.relays import SmtpRelay
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, SmtpSink, free_port, load, message
+from tests.support import DECLARATION_BODY, SmtpSink, free_port, load, message
 
 
 def test_relay_down_then_up_delivers_exactly_once(tmp_path):

@@ -19,9 +19,9 @@ from mailbot.config import OutboundConfig, load_config
 from mailbot.models import OutgoingMail
 from mailbot.outbox import Outbox
 from mailbot.relays import SmtpRelay
-from tests.core.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, message, send,
+from tests.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, message, send,
                                 wait_for, write_config)
-from tests.reliability.support import ChaosDaemon
+from tests.support.chaos import ChaosDaemon
 
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 

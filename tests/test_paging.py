@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import LIST, declaration, message, state, utc, write_config
+from tests.support.bot import LIST, declaration, message, state, utc, write_config
 
 PAGER = "4915550001@sms.example.net"
 CONTRACTOR = "kim@partner.example.org"  # in the directory, not an allowed sender

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import LIST, declaration, message, state, utc
+from tests.support.bot import LIST, declaration, message, state, utc
 
 LIAISON = "carol@example.com"
 

@@ -16,8 +16,8 @@ from mailbot.models import TimelineEntry
 from mailbot.publish import publish_site
 from mailbot.services import load_services
 
-from .dom import Node, parse
-from .factory import (HOSTILE, NOW, ago, hostile_incident, make_config, make_incident,
+from tests.support.dom import Node, parse
+from tests.support.factory import (HOSTILE, NOW, ago, hostile_incident, make_config, make_incident,
                       rich_incident)
 
 

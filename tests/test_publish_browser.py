@@ -20,10 +20,10 @@ import pytest
 from mailbot.publish import publish_site
 from mailbot.services import load_services
 
-from .dom import Node, parse
-from .factory import NOW, hostile_incident, make_config, make_incident, rich_incident
+from tests.support.dom import Node, parse
+from tests.support.factory import NOW, hostile_incident, make_config, make_incident, rich_incident
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "publish"
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -16,9 +16,9 @@ from mailbot.parsing.language import Language
 from mailbot.publish import publish_site
 from mailbot.services import load_services
 
-from .dom import parse
-from .factory import SERVICES_TOML, make_config, make_incident
-from .test_browser import ARTIFACTS, png_facts, require_chromium, run_chromium
+from tests.support.dom import parse
+from tests.support.factory import SERVICES_TOML, make_config, make_incident
+from tests.test_publish_browser import ARTIFACTS, png_facts, require_chromium, run_chromium
 
 # Tuesday 2026-10-27 13:00 in Berlin (CET since Sunday's change back from summer time).
 NOW = dt.datetime(2026, 10, 27, 12, 0, tzinfo=dt.timezone.utc)

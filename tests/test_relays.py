@@ -11,7 +11,7 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.support import DECLARATION_BODY, REPO, free_port, message, write_config
 
 
 class Relay:

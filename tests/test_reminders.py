@@ -8,7 +8,7 @@ from mailbot.ical import fold, ical_text, review_invitation
 
 import pytest
 
-from .support import LIST, declaration, message, state, utc
+from tests.support.bot import LIST, declaration, message, state, utc
 
 
 @pytest.fixture

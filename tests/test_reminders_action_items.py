@@ -9,7 +9,7 @@ import datetime as dt
 from mailbot.parsing.postmortem import (item_lines, parse_action_item, people_directory,
                                         resolve_owner)
 
-from .support import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
+from tests.support.bot import GOOD_POSTMORTEM, LIST, declaration, message, state, utc
 
 POSTMORTEM = GOOD_POSTMORTEM.replace(
     "## Action items\n- Add a CI check for pool limits - owner: bob@example.com - due: {soon}\n"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .support import LIST, declaration, message, state, utc
+from tests.support.bot import LIST, declaration, message, state, utc
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_quiet_hours_are_configurable(make_bot, sink):
 ])
 def test_check_config_names_a_bad_chasing_key(tmp_path, sink, line, error):
     from mailbot.config import ConfigError
-    from .support import load, write_config
+    from tests.support.bot import load, write_config
     path = write_config(tmp_path, sink.port, schedule=line)
     with pytest.raises(ConfigError, match=re.escape(error)):
         load(path)
@@ -128,7 +128,7 @@ def test_check_config_names_a_bad_chasing_key(tmp_path, sink, line, error):
 
 def test_the_shipped_config_documents_the_chasing_defaults():
     from mailbot.config import ScheduleConfig, load_config
-    from .support import REPO
+    from tests.support.bot import REPO
     schedule = load_config(REPO / "config" / "mailbot.toml").schedule
     assert schedule == dataclasses.replace(ScheduleConfig(), timezone=schedule.timezone,
                                            digest_time=schedule.digest_time)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import utc
+from tests.support.bot import utc
 
 SERVICES = """
 [services.checkout]

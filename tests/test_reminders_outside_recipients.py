@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from .support import declaration, message, utc
+from tests.support.bot import declaration, message, utc
 
 
 def test_stale_reminder_for_an_outside_commander_goes_to_the_declarer(make_bot, sink, caplog):

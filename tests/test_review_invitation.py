@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from .support import declaration, message, state, utc
+from tests.support.bot import declaration, message, state, utc
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

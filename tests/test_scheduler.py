@@ -9,7 +9,7 @@ import pytest
 
 from mailbot.scheduler import DailyAt, Every, local_instant
 
-from .support import utc
+from tests.support.bot import utc
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -1,15 +1,15 @@
 """The first start of a new install after digest_time does not mail the list a "no open
 incidents" digest at once: that slot was due before mailbot was there. A store with a
-history still gets a digest it missed while down (test_schedule.py has the restart)."""
+history still gets a digest it missed while down (test_scheduler.py has the restart)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
-from tests.scheduled.support import utc
-from tests.scheduled.test_tick import kinds
+from tests.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.support.bot import utc
+from tests.test_cli_tick import kinds
 
 
 def _midnight_config(tmp_path):
@@ -48,7 +48,7 @@ def test_a_first_ingest_after_digest_time_then_tick_sends_no_digest_at_once(tmp_
 def test_a_store_with_history_still_gets_the_digest_it_missed(make_bot, sink):
     """A store upgraded with an incident declared before today's slot (09:00 Berlin,
     08:00 UTC) and no scheduler record yet: today's digest was missed and runs late."""
-    from tests.scheduled.support import declaration, message as scheduled_message
+    from tests.support.bot import declaration, message as scheduled_message
 
     bot = make_bot()
     bot.clock.set(utc(2026, 3, 22, 15, 0))

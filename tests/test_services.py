@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from mailbot.config import ConfigError
 from mailbot.services import Expert, Service, ServiceDirectory, load_services
 
-from .factory import SERVICES_TOML
+from tests.support.factory import SERVICES_TOML
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load(tmp_path: Path, text: str) -> ServiceDirectory:

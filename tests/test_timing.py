@@ -14,8 +14,8 @@ from mailbot.reminders import stale_due
 from mailbot.services import load_services
 from mailbot.timing import is_stale, severity_rank, stale_after
 
-from ..publish.dom import parse
-from ..publish.factory import NOW, ago, make_config, make_incident
+from tests.support.dom import parse
+from tests.support.factory import NOW, ago, make_config, make_incident
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ def test_ascii_words_of_a_non_ascii_subject_stay_readable():
 
 
 def test_message_ids_are_stable_per_instance_and_differ_between_lists():
-    env = make_environment(Path(__file__).resolve().parents[2] / "templates")
+    env = make_environment(Path(__file__).resolve().parents[1] / "templates")
     ops = Composer(env, "mailbot@example.com", "ops", list_address="ops@example.com")
     ops_again = Composer(env, "mailbot@example.com", "ops", list_address="ops@example.com")
     db = Composer(env, "mailbot@example.com", "db", list_address="db-incidents@example.com")
@@ -218,7 +218,7 @@ def test_message_ids_are_stable_per_instance_and_differ_between_lists():
 # wire.py's bytes exactly what went in: the same header fields with the same values, the
 # same bodies. The values come from mailbot's own parser, as in production.
 
-from tests.reliability.fuzz import OPS, mutate, seeds  # noqa: E402
+from tests.support.fuzz import OPS, mutate, seeds  # noqa: E402
 
 from mailbot.parsing import parse_mail  # noqa: E402
 from mailbot.parsing.language import Language  # noqa: E402

@@ -1,1 +1,2 @@
-"""IMAP ingress tests against a real, private Dovecot (see dovecot.py)."""
+"""Tests of mailbot/ingress/: SMTP on loopback, IMAP against a real, private Dovecot
+(tests/support/dovecot.py; its fixtures in conftest.py here)."""

@@ -15,8 +15,8 @@ from mailbot.config import ImapIngressConfig
 from mailbot.ingress.imap import ImapIngress
 from mailbot.spool import Spool
 
-from .dovecot import Dovecot, find_program
-from .support import LogWatch
+from tests.support.dovecot import Dovecot, find_program
+from tests.support.imap import LogWatch
 
 
 def _require_dovecot() -> None:

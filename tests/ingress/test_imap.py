@@ -20,7 +20,7 @@ from imapclient.exceptions import IMAPClientError
 from mailbot.ingress.imap import ImapAuthError, ImapIngress, ImapSetupError
 from mailbot.spool import Spool
 
-from .support import (
+from tests.support.imap import (
     make_message,
     make_messages,
     running,

@@ -6,7 +6,7 @@ import smtplib
 
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, SmtpSink, free_port, load, message
+from tests.support import DECLARATION_BODY, SmtpSink, free_port, load, message
 
 
 def test_serve_runs_smtp_and_imap_together(tmp_path, dovecot):
@@ -44,7 +44,7 @@ connect_timeout = 10
             s.sendmail("alice@example.com", ["incidents@example.com"],
                        message("[DECLARE] seen over IMAP", DECLARATION_BODY,
                                message_id="imap-1@x"))
-        from tests.core.support import drained, wait_for
+        from tests.support import drained, wait_for
         wait_for(lambda: drained(daemon), what="daemon idle")
         assert sorted(i.title for i in rt.store.live_incidents()) == [
             "seen over IMAP", "sent over SMTP"]

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP
 from mailbot.config import load_config
 from mailbot.ingress.smtp import BoundedSMTP, IngressController, _Gate
 from mailbot.spool import Spool
-from tests.core.support import free_port, wait_for, write_config
+from tests.support import free_port, wait_for, write_config
 
 
 class Capture:

@@ -11,7 +11,7 @@ import pytest
 from mailbot.config import load_config
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, free_port, message, wait_for, write_config
+from tests.support import DECLARATION_BODY, free_port, message, wait_for, write_config
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 
 from mailbot.models import InvalidField
 from mailbot.parsing import Language, parse_mail, parse_phase, parse_severity
-from parsing_corpus import LANG, wrap
+from tests.support.parsing_corpus import LANG, wrap
 
 
 def fields_of(body: str, content_type: str = "text/plain"):

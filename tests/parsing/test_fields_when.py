@@ -12,7 +12,7 @@ import pytest
 
 from mailbot.parsing.fields import parse_when
 
-from .support import declaration, message, state, utc
+from tests.support.bot import declaration, message, state, utc
 
 BERLIN = "Europe/Berlin"
 

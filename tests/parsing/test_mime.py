@@ -9,7 +9,7 @@ import pytest
 
 from mailbot.parsing import parse_mail
 from mailbot.parsing.mime import MAX_LINES, MAX_TEXT, MAX_TEXT_LINES
-from parsing_corpus import LANG
+from tests.support.parsing_corpus import LANG
 
 
 def msg(headers: str, body: bytes) -> bytes:

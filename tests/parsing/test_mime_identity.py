@@ -7,7 +7,7 @@ import pytest
 
 from mailbot.parsing import parse_mail
 from mailbot.parsing.mime import read_mailbox
-from parsing_corpus import LANG
+from tests.support.parsing_corpus import LANG
 
 
 def with_from(value: bytes) -> bytes:

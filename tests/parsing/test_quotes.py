@@ -7,7 +7,7 @@ import pytest
 from mailbot.config import load_config
 from mailbot.parsing import Language, parse_mail
 from mailbot.parsing.quotes import split_reply
-from parsing_corpus import wrap
+from tests.support.parsing_corpus import wrap
 
 NEW = "Phase: mitigating"
 

@@ -6,7 +6,7 @@ import pytest
 
 from mailbot.parsing import Language, parse_mail
 from mailbot.parsing.tags import read_tags
-from parsing_corpus import LANG
+from tests.support.parsing_corpus import LANG
 
 
 def tags_of(subject: str):

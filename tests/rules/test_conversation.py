@@ -6,7 +6,7 @@ phase gets one "did you mean"."""
 from __future__ import annotations
 
 from mailbot.publish import publish_site
-from tests.core.support import DECLARATION_BODY, drained, message, send, wait_for
+from tests.support import DECLARATION_BODY, drained, message, send, wait_for
 
 URL = "https://status.example.com/ops/"
 PAGE = "https://status.example.com/ops/incidents/INC-1.html"
@@ -245,7 +245,7 @@ def test_a_publish_url_that_is_no_address_is_a_config_error(tmp_path):
     import pytest
 
     from mailbot.config import ConfigError
-    from tests.core.support import free_port, load
+    from tests.support import free_port, load
 
     with pytest.raises(ConfigError, match="publish.url"):
         load(tmp_path, smtp_port=free_port(), extra='[publish]\nurl = "status.example.com"\n')

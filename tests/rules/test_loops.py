@@ -8,7 +8,7 @@ from mailbot.config import load_config
 from mailbot.models import Facts
 from mailbot.parsing import Language, parse_mail
 from mailbot.rules.loops import check_loops
-from tests.core.support import REPO, message
+from tests.support import REPO, message
 
 CONFIG = load_config(REPO / "config" / "mailbot.toml")
 LANG = Language.from_config(CONFIG)

@@ -24,8 +24,8 @@ from mailbot.parsing import Language, parse_mail
 from mailbot.parsing import reports
 from mailbot.parsing.reports import find_report
 from mailbot.rules.loops import check_loops
-from tests import bouncecorpus
-from tests.core.support import DECLARATION_BODY, REPO, message, write_config
+from tests.support import bouncecorpus
+from tests.support import DECLARATION_BODY, REPO, message, write_config
 
 
 def _mailbot(*args: str, config: Path) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller
 
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import DECLARATION_BODY, drained, free_port, load, message, wait_for
+from tests.support import DECLARATION_BODY, drained, free_port, load, message, wait_for
 
 
 class ListServer:

@@ -10,7 +10,7 @@ from mailbot.models import Attachment, Fields, Incident, ParsedMail, SubjectTags
 from mailbot.parsing.postmortem import find_blame, heading, parse_action_item
 from mailbot.rules.postmortem import REQUIRED, review_postmortem
 
-from .support import GOOD_POSTMORTEM, LIST, declaration, load, message, state, utc, \
+from tests.support.bot import GOOD_POSTMORTEM, LIST, declaration, load, message, state, utc, \
     write_config
 
 TODAY = dt.date(2026, 3, 26)

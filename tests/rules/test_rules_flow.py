@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-from tests.core.support import DECLARATION_BODY, drained, message, send, wait_for
+from tests.support import DECLARATION_BODY, drained, message, send, wait_for
 
 UPDATE = "Severity: SEV2\nPhase: mitigating\nCommander: alice@example.com\n\nRolling back."
 

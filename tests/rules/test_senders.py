@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.runtime import build_runtime
-from tests.core.support import (DECLARATION_BODY, REPO, drained, free_port, load, message,
+from tests.support import (DECLARATION_BODY, REPO, drained, free_port, load, message,
                                 send, wait_for, write_config)
 
 DKIM = 'require_dkim = true\ntrusted_authserv_ids = ["mx.example.com"]'

@@ -11,7 +11,7 @@ import pytest
 
 from mailbot.models import Incident
 from mailbot.store import Store
-from tests.core.support import REPO
+from tests.support import REPO
 
 WRITER = textwrap.dedent("""
     import sys

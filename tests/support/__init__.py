@@ -1,4 +1,4 @@
-"""Real parts for the core tests: an SMTP sink, a config in a temp dir, a daemon process."""
+"""Real parts every test uses: an SMTP sink, a config in a temp dir, a daemon process."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from mailbot.clock import FakeClock
-from tests.core.support import SmtpSink
+from tests.support import SmtpSink
 from mailbot.config import Config, load_config
 from mailbot.runtime import Runtime, build_runtime
 from mailbot.scheduler import Scheduler
@@ -85,7 +85,7 @@ weekly_summary_day = "{weekly_summary_day}"
 {postmortem}
 
 # These tests count every mail: the liaison's draft customer update is asked for only by
-# the tests about it (test_customer_statement.py).
+# the tests about it (test_planning_customer_statement.py).
 [oncall]
 {oncall}
 {extra}

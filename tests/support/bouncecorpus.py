@@ -1,7 +1,7 @@
 """Real delivery reports, auto-replies and human replies, written by nobody here.
 
 They come from the test data of three published source distributions, pinned by version
-and sha256 in `tests/corpus.py`, which fetches, checks and caches them.
+and sha256 in `tests/support/corpus.py`, which fetches, checks and caches them.
 
 - flufl.bounce 6.0.0 (Apache-2.0, GNU Mailman's bounce detectors): `tests/data/*.txt`,
   about 115 delivery reports from real MTAs, gateways and providers, collected by

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mailbot.config import Config
 from mailbot.store import Store
-from tests.core.support import REPO, DaemonProcess, SmtpSink, wait_for
+from tests.support import REPO, DaemonProcess, SmtpSink, wait_for
 
 # The digest and reminders the scheduler may send are not part of what these tests count.
 ACK = "ack"

@@ -56,7 +56,7 @@ BOUNCED = Pinned("bounced", "0.3.0",
                  ("src/bounced/tests", "LICENSE"))
 PINNED = {p.name: p for p in (TALON, FLUFL_BOUNCE, BOUNCED)}
 
-ERP = Path(__file__).resolve().parent / "data" / "email_reply_parser"
+ERP = Path(__file__).resolve().parents[1] / "data" / "email_reply_parser"
 
 
 class CorpusError(RuntimeError):

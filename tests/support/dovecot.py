@@ -30,8 +30,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from tests.core.support import free_port
-from tests.programs import find_program
+from tests.support import free_port
+from tests.support.programs import find_program
 
 
 
@@ -103,7 +103,7 @@ class Dovecot:
             imaps_port = self.tls_port
         capability = f"imap_capability = {self.capabilities}\n" if self.capabilities else ""
         self.config_path.write_text(f"""\
-# Written by tests/imap/dovecot.py for one test; thrown away afterwards.
+# Written by tests/support/dovecot.py for one test; thrown away afterwards.
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {self.log_path}

@@ -19,7 +19,7 @@ import encodings.aliases
 import pkgutil
 import random
 
-from tests.corpus import ERP, talon_fixtures  # real mail: see tests/corpus.py
+from tests.support.corpus import ERP, talon_fixtures  # real mail: see tests/support/corpus.py
 
 TOKENS = [
     b"\r\n", b"\n", b"\r", b"\x00", b"\t", b" ", b"\xff", b"\xed\xa0\x80", b"\xc3", b"\x80",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from mailbot.parsing import Language
 
-from tests.corpus import ERP, talon_fixtures
+from tests.support.corpus import ERP, talon_fixtures
 
-# talon's fixtures from its pinned sdist (fetched once, then cached; see tests/corpus.py),
+# talon's fixtures from its pinned sdist (fetched once, then cached; see tests/support/corpus.py),
 # email_reply_parser's bodies from tests/data/.
 TALON = talon_fixtures()
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests.core.support import free_port
-from tests.programs import find_program
+from tests.support import free_port
+from tests.support.programs import find_program
 
 WAIT = 20.0  # upper bound for anything awaited; normally well under a second
 
@@ -148,7 +148,7 @@ class Postfix:
         main_cf = _replace(documented("Postfix with LMTP", "`/etc/postfix/main.cf`"),
                            "hash:/etc/postfix/", f"texthash:{self.etc}/")
         (self.etc / "main.cf").write_text(f"""\
-# Written by tests/mta/postfix.py for one test; thrown away afterwards.
+# Written by tests/support/postfix.py for one test; thrown away afterwards.
 compatibility_level = 3.6
 queue_directory = {root}/queue
 data_directory = {root}/data

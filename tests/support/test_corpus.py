@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from tests.corpus import ERP, TALON, CorpusError, talon_fixtures, unpack_checked
+from tests.support.corpus import ERP, TALON, CorpusError, talon_fixtures, unpack_checked
 
 
 def test_the_corpus_is_complete_and_keeps_its_licences():

@@ -1,4 +1,4 @@
-"""Fixtures for the MTA recipe tests: a private Postfix per test, mailbot beside it."""
+"""Fixtures for the system tests behind an MTA: a private Postfix per test, mailbot beside it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.support import DaemonProcess
+from tests.support import DaemonProcess
 
-from .postfix import Postfix, Route, find_program
+from tests.support.postfix import Postfix, Route, find_program
 
 _INSTALL = ("install them with `apt-get install -y postfix swaks` (preseed "
             "`postfix postfix/main_mailer_type select No configuration` first so the "

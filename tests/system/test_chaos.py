@@ -24,8 +24,8 @@ import pytest
 
 from mailbot.config import load_config
 from mailbot.faults import POINTS
-from tests.core.support import DECLARATION_BODY, free_port, message, wait_for, write_config
-from tests.reliability.support import (ChaosDaemon, acks_by_reply_to, check_exactly_once,
+from tests.support import DECLARATION_BODY, free_port, message, wait_for, write_config
+from tests.support.chaos import (ChaosDaemon, acks_by_reply_to, check_exactly_once,
                                        stop_quietly)
 
 PER_ROUND = 10
@@ -59,7 +59,7 @@ class Campaign:
     def may_repeat(self) -> int:
         # Any kill may fall between the relay's 250 and the sent-marker of the mail the
         # outbox thread has in hand (whatever point the worker thread died at): at most one
-        # repeat per kill. test_relay_faults.py pins the marker-written case to zero.
+        # repeat per kill. test_outbox_relay_faults.py pins the marker-written case to zero.
         return self.kills
 
     def _burst(self, ids: list[str], daemon: ChaosDaemon, lock: threading.Lock,

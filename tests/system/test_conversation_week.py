@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
-from .support import ARTIFACTS, LIST
+from tests.support.bot import ARTIFACTS, LIST
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SITE = "https://status.example.com/"

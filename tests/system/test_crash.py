@@ -8,7 +8,7 @@ import threading
 
 from mailbot.config import load_config
 from mailbot.store import Store
-from tests.core.support import (DECLARATION_BODY, DaemonProcess, free_port, message, wait_for,
+from tests.support import (DECLARATION_BODY, DaemonProcess, free_port, message, wait_for,
                                 write_config)
 
 TOTAL = 300

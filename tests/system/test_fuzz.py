@@ -1,4 +1,4 @@
-"""Fuzzing: corpus messages mutated (tests/reliability/fuzz.py) through `parse_mail`, the
+"""Fuzzing: corpus messages mutated (tests/support/fuzz.py) through `parse_mail`, the
 rules and the composer in-process, and through the real SMTP ingress of `mailbot serve`.
 
 In-process, every message must parse without the parser's last-resort catch firing, give
@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from mailbot.config import load_config
 from mailbot.parsing import parse_mail
 from mailbot.runtime import build_runtime
-from tests.core.support import (DECLARATION_BODY, SmtpSink, free_port, load, message,
+from tests.support import (DECLARATION_BODY, SmtpSink, free_port, load, message,
                                 wait_for, write_config)
 from mailbot.store import Store
-from tests.reliability.fuzz import (LIST_TRAFFIC, OPS, hostile_ops, mutate, random_ops,
+from tests.support.fuzz import (LIST_TRAFFIC, OPS, hostile_ops, mutate, random_ops,
                                     seeds)
-from tests.reliability.support import ChaosDaemon, acks_by_reply_to, proc_status_kb
+from tests.support.chaos import ChaosDaemon, acks_by_reply_to, proc_status_kb
 
 SEEDS = seeds()
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)

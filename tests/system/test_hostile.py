@@ -27,9 +27,9 @@ from io import BytesIO
 import pytest
 
 from mailbot.config import load_config
-from tests.core.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, message, send,
+from tests.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, message, send,
                                 wait_for, write_config)
-from tests.reliability.support import (ChaosDaemon, acks_by_reply_to, proc_status_kb,
+from tests.support.chaos import (ChaosDaemon, acks_by_reply_to, proc_status_kb,
                                        reset_peak_rss, submit)
 
 MAX_SECONDS = 10.0

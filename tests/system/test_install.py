@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message
+from tests.support import DECLARATION_BODY, REPO, free_port, message
 
 
 @pytest.fixture(scope="session")

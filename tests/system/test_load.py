@@ -20,8 +20,8 @@ import time
 import pytest
 
 from mailbot.config import load_config
-from tests.core.support import DECLARATION_BODY, free_port, message, send, wait_for, write_config
-from tests.reliability.support import ChaosDaemon, acks_by_reply_to, proc_status_kb
+from tests.support import DECLARATION_BODY, free_port, message, send, wait_for, write_config
+from tests.support.chaos import ChaosDaemon, acks_by_reply_to, proc_status_kb
 
 CLIENTS = 10
 FOLLOW_UP = """Severity: SEV2

@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 
 from mailbot.publish import publish_site
-from tests.publish.test_browser import png_facts, require_chromium, run_chromium
+from tests.test_publish_browser import png_facts, require_chromium, run_chromium
 
-from .support import ARTIFACTS, message, utc
+from tests.support.bot import ARTIFACTS, message, utc
 
 CTO = "cto@example.com"
 ALICE = "alice@example.com"  # commander of everything

@@ -25,9 +25,9 @@ from mailbot.config import load_config
 from mailbot.models import Incident, TimelineEntry
 from mailbot.runtime import build_runtime
 from mailbot.store import Store
-from tests.core.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, load, message,
+from tests.support import (DECLARATION_BODY, REPO, SmtpSink, free_port, load, message,
                                 wait_for, write_config)
-from tests.reliability.support import ChaosDaemon, acks_by_reply_to, submit
+from tests.support.chaos import ChaosDaemon, acks_by_reply_to, submit
 
 SURROGATE = "\ud800"
 

@@ -1,6 +1,6 @@
 """docs/deploy.md, proved: mailbot behind a real Postfix, over LMTP and over a pipe.
 
-Each test runs its own Postfix (tests/mta/postfix.py) on loopback: the list address
+Each test runs its own Postfix (tests/support/postfix.py) on loopback: the list address
 incidents@example.com fans out to two people's Maildirs and to mailbot's delivery address
 mailbot@mailbot.internal, which transport_maps routes to mailbot. mailbot sends through
 that Postfix, so its acknowledgement reaches the people's Maildirs the way it would in
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.support import DECLARATION_BODY, REPO, DaemonProcess, message
+from tests.support import DECLARATION_BODY, REPO, DaemonProcess, message
 
-from .postfix import Postfix, Route, documented, find_program, free_port, wait_until
+from tests.support.postfix import Postfix, Route, documented, find_program, free_port, wait_until
 
 PIPE_USER = "nobody"  # docs/deploy.md uses `mailbot`; any unprivileged user proves it
 # mailbot's side of the recipe, as docs/deploy.md shows it.

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.core.support import REPO, DaemonProcess, free_port
+from tests.support import REPO, DaemonProcess, free_port
 
 
 def try_it_script() -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from mailbot.daemon import Daemon
 from mailbot.runtime import build_runtime
-from tests.core.support import (DECLARATION_BODY, REPO, free_port, load, message, send,
+from tests.support import (DECLARATION_BODY, REPO, free_port, load, message, send,
                                 wait_for, write_config)
 
 

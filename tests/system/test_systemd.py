@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.support import DECLARATION_BODY, REPO, free_port, message, write_config
+from tests.support import DECLARATION_BODY, REPO, free_port, message, write_config
 
 UNITS = REPO / "systemd"
 

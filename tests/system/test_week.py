@@ -12,7 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from zoneinfo import ZoneInfo
 
-from .support import GOOD_POSTMORTEM, LIST, declaration, message, state
+from tests.support.bot import GOOD_POSTMORTEM, LIST, declaration, message, state
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ALICE, BOB, CTO = "alice@example.com", "bob@example.com", "cto@example.com"
