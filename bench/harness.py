@@ -1,7 +1,7 @@
 """Real parts for the benchmarks: an SMTP sink that timestamps what it receives, a config
 in a scratch directory, `mailbot serve` as a process, and small measuring helpers.
 
-(Ideas from tests/core/support.py; bench/ does not import from tests/.)
+(Ideas from tests/support/__init__.py; bench/ does not import from tests/.)
 """
 
 from __future__ import annotations

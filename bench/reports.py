@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/reports.py [--rounds 5]
 
-Reads the real corpus of tests/bouncecorpus.py (fetched and hash-checked on first use):
+Reads the real corpus of tests/support/bouncecorpus.py (fetched and hash-checked on first use):
 human replies and delivery reports, each at its worst (allowed domain, [INC-1] kept).
 Prints the median of `--rounds` runs, in microseconds per message, and the ratio.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from mailbot.parsing import Language, parse_mail
 from mailbot.parsing.reports import find_report
-from tests import bouncecorpus
+from tests.support import bouncecorpus
 
 
 def per_message(function, items) -> float:

@@ -44,7 +44,7 @@ def clean_header(value: str, limit: int = 400) -> str:
     # Text that only looks like an RFC 2047 encoded word (a subject kept as written because
     # its words would not decode) would be decoded again by the stdlib header parser when
     # set, and "=?utf-8?Q?=FF?=" then yields surrogates that make as_bytes() raise: the
-    # declaration landed in failed/ (tests/reliability/test_hostile.py). A zero-width space
+    # declaration landed in failed/ (tests/system/test_hostile.py). A zero-width space
     # keeps it literal text for us and for every reader.
     value = value.replace("=?", "=\u200b?")
     if len(value) > limit:

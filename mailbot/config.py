@@ -4,7 +4,7 @@ Each section is a dataclass; each of its keys is a field made by `setting()`, wh
 holds the key's default, bounds, choices and conversion. One generic loader
 (`load_section`) reads every section from those fields; only the checks that span
 several keys are written by hand (`_build`). Every key and its default is documented in
-`config/mailbot.toml`, and tests/core/test_config.py holds the file to the fields.
+`config/mailbot.toml`, and tests/test_config.py holds the file to the fields.
 Nothing here reads the environment except `password_env`, and only when a password is
 actually needed.
 """

@@ -184,7 +184,7 @@ class Daemon:
         self._start_thread("worker", self._work)
         # Rescan the queue every 2 s, not only on our own wake-ups: `mailbot outbox resend`
         # runs in another process and cannot set our event, and a re-sent mail would wait
-        # for the next retry timer (tests/reliability/test_relay_faults.py).
+        # for the next retry timer (tests/test_outbox_relay_faults.py).
         self._start_thread("outbox", lambda: rt.outbox.run(self.stop, idle=2.0))
         scheduler = rt.scheduler
         if scheduler is not None:

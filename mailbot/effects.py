@@ -14,7 +14,7 @@ start-up recovery all go through it:
 
 A crash before 1 leaves nothing; one after it is finished at the next start from the
 journal (`finish_effects(..., replay=True)`), and steps 2-5 are idempotent. So every
-commit has its effect exactly once (tests/reliability/test_chaos.py, test_crash.py).
+commit has its effect exactly once (tests/system/test_chaos.py, test_crash.py).
 """
 
 from __future__ import annotations

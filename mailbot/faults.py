@@ -17,7 +17,7 @@ hot path. The points, in the order a message meets them:
     relay-accepted  outbox.py: the relay said 250; the sent-marker is not written
     marker-written  outbox.py: the sent-marker is appended; the queue file is not removed
 
-tests/reliability/test_chaos.py kills mailbot at each of them and checks that nothing
+tests/system/test_chaos.py kills mailbot at each of them and checks that nothing
 accepted is lost and nothing is done twice.
 """
 

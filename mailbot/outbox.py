@@ -171,7 +171,7 @@ class Outbox:
                 if not fresh and self.is_sent(mail.name):
                     # A crash between the sent-marker and the queue file's removal: the
                     # relay has it already; sending again would repeat it (found by
-                    # tests/reliability/test_chaos.py, crash point marker-written).
+                    # tests/system/test_chaos.py, crash point marker-written).
                     remove_durably(path)
                     continue
                 try:
@@ -191,7 +191,7 @@ class Outbox:
                 except Exception as exc:  # noqa: BLE001 - PermanentFailure, or a bug
                     # Anything else a relay raises is parked too: raised, it would kill the
                     # outbox thread, which stops the daemon, and the same mail would kill
-                    # it again after each restart (tests/reliability/test_fuzz.py).
+                    # it again after each restart (tests/system/test_fuzz.py).
                     record["last_error"] = str(exc) or type(exc).__name__
                     write_atomic(self.parked / path.name, json.dumps(record).encode("utf-8"))
                     remove_durably(path)

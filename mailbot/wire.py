@@ -22,7 +22,7 @@ per-message work together. What it did for us is small and fixed, and is done he
   the same shape EmailMessage produced, with a boundary derived from the Message-ID (a
   re-run after a crash makes the same bytes) and checked against the encoded content.
 
-`tests/core/test_wire.py` parses the output back with the stdlib's strict
+`tests/test_wire.py` parses the output back with the stdlib's strict
 `policy.default` for arbitrary text (hypothesis) and checks every value and the absence
 of defects, injected headers and lines over 998 octets.
 """

@@ -177,7 +177,7 @@ def _cap_header_lines(raw: bytes, defects: list[str]) -> bytes:
     """`raw` with at most MAX_HEADER_LINES lines of top-level header.
 
     The stdlib keeps every header as Python objects: a 10 MB message of 2.5 million empty
-    headers took 10 s and 700 MB to parse (tests/reliability/test_hostile.py). No real
+    headers took 10 s and 700 MB to parse (tests/system/test_hostile.py). No real
     mail has thousands of header lines, so the rest are dropped before parsing."""
     head, body = _split_raw(raw)
     if head.count(b"\n") < MAX_HEADER_LINES:
@@ -343,7 +343,7 @@ def _param(part: email.message.Message, name: str) -> str:
 
 def _is_attachment(part: email.message.Message) -> bool:
     # str(): compat32 hands back a Header object, not a str, for a value with 8-bit bytes
-    # (a fuzzed "Content-Disposition: in\x83line" raised here; tests/reliability/test_fuzz.py).
+    # (a fuzzed "Content-Disposition: in\x83line" raised here; tests/system/test_fuzz.py).
     disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True

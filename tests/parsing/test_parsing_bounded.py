@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from parsing_corpus import ERP
+from tests.support.parsing_corpus import ERP
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 10

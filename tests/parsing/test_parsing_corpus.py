@@ -1,6 +1,6 @@
 """The real-world reply corpus: new text, quotes and signatures are told apart.
 
-tests/corpus.py says where each part comes from, what it holds and what it expects.
+tests/support/corpus.py says where each part comes from, what it holds and what it expects.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from mailbot.parsing import parse_mail
 from mailbot.parsing.mime import MAX_TEXT
-from parsing_corpus import (
+from tests.support.parsing_corpus import (
     ERP, LANG, TALON, erp_files, html_replies, squash, standard_replies, wrap,
 )
 

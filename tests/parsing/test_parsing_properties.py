@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mailbot.models import ParsedMail
 from mailbot.parsing import parse_mail
-from parsing_corpus import LANG, erp_files, html_replies, standard_replies, wrap
+from tests.support.parsing_corpus import LANG, erp_files, html_replies, standard_replies, wrap
 
 SEVERITY_SPELLINGS = {
     "SEV1": ["SEV1", "sev 1", "Sev-1", "S1", "1", "sev1 (critical)"],

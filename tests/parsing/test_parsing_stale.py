@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.parsing import parse_mail
-from parsing_corpus import (
+from tests.support.parsing_corpus import (
     LANG, TALON, erp_files, html_replies, set_text, standard_replies, wrap,
 )
 

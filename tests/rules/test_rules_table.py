@@ -25,7 +25,7 @@ from mailbot.rules import decide
 from mailbot.rules.enforcement import enforce
 from mailbot.rules.routing import route
 from mailbot.rules.senders import check_sender
-from tests.core.support import REPO
+from tests.support import REPO
 
 CONFIG = load_config(REPO / "config" / "mailbot.toml")
 LANG = Language.from_config(CONFIG)

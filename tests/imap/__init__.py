@@ -1,1 +1,0 @@
-"""IMAP ingress tests against a real, private Dovecot (see dovecot.py)."""
