@@ -32,8 +32,11 @@ def without_surrogates(value: Any) -> Any:
     the same object when nothing needed cleaning, so clean mail costs one scan."""
     kind: type = type(value)
     if kind is str:
-        return clean_text(value)
+        return value if value.isascii() else clean_text(value)
     if kind is tuple or kind is list:
+        # Most are tuples of ASCII strings (addresses, ids, lines): one pass says so.
+        if all(type(v) is str and v.isascii() for v in value):
+            return value
         items = [without_surrogates(v) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
@@ -49,6 +52,8 @@ def without_surrogates(value: Any) -> Any:
     changed = {}
     for name in names:
         old = getattr(value, name)
+        if old is None or (type(old) is str and old.isascii()):
+            continue
         new = without_surrogates(old)
         if new is not old:
             changed[name] = new
