@@ -117,7 +117,11 @@ def test_ingest_defers_whatever_the_operator_got_wrong(tmp_path, mistake):
 HEAVY = ("mailbot.runtime", "mailbot.compose", "mailbot.store", "mailbot.models",
          "mailbot.pipeline", "mailbot.planning", "mailbot.outbox", "mailbot.parsing",
          "mailbot.rules", "mailbot.wire", "jinja2", "mailparser", "tinydb", "flufl.bounce",
-         "aiosmtpd", "imapclient", "ctypes", "subprocess", "importlib.resources")
+         "aiosmtpd", "imapclient", "ctypes", "subprocess", "importlib.resources",
+         # The serve process has the configuration loaded: the spooler reads [storage] dir
+         # from the file (configfile.py) and builds none of the sections, nor logs.
+         "mailbot.config", "mailbot.services", "mailbot.rotation", "dataclasses", "zoneinfo",
+         "logging", "json", "shutil")
 
 
 def imported_by(args: list[str], stdin: bytes) -> tuple[subprocess.CompletedProcess, set[str]]:
