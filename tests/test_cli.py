@@ -76,6 +76,22 @@ def test_ingest_when_spool_cannot_be_written_asks_mta_to_retry(tmp_path):
 # ---------------------------------------------------------------- operator mistakes never bounce
 
 
+CONFIG_MISTAKES = ("bad key", "bad services", "templates dir")
+
+
+def break_config(cfg: Path, mistake: str) -> None:
+    """Write one of CONFIG_MISTAKES into the config file `cfg`."""
+    if mistake == "bad key":
+        cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
+    elif mistake == "bad services":
+        services = cfg.parent / "services.toml"
+        services.write_text("[[service]\n")
+        cfg.write_text(cfg.read_text().replace(str(REPO / "config" / "services.toml"),
+                                               str(services)))
+    else:
+        cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{cfg.parent / "nope"}"\n')
+
+
 @pytest.mark.parametrize("mistake", ["no config", "bad key", "bad services", "templates dir",
                                      "storage under a file", "usage"])
 def test_ingest_defers_whatever_the_operator_got_wrong(tmp_path, mistake):
@@ -85,15 +101,8 @@ def test_ingest_defers_whatever_the_operator_got_wrong(tmp_path, mistake):
     args = ["ingest", "-", "--config", str(cfg)]
     if mistake == "no config":
         args[-1] = str(tmp_path / "typo.toml")
-    elif mistake == "bad key":
-        cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
-    elif mistake == "bad services":
-        services = tmp_path / "services.toml"
-        services.write_text("[[service]\n")
-        cfg.write_text(cfg.read_text().replace(str(REPO / "config" / "services.toml"),
-                                               str(services)))
-    elif mistake == "templates dir":
-        cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{tmp_path / "nope"}"\n')
+    elif mistake in CONFIG_MISTAKES:
+        break_config(cfg, mistake)
     elif mistake == "storage under a file":
         (tmp_path / "var").write_text("a file where the storage folder should be")
     elif mistake == "usage":
@@ -159,7 +168,7 @@ def test_ingest_beside_a_running_daemon_spools_without_loading_the_processing(tm
     assert len(spooled) == 1 and b"cold1@x" in spooled[0].read_bytes()
 
 
-@pytest.mark.parametrize("mistake", ["bad services", "templates dir", "bad key"])
+@pytest.mark.parametrize("mistake", CONFIG_MISTAKES)
 def test_a_config_broken_since_serve_started_does_not_stop_the_mail(tmp_path, mistake):
     """`serve` holds the whole configuration it started with, checked: a mistake made in
     the file since (found by `check-config`, or at the next start) must not defer every
@@ -171,15 +180,7 @@ def test_a_config_broken_since_serve_started_does_not_stop_the_mail(tmp_path, mi
     cfg = write_config(tmp_path, smtp_port=port, relay_port=sink.port)
     daemon = DaemonProcess(cfg, port).start()
     try:
-        if mistake == "bad services":
-            services = tmp_path / "services.toml"
-            services.write_text("[[service]\n")
-            cfg.write_text(cfg.read_text().replace(str(REPO / "config" / "services.toml"),
-                                                   str(services)))
-        elif mistake == "templates dir":
-            cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{tmp_path / "nope"}"\n')
-        else:
-            cfg.write_text(cfg.read_text() + "\n[bogus]\nx = 1\n")
+        break_config(cfg, mistake)
         out = run("ingest", "-", "--config", str(cfg),
                   stdin=message("[DECLARE] while the file is broken", DECLARATION_BODY,
                                 message_id="held@x"))
