@@ -44,6 +44,21 @@ def unique_suffix() -> str:
     return f"{_pid}.{n}"
 
 
+def other_process_alive(pid: int) -> bool:
+    """Whether `pid` is another running process: whether a temporary file named with it
+    (see `unique_suffix`) may still be being written. This process's own are not: it
+    clears them only where it has none in progress."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 def fsync_dir(path: Path) -> None:
     """Make the directory entries of `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import random
 import threading
 from contextlib import nullcontext
@@ -26,24 +25,13 @@ from pathlib import Path
 
 from mailbot.appendmap import AppendMap
 from mailbot.clock import Clock
-from mailbot.durable import remove_durably, sync_filesystem, write_atomic, write_unsynced
+from mailbot.durable import (other_process_alive, remove_durably, sync_filesystem, write_atomic,
+                             write_unsynced)
 from mailbot.faults import crash_point
 from mailbot.models import OutgoingMail
 from mailbot.relays import Relay, TemporaryFailure
 
 log = logging.getLogger(__name__)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Outbox:
@@ -83,7 +71,7 @@ class Outbox:
         # their rename never happened, so nothing relies on them.
         for path in self.queue.glob(".*.tmp.*"):
             pid = path.name.rsplit(".", 2)[-2]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not other_process_alive(int(pid)):
                 path.unlink(missing_ok=True)
 
     def is_sent(self, name: str) -> bool:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
-from mailbot.durable import (FILE_MODE, fsync_dir, move_durably, read_whole, remove_durably,
-                             sync_filesystem, unique_suffix, write_atomic, write_new,
-                             write_synced)
+from mailbot.durable import (FILE_MODE, fsync_dir, move_durably, other_process_alive,
+                             read_whole, remove_durably, sync_filesystem, unique_suffix,
+                             write_atomic, write_new, write_synced)
 from mailbot.faults import crash_point
 
 if TYPE_CHECKING:
@@ -47,10 +47,14 @@ class Spool:
         self.arrived = threading.Event()
 
     def clean_tmp(self) -> None:
-        """Remove writes that never completed (nobody was told 250 for them). Only for the
-        writer-lock holder after a crash: in any other process it would pull files from
-        under a `serve` or an `ingest` that is writing them."""
+        """Remove writes that never completed (nobody was told 250 for them): those whose
+        writer is gone. A file of a live process stays, whoever runs this: a `serve`
+        receiving DATA or an `ingest` spooling beside the lock holder is writing it."""
         for leftover in self.tmp.iterdir():
+            parts = leftover.name.split(".")  # STAMP.PID.N.SOURCE (see _name)
+            pid = parts[1] if len(parts) > 2 else ""
+            if pid.isdigit() and other_process_alive(int(pid)):
+                continue
             leftover.unlink(missing_ok=True)
 
     def _name(self, source: str) -> str:

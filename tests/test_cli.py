@@ -245,9 +245,17 @@ def test_a_process_beside_the_lock_holder_leaves_its_spool_writes_alone(tmp_path
         lock.release()
     assert out.returncode == 0, out.stderr
     assert writing.exists()
-    # The holder's recovery does clear it.
+    # The holder's recovery clears what no live process is writing, and only that: a
+    # name carries its writer's pid (STAMP.PID.N.SOURCE).
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    live = tmp / f"{'1' * 20}.{os.getpid()}.7.pipe"  # this test is still writing it
+    left = tmp / f"{'1' * 20}.{dead}.7.pipe"  # its writer was killed
+    live.write_bytes(b"half")
+    left.write_bytes(b"half")
     assert run("tick", "--config", str(cfg)).returncode == 0
-    assert not writing.exists()
+    assert live.exists()
+    assert not left.exists() and not writing.exists()
 
 
 @pytest.mark.parametrize("argv", [
