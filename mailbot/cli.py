@@ -210,7 +210,9 @@ def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
         spool_inputs(spool, messages)
     except OSError as exc:
         # EX_TEMPFAIL: the MTA keeps the message and tries again later.
-        raise CommandError(f"cannot spool: {exc.strerror or exc}", Exit.TEMPFAIL) from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CommandError(f"cannot spool{where}: {exc.strerror or exc}",
+                           Exit.TEMPFAIL) from None
 
 
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
@@ -393,8 +395,6 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
 def check_storage(config: Config) -> None:
     """CommandError (EX_CANTCREAT) unless storage can be created and every folder in it
     written: a wrong path or owner is found by `check-config`, not by the first mail."""
-    import os
-
     _runtime(config).close()  # creates whatever is missing, as every command would
     root = Path(config.storage.dir)
     # Two levels (spool/new, outbox/queue, archive/2026-11, ...): not every archived file.
@@ -410,7 +410,10 @@ def check_storage(config: Config) -> None:
             raise CommandError(f"[storage] dir: cannot write in {folder}: "
                                f"{exc.strerror or exc}", Exit.CANTCREAT) from None
         finally:
-            probe.unlink(missing_ok=True)
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:
+                pass  # a read-only file system: the write above has said so already
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:

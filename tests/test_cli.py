@@ -548,3 +548,36 @@ def test_storage_owned_by_someone_else_defers_mail_and_check_config_says_so():
         assert checked.returncode == 73 and b"[storage] dir" in checked.stderr
     finally:
         shutil.rmtree(base)
+
+
+@pytest.fixture
+def read_only_storage(tmp_path):
+    """A storage folder on a file system mounted read-only (root ignores permissions, not
+    a read-only mount): mailbot has written it once, then the operator's mount went ro."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        if os.environ.get("CI") and os.geteuid() == 0:
+            pytest.fail(f"cannot mount a tmpfs: {out.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs: {out.stderr.strip()}")
+    try:
+        cfg = write_config(tmp_path, smtp_port=free_port())
+        cfg.write_text(cfg.read_text().replace(str(tmp_path / "var"), str(mount / "var")))
+        assert run("check-config", "--config", str(cfg)).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield cfg, mount / "var"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_read_only_storage_is_named_in_one_line(read_only_storage):
+    cfg, var = read_only_storage
+    out = run("check-config", "--config", str(cfg))
+    assert out.returncode == 73, out.stderr  # storage that cannot be written, not a crash
+    assert out.stderr.count(b"\n") == 1 and b"[storage] dir: cannot" in out.stderr
+    out = run("ingest", "-", "--config", str(cfg),
+              stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="ro@x"))
+    assert out.returncode == 75 and out.stderr.count(b"\n") == 1, out.stderr
+    assert str(var).encode() in out.stderr  # says where
