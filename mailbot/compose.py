@@ -25,7 +25,7 @@ import jinja2
 import jinja2.bccache
 
 from mailbot import wire
-from mailbot.config import builtin_templates_dir
+from mailbot.config import ConfigError, builtin_templates_dir
 from mailbot.formatting import format_duration, format_when
 from mailbot.models import OutgoingMail
 
@@ -74,6 +74,36 @@ def template_search_path(templates_dir: Path) -> list[Path]:
     """Where templates are looked up: the configured folder, then the built-in one."""
     builtin = builtin_templates_dir()
     return [templates_dir] if Path(templates_dir) == builtin else [templates_dir, builtin]
+
+
+def check_overrides(env: jinja2.Environment, templates_dir: Path) -> None:
+    """ConfigError naming the first mail template of `[templates] dir` that does not
+    compile, or lacks a block its built-in counterpart defines (a mail's Subject: comes
+    from its `subject` block). The built-in ones ship tested; an operator's override can
+    be broken, and a process that would render with it must not take mail it then cannot
+    answer (`serve` refuses to start, `ingest` defers with 75). The site's templates are
+    compiled by the site's own environment, in `check-config` and `publish`."""
+    builtin = builtin_templates_dir()
+    if Path(templates_dir) == builtin:
+        return
+    for path in sorted(Path(templates_dir).rglob("*")):
+        name = path.relative_to(templates_dir).as_posix()
+        if not path.is_file() or name.startswith("site/") or \
+                path.suffix not in (".txt", ".html"):
+            continue
+        try:
+            blocks = set(env.get_template(name).blocks)
+            shipped = builtin / name
+            wanted = set(env.parse(shipped.read_text("utf-8")).find_all(jinja2.nodes.Block)) \
+                if shipped.is_file() else set()
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(f"template {name} line {exc.lineno} ({path}): "
+                              f"{exc.message}") from None
+        missing = sorted({block.name for block in wanted} - blocks)
+        if missing:
+            raise ConfigError(f"template {name} ({path}) lacks "
+                              + ", ".join(f"{{% block {b} %}}" for b in missing)
+                              + ", which the built-in one defines and mailbot renders")
 
 
 def make_environment(templates_dir: Path, cache_dir: Path | None = None

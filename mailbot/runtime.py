@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
-from mailbot.compose import Composer, make_environment
+from mailbot.compose import Composer, check_overrides, make_environment
 from mailbot.config import Config
 from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox
@@ -63,6 +63,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
         retry_max=config.outbound.retry_max_seconds,
     )
     env = make_environment(config.templates_dir, storage.template_cache_dir)
+    check_overrides(env, config.templates_dir)
     directory = load_services(config.services_file)
     # The directory's addresses and pagers: written by the operator, so mail (and pages)
     # may go there; nothing outside it or the allowed senders is ever paged.

@@ -581,3 +581,40 @@ def test_read_only_storage_is_named_in_one_line(read_only_storage):
               stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="ro@x"))
     assert out.returncode == 75 and out.stderr.count(b"\n") == 1, out.stderr
     assert str(var).encode() in out.stderr  # says where
+
+
+@pytest.mark.parametrize("mistake", ["syntax", "no subject block"])
+def test_a_broken_template_override_takes_no_mail(tmp_path, mistake):
+    """A `[templates] dir` override that does not compile, or lacks the block the Subject:
+    comes from: `serve` refuses to start and a pipe with no daemon defers (75), so no
+    declaration is taken and then left unanswered in failed/."""
+    shipped = (REPO / "templates" / "mail" / "ack.txt").read_text()
+    override = tmp_path / "templates" / "mail"
+    override.mkdir(parents=True)
+    if mistake == "syntax":
+        broken, said = shipped.replace("{{ ref }}", "{{ ref }", 1), b"mail/ack.txt line "
+    else:
+        broken, said = shipped.replace("{% block subject %}", "{% block subjet %}", 1), \
+            b"lacks {% block subject %}"
+    (override / "ack.txt").write_text(broken)
+    port = free_port()
+    cfg = write_config(tmp_path, smtp_port=port)
+    cfg.write_text(cfg.read_text() + f'\n[templates]\ndir = "{tmp_path / "templates"}"\n')
+    serve = subprocess.run([sys.executable, "-m", "mailbot", "serve", "--config", str(cfg)],
+                           capture_output=True, cwd=REPO, timeout=60)
+    assert serve.returncode == 78, serve.stderr
+    assert said in serve.stderr and serve.stderr.count(b"\n") == 1, serve.stderr
+    out = run("ingest", "-", "--config", str(cfg),
+              stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="tpl@x"))
+    assert out.returncode == 75 and said in out.stderr, out.stderr
+    spool = tmp_path / "var" / "spool"
+    assert not any(p.is_file() for d in ("new", "failed") if (spool / d).is_dir()
+                   for p in (spool / d).iterdir())
+    # Fixed (an override that says hello first), the same pipe goes through, answered.
+    (override / "ack.txt").write_text(shipped.replace("{% block body %}\n",
+                                                      "{% block body %}\nHello from ops.\n", 1))
+    out = run("ingest", "-", "--config", str(cfg),
+              stdin=message("[DECLARE] x", DECLARATION_BODY, message_id="tpl@x"))
+    assert out.returncode == 0, out.stderr
+    sent = list((tmp_path / "var" / "outbox-sent" / "new").iterdir())
+    assert len(sent) == 1 and b"Hello from ops." in sent[0].read_bytes()
