@@ -227,7 +227,8 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     rt = _runtime(config, scheduled=True)
     assert rt.scheduler is not None  # scheduled=True builds it
     if not rt.lock.acquire():
-        log.info("pid %s holds the writer lock (serve runs all this itself); nothing done",
+        log.info("pid %s holds the writer lock; nothing done: `serve` does all this itself, "
+                 "and what is due waits for the next tick if it is a one-shot command",
                  rt.lock.holder() or "?")
         return Exit.OK
     try:

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 from mailbot import faults
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from mailbot.ingress.smtp import IngressController
 
 log = logging.getLogger(__name__)
+
+LOCK_WAIT_SECONDS = 10.0
 
 
 class StartupError(Exception):
@@ -92,6 +95,9 @@ class Daemon:
         self.controller: IngressController | None = None
         self.site_changed = threading.Event()
         self.dead: list[str] = []  # threads that ended without being asked to
+        # A pipe's `ingest` (or a `tick`) holds the writer lock for a moment at a time:
+        # `serve` (re)started while mail flows waits for it instead of failing at once.
+        self.lock_wait = LOCK_WAIT_SECONDS
 
     # the worker: one message at a time, oldest first
     def _work(self) -> None:
@@ -151,10 +157,19 @@ class Daemon:
 
     def start(self) -> None:
         rt = self.rt
-        if not rt.lock.acquire():
-            raise StartupError(
-                f"another mailbot is running on {rt.config.storage.dir} "
-                f"(pid {rt.lock.holder() or '?'})")
+        deadline = time.monotonic() + self.lock_wait
+        waiting = False
+        while not rt.lock.acquire():
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"another mailbot is running on {rt.config.storage.dir} "
+                    f"(pid {rt.lock.holder() or '?'} held the writer lock for "
+                    f"{self.lock_wait:g} s)")
+            if not waiting:
+                waiting = True
+                log.info("pid %s holds the writer lock on %s: waiting up to %g s for it",
+                         rt.lock.holder() or "?", rt.config.storage.dir, self.lock_wait)
+            time.sleep(0.05)  # flock has no timeout; a one-shot holder lets go in a moment
         # Fault injection for the crash tests (MAILBOT_CRASH_AT, see faults.py): read
         # here, once, so that only a serving daemon can be armed.
         faults.arm(os.environ.get("MAILBOT_CRASH_AT"))
