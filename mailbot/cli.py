@@ -344,7 +344,16 @@ def cmd_failed(args: argparse.Namespace, config: Config) -> int:
     for name in names:
         reason = rt.spool.failure_reason(name).strip().splitlines()
         print(f"{name}  {reason[-1] if reason else ''}")
+    _say_waiting(rt.spool.pending())
     return Exit.OK
+
+
+def _say_waiting(pending: list[str]) -> None:
+    """Accepted mail not processed yet (serve stopped, its config broken since): the
+    operator sees it here and in `check-config`, not only by listing spool/new."""
+    if pending:
+        print(f"{len(pending)} message(s) accepted and waiting in the spool, not processed "
+              "yet: `serve` or `mailbot tick` processes them")
 
 
 def cmd_retry(args: argparse.Namespace, config: Config) -> int:
@@ -449,6 +458,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
                                Exit.CONFIG) from None
     check_storage(config)
     print(f"{config.path}: OK (storage {config.storage.dir}, templates {config.templates_dir})")
+    from mailbot.ingress.pipe import open_spool
+
+    _say_waiting(open_spool(config.storage.spool_dir).pending())
     if not config.services_file.exists():
         # Allowed (an empty directory), but most likely a wrong path: say so.
         print(f"note: {config.services_file} does not exist: no experts will be listed "

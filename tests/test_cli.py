@@ -618,3 +618,27 @@ def test_a_broken_template_override_takes_no_mail(tmp_path, mistake):
     assert out.returncode == 0, out.stderr
     sent = list((tmp_path / "var" / "outbox-sent" / "new").iterdir())
     assert len(sent) == 1 and b"Hello from ops." in sent[0].read_bytes()
+
+
+def test_accepted_mail_waiting_in_the_spool_is_shown(tmp_path):
+    """Mail spooled beside a lock holder that then stopped (or whose config broke) waits
+    in spool/new: `failed` and `check-config` say so."""
+    from mailbot.lock import WriterLock
+
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    lock = WriterLock(tmp_path / "var" / "mailbot.lock")
+    assert lock.acquire()
+    try:
+        for n in range(2):
+            out = run("ingest", "-", "--config", str(cfg),
+                      stdin=message(f"[DECLARE] w{n}", DECLARATION_BODY, message_id=f"w{n}@x"))
+            assert out.returncode == 0, out.stderr
+        for command in ("failed", "check-config"):
+            out = run(command, "--config", str(cfg))
+            assert out.returncode == 0, out.stderr
+            assert b"2 message(s) accepted and waiting in the spool" in out.stdout, out.stdout
+    finally:
+        lock.release()
+    assert run("tick", "--config", str(cfg)).returncode == 0
+    out = run("failed", "--config", str(cfg))
+    assert b"waiting" not in out.stdout and b"no failed messages" in out.stdout
