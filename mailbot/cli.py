@@ -226,7 +226,7 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     log = logging.getLogger("mailbot.tick")
     rt = _runtime(config, scheduled=True)
     assert rt.scheduler is not None  # scheduled=True builds it
-    if not rt.lock.acquire():
+    if not rt.take_lock():
         log.info("pid %s holds the writer lock; nothing done: `serve` does all this itself, "
                  "and what is due waits for the next tick if it is a one-shot command",
                  rt.lock.holder() or "?")
@@ -371,7 +371,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
             raise CommandError(f"{name}: not in failed/", Exit.NOINPUT)
         rt.spool.retry(name)
         print(f"{name}: back in the spool")
-    if rt.lock.acquire():
+    if rt.take_lock():
         try:
             _setup_logging(config.log_level, args.verbose)
             rt.pipeline.process_pending()
@@ -546,7 +546,7 @@ def run_digest_command(rt: Runtime, send: bool) -> int:
         view = collect_digest(rt, now)
         sys.stdout.write(text_of(compose_digest(rt, view, slot.key)))
         return 0
-    if not rt.lock.acquire():
+    if not rt.take_lock():
         return _report_serve_holds_digest(rt, slot, now)
     try:
         rt.pipeline.recover()

@@ -159,7 +159,7 @@ class Daemon:
         rt = self.rt
         deadline = time.monotonic() + self.lock_wait
         waiting = False
-        while not rt.lock.acquire():
+        while not rt.take_lock():
             if time.monotonic() >= deadline:
                 raise StartupError(
                     f"another mailbot is running on {rt.config.storage.dir} "

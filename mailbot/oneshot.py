@@ -43,7 +43,7 @@ def process_spool(rt: Runtime) -> None:
         if not waiting or waiting == seen:  # nothing left, or nothing it could do
             return
         seen = waiting
-        if not rt.lock.acquire():
+        if not rt.take_lock():
             log.info("%d message(s) wait in the spool; the process holding the writer lock "
                      "(pid %s) will process them", len(waiting), rt.lock.holder() or "?")
             return

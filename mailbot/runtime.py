@@ -42,6 +42,15 @@ class Runtime:
     # The scheduled jobs, in a process that runs them (`serve`, `tick`); None elsewhere.
     scheduler: Scheduler | None = None
 
+    def take_lock(self) -> bool:
+        """Take the writer lock (False: another process holds it), then read the store
+        again: whoever held the lock before may have committed since this Runtime read
+        it, and a stale copy would hand out incident numbers already given."""
+        if not self.lock.acquire():
+            return False
+        self.store.reload()
+        return True
+
     def close(self) -> None:
         self.store.close()
 

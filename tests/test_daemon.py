@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ from mailbot.config import load_config
 from mailbot.daemon import Daemon, StartupError
 from mailbot.lock import WriterLock
 from mailbot.runtime import build_runtime
-from tests.support import REPO, DaemonProcess, free_port, wait_for, write_config
+from tests.support import (DECLARATION_BODY, REPO, DaemonProcess, free_port, message, send,
+                           wait_for, write_config)
 
 
 def test_serve_waits_for_a_one_shot_holder_then_starts(tmp_path):
@@ -52,3 +54,31 @@ def test_serve_gives_up_on_a_holder_that_keeps_the_lock(tmp_path):
     finally:
         lock.release()
     assert not daemon.threads  # nothing was started
+
+
+def test_serve_that_waited_for_the_lock_reads_what_the_holder_committed(tmp_path, sink):
+    """serve builds its Runtime, then takes the writer lock: a pipe's `ingest` may have
+    declared an incident in between. serve must number the next one after it, not give
+    the same number again (and overwrite it)."""
+    port = free_port()
+    cfg = write_config(tmp_path, smtp_port=port, relay_port=sink.port)
+    rt = build_runtime(load_config(cfg))  # as `serve` does, before the lock
+    piped = subprocess.run([sys.executable, "-m", "mailbot", "ingest", "-", "--config", str(cfg)],
+                           input=message("[DECLARE] piped first", DECLARATION_BODY,
+                                         message_id="piped@x"),
+                           capture_output=True, cwd=REPO, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    daemon = Daemon(rt)
+    daemon.start()
+    try:
+        send(port, message("[DECLARE] sent to serve", DECLARATION_BODY, message_id="smtp@x"))
+        acks = sink.wait_count(2, timeout=20)
+    finally:
+        daemon.shutdown()
+        rt.close()
+    subjects = sorted(a.subject for a in acks)
+    assert subjects == ["[INC-1] piped first", "[INC-2] sent to serve"], subjects
+    shown = subprocess.run([sys.executable, "-m", "mailbot", "incidents", "--all", "--json",
+                            "--config", str(cfg)], capture_output=True, cwd=REPO, timeout=60)
+    titles = sorted(i["title"] for i in json.loads(shown.stdout))
+    assert titles == ["piped first", "sent to serve"]

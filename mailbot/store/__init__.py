@@ -71,6 +71,12 @@ class Store:
         self.lock = threading.RLock()
         self._finished: set[str] = set()  # journal keys done, dropped at the next commit
 
+    def reload(self) -> None:
+        """The hot file as it is on disk now: for a process that has just taken the
+        writer lock after building its Runtime (another holder may have committed)."""
+        with self.lock:
+            self.storage.reload()
+
     def _make_storage(self, path: str | Path) -> DurableStorage:
         self._storage = DurableStorage(path)
         return self._storage

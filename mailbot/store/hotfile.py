@@ -39,6 +39,17 @@ class DurableStorage(Storage):
     def read(self) -> dict[str, Any]:
         return self._data
 
+    def reload(self) -> None:
+        """Read the file again (another process may have replaced it)."""
+        assert self._depth == 0, "not inside a batch"
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            text = ""
+        self._data = json.loads(text) if text.strip() else {}
+        self._last = text
+        self._dirty = False
+
     def write(self, data: dict[str, Any]) -> None:
         self._data = data
         if self._depth:
