@@ -336,15 +336,28 @@ def cmd_oncall(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
-def cmd_failed(args: argparse.Namespace, config: Config) -> int:
-    rt = _runtime(config)
-    names = rt.spool.failed_names()
+def cmd_failed(args: argparse.Namespace) -> int:
+    """Reads `[storage] dir` alone, as `ingest` beside `serve` does: it is wanted most
+    when something is broken, the configuration included."""
+    from mailbot.configfile import StorageFolders, config_path, storage_dir
+    from mailbot.ingress.pipe import open_spool
+
+    path = config_path(args.config)
+    where = storage_dir(path)
+    if where is None:  # no file, or no usable [storage] dir: load_config says which
+        where = _load_config(path).storage.dir
+    try:
+        spool = open_spool(StorageFolders(where).spool_dir)
+    except OSError as exc:
+        raise CommandError(f"[storage] dir: cannot open {where}: {exc.strerror or exc}",
+                           Exit.CANTCREAT) from None
+    names = spool.failed_names()
     if not names:
         print("no failed messages")
     for name in names:
-        reason = rt.spool.failure_reason(name).strip().splitlines()
+        reason = spool.failure_reason(name).strip().splitlines()
         print(f"{name}  {reason[-1] if reason else ''}")
-    _say_waiting(rt.spool.pending())
+    _say_waiting(spool.pending())
     return Exit.OK
 
 
@@ -454,7 +467,8 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
         try:
             (site_env if name.startswith("site/") else env).get_template(name)
         except jinja2.TemplateSyntaxError as exc:
-            raise CommandError(f"template {name} line {exc.lineno}: {exc.message}",
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CommandError(f"template {name} line {exc.lineno}{where}: {exc.message}",
                                Exit.CONFIG) from None
     check_storage(config)
     print(f"{config.path}: OK (storage {config.storage.dir}, templates {config.templates_dir})")
@@ -709,7 +723,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             "write the sample mailbot.toml and services.toml into DIR, to start from")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(needs_config=False)
-    add("failed", cmd_failed, "list messages whose processing failed")
+    p = add("failed", cmd_failed, "list messages whose processing failed, and how many wait")
+    p.set_defaults(needs_config=False)  # reads [storage] dir alone: see cmd_failed
     p = add("retry", cmd_retry, "put failed messages back in the spool and process them")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--all", action="store_true")

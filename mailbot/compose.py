@@ -147,8 +147,12 @@ class Composer:
 
     def __init__(self, env: jinja2.Environment, bot_address: str, bot_name: str,
                  common: dict[str, Any] | None = None, *, list_address: str = "",
-                 recipients: RecipientPolicy | None = None) -> None:
+                 recipients: RecipientPolicy | None = None,
+                 builtin_env: jinja2.Environment | None = None) -> None:
         self.env = env
+        # With a [templates] dir: the built-in templates alone, to write a mail whose
+        # override fails to render (see `_render_any`).
+        self.builtin_env = builtin_env
         # Every mail passes here, so this is where mail to anyone outside the list and
         # the allowed addresses is stopped (rules/recipients.py); None: no filter.
         self.recipients = recipients
@@ -172,6 +176,37 @@ class Composer:
                 for name in self.env.list_templates(extensions=["html"])
                 if name.startswith("mail/"))
         return self._html
+
+    def _render_any(self, template: str, context: dict[str, Any], what: str
+                    ) -> tuple[str, str, str | None]:
+        """(subject, text, HTML or None) of `template`. An override that fails to render
+        (a variable mailbot does not pass, say: compiling cannot tell) must not leave the
+        people unanswered: the built-in template writes the mail, and the log says which
+        override to fix."""
+        try:
+            return self._render(self.env, template, context, self._html_templates())
+        except Exception as exc:  # any error of an operator's template
+            if self.builtin_env is None:
+                raise
+            log.error("%s: the [templates] dir override of mail/%s failed (%s: %s); sent "
+                      "with the built-in template: fix the override and restart", what,
+                      template, type(exc).__name__, exc)
+            html_names = frozenset(name[len("mail/"):-len(".html")] for name in
+                                   self.builtin_env.list_templates(extensions=["html"])
+                                   if name.startswith("mail/"))
+            return self._render(self.builtin_env, template, context, html_names)
+
+    @staticmethod
+    def _render(env: jinja2.Environment, template: str, context: dict[str, Any],
+                html_names: frozenset[str]) -> tuple[str, str, str | None]:
+        text_tmpl = env.get_template(f"mail/{template}.txt")
+        ctx = text_tmpl.new_context(context)
+        subject = clean_header("".join(text_tmpl.blocks["subject"](ctx)))
+        body = "".join(text_tmpl.blocks["body"](ctx))
+        html = None
+        if template in html_names:
+            html = env.get_template(f"mail/{template}.html").render(context)
+        return subject, body, html
 
     def may_mail(self, address: str) -> bool:
         """Whether mailbot may send to `address` (see `rules/recipients.py`)."""
@@ -197,13 +232,7 @@ class Composer:
     ) -> OutgoingMail:
         """Render `templates/mail/<template>.txt` (and .html if present) into a mail."""
         context = {**self.common, **variables, "now": now}
-        text_tmpl = self.env.get_template(f"mail/{template}.txt")
-        ctx = text_tmpl.new_context(context)
-        subject = clean_header("".join(text_tmpl.blocks["subject"](ctx)))
-        body = "".join(text_tmpl.blocks["body"](ctx))
-        html = None
-        if template in self._html_templates():
-            html = self.env.get_template(f"mail/{template}.html").render(context)
+        subject, body, html = self._render_any(template, context, variables.get("ref") or name)
 
         to = [a for a in (clean_header(x) for x in to) if a]
         cc = [a for a in (clean_header(x) for x in cc) if a and a not in to]

@@ -637,6 +637,13 @@ def test_accepted_mail_waiting_in_the_spool_is_shown(tmp_path):
             out = run(command, "--config", str(cfg))
             assert out.returncode == 0, out.stderr
             assert b"2 message(s) accepted and waiting in the spool" in out.stdout, out.stdout
+        # When it is most wanted, the configuration may be what is broken.
+        good = cfg.read_text()
+        break_config(cfg, "bad key")
+        assert run("check-config", "--config", str(cfg)).returncode == 78
+        out = run("failed", "--config", str(cfg))
+        assert out.returncode == 0 and b"2 message(s) accepted" in out.stdout, out.stderr
+        cfg.write_text(good)
     finally:
         lock.release()
     assert run("tick", "--config", str(cfg)).returncode == 0
