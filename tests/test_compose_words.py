@@ -23,7 +23,7 @@ def test_declaration_ack_asks_for_severity_and_customer_impact(bot, sink):
                         "Phase: investigating\nCommander: alice@example.com\n\nIt broke.",
                         message_id="root"))
     [ack] = sink.take(1)
-    assert "A good declaration says 7 things. This one did not say:" in ack.text
+    assert "A good declaration says 7 things; this one left out 4:" in ack.text
     assert ("  - its severity (Severity:); until it has one, mailbot asks for an update "
             "every 30m, as for SEV1\n") in ack.text
     assert "  - whether customers are affected (Customer-Impact: yes or no)\n" in ack.text
@@ -31,7 +31,7 @@ def test_declaration_ack_asks_for_severity_and_customer_impact(bot, sink):
     bot.receive(message("[DECLARE] Search slow", declaration("SEV3").replace(
         "Customer-Impact: yes", "Customer-Impact: no") + "Roles: comms=bob@example.com\n"))
     [ack2] = sink.take(1)
-    assert "did not say" not in ack2.text
+    assert "left out" not in ack2.text
 
 
 def test_resolved_ack_does_not_ask_for_a_liaison(bot, sink):

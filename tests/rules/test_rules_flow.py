@@ -205,7 +205,7 @@ def test_declaration_gaps_and_liaison_flag_are_in_the_ack(daemon, sink):
     body = ack.message.get_content()
     for item in ("Severity:", "Commander:", "Channel:", "Roles:"):
         assert item in body
-    assert "did not say" in body and "no customer liaison" in body
+    assert "left out" in body and "no customer liaison" in body
     gap_lines = [line for line in body.splitlines() if line.startswith("  - ")]
     assert len([line for line in gap_lines if "(Channel:)" in line or "(Roles:)" in line
                 or "(Phase:)" in line]) == 3  # one missing item per line
