@@ -783,6 +783,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return exc.code
     except KeyboardInterrupt:
         return Exit.ERROR
+    except BrokenPipeError:
+        # `mailbot incidents | head`: the reader has what it wanted. Quiet, and no second
+        # error when the interpreter flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.OK
     except Exception as exc:
         if args.debug:
             raise

@@ -188,9 +188,9 @@ class Composer:
         except Exception as exc:  # any error of an operator's template
             if self.builtin_env is None:
                 raise
-            log.error("%s: the [templates] dir override of mail/%s failed (%s: %s); sent "
-                      "with the built-in template: fix the override and restart", what,
-                      template, type(exc).__name__, exc)
+            log.error("%s: the [templates] dir override of mail/%s failed (%s: %s); the "
+                      "mail is written with the built-in template: fix the override (then "
+                      "restart serve, if it runs)", what, template, type(exc).__name__, exc)
             html_names = frozenset(name[len("mail/"):-len(".html")] for name in
                                    self.builtin_env.list_templates(extensions=["html"])
                                    if name.startswith("mail/"))

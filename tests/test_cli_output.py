@@ -53,3 +53,27 @@ def test_show_gives_the_summary_the_acknowledgement_gave(tmp_path):
     [in_show] = [line.split(":", 1)[1].strip() for line in shown.splitlines()
                  if line.startswith("  Summary: ")]
     assert in_ack == in_show == "Checkout down"
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`mailbot incidents --all --json | head`: the pipe closes under the writer."""
+    cfg = write_config(tmp_path, smtp_port=free_port())
+    files = []
+    for n in range(300):
+        f = tmp_path / f"m{n}.eml"
+        f.write_bytes(message(f"[DECLARE] outage number {n} " + "x" * 200,
+                              "Severity: SEV3\nPhase: investigating\n"
+                              "Commander: alice@example.com\n", message_id=f"bp{n}@x"))
+        files.append(str(f))
+    made = subprocess.run([sys.executable, "-m", "mailbot", "ingest", *files, "--config",
+                           str(cfg)], capture_output=True, cwd=REPO, timeout=300)
+    assert made.returncode == 0, made.stderr[-500:]
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot", "incidents", "--all", "--json",
+                             "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"[\n"  # more than a pipe's buffer follows
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert err == b""
