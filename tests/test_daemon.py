@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -82,3 +83,46 @@ def test_serve_that_waited_for_the_lock_reads_what_the_holder_committed(tmp_path
                             "--config", str(cfg)], capture_output=True, cwd=REPO, timeout=60)
     titles = sorted(i["title"] for i in json.loads(shown.stdout))
     assert titles == ["piped first", "sent to serve"]
+
+
+def test_stopping_answers_the_message_being_sent_and_takes_no_new_one(tmp_path, sink):
+    """SIGTERM while a client is in DATA: its message is stored and gets its 250 (a user
+    test saw messages stored and numbered whose sender got no answer), then serve stops;
+    a new connection is refused meanwhile."""
+    import smtplib
+    import socket
+
+    port = free_port()
+    config = load_config(write_config(tmp_path, smtp_port=port, relay_port=sink.port))
+    daemon = Daemon(build_runtime(config))
+    daemon.start()
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    client.ehlo()
+    client.mail("alice@example.com")
+    client.rcpt("incidents@example.com")
+    code, _ = client.docmd("DATA")
+    assert code == 354
+    raw = message("[DECLARE] sent while stopping", DECLARATION_BODY, message_id="stop@x")
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    half = len(raw) // 2
+    client.send(raw[:half])
+    stopper = threading.Thread(target=daemon.shutdown)
+    stopper.start()
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except OSError:
+            return True
+
+    wait_for(refused, what="new connections to be refused")
+    client.send(raw[half:] + b"\r\n.\r\n")
+    code, reply = client.getreply()
+    assert code == 250, reply
+    client.close()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    daemon.rt.close()
+    stored = list((tmp_path / "var" / "spool" / "new").iterdir()) + \
+        list((tmp_path / "var" / "db").glob("hot.json"))
+    assert any(b"stop@x" in p.read_bytes() for p in stored)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 _END = b"\r\n.\r\n"  # the lone dot that ends DATA, with the line end before it
 TOO_MANY = b"421 4.7.0 mailbot: too many connections, try again later\r\n"
+STOPPING = "421 4.3.2 mailbot is stopping, try again later"
+STOP_GRACE = 10.0  # seconds a stopping daemon waits for the answer to a DATA in progress
 
 
 class SpoolHandler:
@@ -77,6 +79,8 @@ class _Gate:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
+        self.in_data = 0  # sessions between DATA and its answer
+        self.closing = False  # the daemon is stopping: no new transaction starts
 
 
 # The mixin is typed against the class it is mixed into (its attributes are aiosmtpd's).
@@ -126,6 +130,18 @@ class _BoundedData(_MixinBase):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        if self.gate.closing:
+            await self.push(STOPPING)
+            self._writer.close()
+            return
+        self.gate.in_data += 1  # a stopping daemon waits for the answer to this DATA
+        try:
+            await self._data_transaction()
+        finally:
+            self.gate.in_data -= 1
+
+    async def _data_transaction(self) -> None:
+        assert self.envelope is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
             content, error = await self._read_data()
@@ -249,6 +265,28 @@ class IngressController(Controller):
             enable_SMTPUTF8=True,
             server_hostname="mailbot",
         )
+
+    def stop(self, no_assert: bool = False) -> None:
+        """Stop listening, let every DATA in progress be stored and answered (up to
+        `STOP_GRACE` seconds), then end the sessions. Without the wait, a message could be
+        spooled and its `250` never sent: the client retries, and only the Message-ID
+        keeps that from being a second message."""
+        loop = self.loop
+        if self._thread is not None and loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(self._close_gently(), loop)
+            try:
+                done.result(STOP_GRACE + 5)
+            except Exception:  # stopping anyway, as before
+                log.warning("smtp: could not wait for transactions in progress", exc_info=True)
+        super().stop(no_assert)
+
+    async def _close_gently(self) -> None:
+        self.gate.closing = True
+        if self.server is not None:
+            self.server.close()  # no new connections; open sessions go on
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE
+        while self.gate.in_data and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)  # a poll of a counter in this loop, not a sync
 
     def factory(self) -> SMTP:
         cls = BoundedLMTP if self.config.protocol == "lmtp" else BoundedSMTP
