@@ -27,25 +27,22 @@ class DurableStorage(Storage):
         self._depth = 0
         self._dirty = False
         self.rolled_back = False  # the last outermost batch was discarded
+        self._data: dict[str, Any] = {}
+        self._last = ""  # what the file holds: memory goes back to it when a write fails
+        self.reload()
+
+    def read(self) -> dict[str, Any]:
+        return self._data
+
+    def reload(self) -> None:
+        """Read the file (again: another process may have replaced it)."""
+        assert self._depth == 0, "not inside a batch"
         try:
             text = self.path.read_text("utf-8")
         except FileNotFoundError:
             text = ""
         # An atomic rename never leaves a half file; anything unparsable is a bug or
         # outside tampering, and must stop us rather than be silently reset.
-        self._data: dict[str, Any] = json.loads(text) if text.strip() else {}
-        self._last = text  # what the file holds: memory goes back to it when a write fails
-
-    def read(self) -> dict[str, Any]:
-        return self._data
-
-    def reload(self) -> None:
-        """Read the file again (another process may have replaced it)."""
-        assert self._depth == 0, "not inside a batch"
-        try:
-            text = self.path.read_text("utf-8")
-        except FileNotFoundError:
-            text = ""
         self._data = json.loads(text) if text.strip() else {}
         self._last = text
         self._dirty = False
