@@ -70,10 +70,16 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
             log.warning("template cache not written (%s); templates still work", exc)
 
 
+def has_overrides(templates_dir: Path) -> bool:
+    """Whether `[templates] dir` is a folder of the operator's, searched before ours."""
+    return Path(templates_dir) != builtin_templates_dir()
+
+
 def template_search_path(templates_dir: Path) -> list[Path]:
     """Where templates are looked up: the configured folder, then the built-in one."""
-    builtin = builtin_templates_dir()
-    return [templates_dir] if Path(templates_dir) == builtin else [templates_dir, builtin]
+    if not has_overrides(templates_dir):
+        return [templates_dir]
+    return [templates_dir, builtin_templates_dir()]
 
 
 def check_overrides(env: jinja2.Environment, templates_dir: Path) -> None:
@@ -83,9 +89,9 @@ def check_overrides(env: jinja2.Environment, templates_dir: Path) -> None:
     be broken, and a process that would render with it must not take mail it then cannot
     answer (`serve` refuses to start, `ingest` defers with 75). The site's templates are
     compiled by the site's own environment, in `check-config` and `publish`."""
-    builtin = builtin_templates_dir()
-    if Path(templates_dir) == builtin:
+    if not has_overrides(templates_dir):
         return
+    builtin = builtin_templates_dir()
     for path in sorted(Path(templates_dir).rglob("*")):
         name = path.relative_to(templates_dir).as_posix()
         if not path.is_file() or name.startswith("site/") or \
@@ -166,16 +172,17 @@ class Composer:
         self._instance = hashlib.sha1(instance.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         self.list_address = list_address
         self.common = dict(common or {})
-        self._html: frozenset[str] | None = None
+        self._html: dict[int, frozenset[str]] = {}  # by id() of the environment
 
-    def _html_templates(self) -> frozenset[str]:
-        """Templates with an HTML alternative (listed once: a walk of the directory)."""
-        if self._html is None:
-            self._html = frozenset(
+    def _html_templates(self, env: jinja2.Environment) -> frozenset[str]:
+        """Templates with an HTML alternative in `env` (listed once: a walk of the
+        directory)."""
+        if id(env) not in self._html:
+            self._html[id(env)] = frozenset(
                 name[len("mail/"):-len(".html")]
-                for name in self.env.list_templates(extensions=["html"])
+                for name in env.list_templates(extensions=["html"])
                 if name.startswith("mail/"))
-        return self._html
+        return self._html[id(env)]
 
     def _render_any(self, template: str, context: dict[str, Any], what: str
                     ) -> tuple[str, str, str | None]:
@@ -184,17 +191,15 @@ class Composer:
         people unanswered: the built-in template writes the mail, and the log says which
         override to fix."""
         try:
-            return self._render(self.env, template, context, self._html_templates())
+            return self._render(self.env, template, context, self._html_templates(self.env))
         except Exception as exc:  # any error of an operator's template
             if self.builtin_env is None:
                 raise
             log.error("%s: the [templates] dir override of mail/%s failed (%s: %s); the "
                       "mail is written with the built-in template: fix the override (then "
                       "restart serve, if it runs)", what, template, type(exc).__name__, exc)
-            html_names = frozenset(name[len("mail/"):-len(".html")] for name in
-                                   self.builtin_env.list_templates(extensions=["html"])
-                                   if name.startswith("mail/"))
-            return self._render(self.builtin_env, template, context, html_names)
+            return self._render(self.builtin_env, template, context,
+                                self._html_templates(self.builtin_env))
 
     @staticmethod
     def _render(env: jinja2.Environment, template: str, context: dict[str, Any],

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbot.clock import Clock
-from mailbot.compose import Composer, check_overrides, make_environment
+from mailbot.compose import Composer, check_overrides, has_overrides, make_environment
 from mailbot.config import Config, builtin_templates_dir
 from mailbot.lock import WriterLock
 from mailbot.outbox import Outbox
@@ -76,12 +76,11 @@ def build_runtime(config: Config, *, clock: Clock | None = None,
     directory = load_services(config.services_file)
     # The directory's addresses and pagers: written by the operator, so mail (and pages)
     # may go there; nothing outside it or the allowed senders is ever paged.
-    overridden = config.templates_dir != builtin_templates_dir()
     composer = Composer(env, config.list.bot_address, f"{config.list.name} bot",
                         list_address=config.list.address,
                         builtin_env=make_environment(builtin_templates_dir(),
                                                      storage.template_cache_dir)
-                        if overridden else None,
+                        if has_overrides(config.templates_dir) else None,
                         recipients=RecipientPolicy.from_config(
                             config, configured=directory.addresses()))
     planner = Planner(config, store, composer, directory=directory,
