@@ -134,20 +134,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     lock = WriterLock(folders.lock_file)
     try:
         held = lock.acquire()
-    except OSError:
-        held = True  # cannot even make the lock: the whole path says why, in one line
-    if held:
-        lock.release()
+    except OSError:  # cannot even make the lock: the whole path says why, in one line
         return _ingest_and_process(args, _load_config(path), messages)
+    if held:
+        try:
+            config = _load_config(path)
+        except BaseException:
+            lock.release()
+            raise
+        return _ingest_and_process(args, config, messages, lock)
     # `serve` (or another one-shot command) holds the lock and will process the spool.
-    from mailbot.ingress.pipe import open_spool
-
-    try:
-        spool = open_spool(folders.spool_dir)
-    except OSError as exc:
-        raise CommandError(f"[storage] dir: cannot open {folders.spool_dir}: "
-                           f"{exc.strerror or exc}", Exit.CANTCREAT) from None
-    _spool_messages(spool, messages)
+    _spool_messages(_spool_at(where), messages)
     if not lock.acquire():
         print(f"mailbot: {len(messages)} message(s) spooled; the process holding the "
               f"writer lock (pid {lock.holder() or '?'}) will process them", file=sys.stderr)
@@ -174,25 +171,36 @@ def _load_config(path: Path) -> Config:
     return load_config(path)
 
 
+def _spool_at(storage: Path) -> Any:
+    """The spool under `storage`, for a process that does not hold the writer lock."""
+    from mailbot.configfile import StorageFolders
+    from mailbot.ingress.pipe import open_spool
+
+    try:
+        return open_spool(StorageFolders(storage).spool_dir)
+    except OSError as exc:
+        raise CommandError(f"[storage] dir: cannot open {storage}: {exc.strerror or exc}",
+                           Exit.CANTCREAT) from None
+
+
 def _ingest_and_process(args: argparse.Namespace, config: Config,
-                        messages: list[tuple[str, bytes]]) -> int:
+                        messages: list[tuple[str, bytes]], lock: Any = None) -> int:
     """Nobody else processes: build everything before spooling, so a broken store or
-    install spools nothing it could never process (75, the MTA keeps the message)."""
-    from mailbot.oneshot import process_spool
+    install spools nothing it could never process (75, the MTA keeps the message).
+    `lock`: the writer lock, if this process holds it already."""
     from mailbot.lock import WriterLock
-    from mailbot.oneshot import process_and_deliver_held
+    from mailbot.oneshot import process_and_deliver_held, process_spool
 
     _setup_logging(config.log_level, args.verbose)
-    lock = WriterLock(config.storage.lock_file)
-    try:
-        held = lock.acquire()
-    except OSError as exc:
-        raise _storage_error(config, exc) from None
-    if not held:  # taken since this process looked: spool for the holder
-        from mailbot.ingress.pipe import open_spool
-
-        _spool_messages(open_spool(config.storage.spool_dir), messages)
-        return Exit.OK
+    if lock is None:
+        lock = WriterLock(config.storage.lock_file)
+        try:
+            held = lock.acquire()
+        except OSError as exc:
+            raise _storage_error(config, exc) from None
+        if not held:  # taken since this process looked: spool for the holder
+            _spool_messages(_spool_at(config.storage.dir), messages)
+            return Exit.OK
     try:
         rt = _runtime(config)
         _spool_messages(rt.spool, messages)
@@ -218,9 +226,9 @@ def _spool_messages(spool: Any, messages: list[tuple[str, bytes]]) -> None:
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     """What `serve` does on its own, once: for setups without it (mail fed by `ingest`),
     run every minute by systemd/mailbot-tick.timer or cron."""
-    from mailbot.oneshot import process_spool
-
     import logging
+
+    from mailbot.oneshot import process_spool
 
     _setup_logging(config.log_level, args.verbose)
     log = logging.getLogger("mailbot.tick")
@@ -339,18 +347,13 @@ def cmd_oncall(args: argparse.Namespace, config: Config) -> int:
 def cmd_failed(args: argparse.Namespace) -> int:
     """Reads `[storage] dir` alone, as `ingest` beside `serve` does: it is wanted most
     when something is broken, the configuration included."""
-    from mailbot.configfile import StorageFolders, config_path, storage_dir
-    from mailbot.ingress.pipe import open_spool
+    from mailbot.configfile import config_path, storage_dir
 
     path = config_path(args.config)
     where = storage_dir(path)
     if where is None:  # no file, or no usable [storage] dir: load_config says which
         where = _load_config(path).storage.dir
-    try:
-        spool = open_spool(StorageFolders(where).spool_dir)
-    except OSError as exc:
-        raise CommandError(f"[storage] dir: cannot open {where}: {exc.strerror or exc}",
-                           Exit.CANTCREAT) from None
+    spool = _spool_at(where)
     names = spool.failed_names()
     if not names:
         print("no failed messages")
@@ -472,9 +475,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
                                Exit.CONFIG) from None
     check_storage(config)
     print(f"{config.path}: OK (storage {config.storage.dir}, templates {config.templates_dir})")
-    from mailbot.ingress.pipe import open_spool
-
-    _say_waiting(open_spool(config.storage.spool_dir).pending())
+    _say_waiting(_spool_at(config.storage.dir).pending())
     if not config.services_file.exists():
         # Allowed (an empty directory), but most likely a wrong path: say so.
         print(f"note: {config.services_file} does not exist: no experts will be listed "
@@ -484,8 +485,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_init_config(args: argparse.Namespace) -> int:
     """Write the sample configuration (mailbot.toml, services.toml) into a folder."""
-    from mailbot.config import package_data
     import shutil
+
+    from mailbot.config import package_data
 
     out = Path(args.dir)
     sample = package_data("sample_config")
