@@ -432,12 +432,9 @@ def _rotation(body: Mapping[str, Any], where: str) -> Rotation | None:
     if start.weekday() != WEEKDAYS.index(day_name):
         raise ConfigError(f"{at} start: {start.isoformat()} is a "
                           f"{WEEKDAYS[start.weekday()]}, not the handover_day ({day_name})")
-    items = raw.get("overrides", [])
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ConfigError(f"{at} overrides must be an array of tables "
-                          "([[services.NAME.rotation.overrides]])")
     overrides = []
-    for n, item in enumerate(items, start=1):
+    for n, item in enumerate(_tables(raw.get("overrides", []), f"{at} overrides",
+                                     "[[services.NAME.rotation.overrides]]"), start=1):
         o_at = f"{at} override {n}"
         reject_unknown_keys(item, o_at, _OVERRIDE_KEYS)
         person = _string(item, o_at, "person").strip().lower()
@@ -483,15 +480,20 @@ def _local(value: Any, tz: ZoneInfo, where: str) -> dt.datetime:
                       "(YYYY-MM-DD HH:MM)")
 
 
+def _tables(items: Any, what: str, header: str) -> list[dict[str, Any]]:
+    """`items` as the array of tables TOML writes as `header`; ConfigError else."""
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{what} must be an array of tables ({header})")
+    return items
+
+
 def _experts(body: Mapping[str, Any], where: str) -> tuple[Expert, ...]:
     items = body.get("experts")
     if not items:
         raise ConfigError(f"{where} needs at least one [[services.NAME.experts]] entry")
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ConfigError(f"{where} experts must be an array of tables "
-                          "([[services.NAME.experts]])")
     experts = []
-    for n, item in enumerate(items, start=1):
+    for n, item in enumerate(_tables(items, f"{where} experts", "[[services.NAME.experts]]"),
+                             start=1):
         at = f"{where} expert {n}"
         reject_unknown_keys(item, at, _EXPERT_KEYS)
         address = _string(item, at, "address").strip()
